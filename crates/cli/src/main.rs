@@ -1,0 +1,147 @@
+//! `minicpm`: train, inspect and run MiniCPM models.
+
+mod demo;
+mod info;
+mod util;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "minicpm",
+    version,
+    about = "Train, study and serve MiniCPM-style small language models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model from a TOML config, or continue a run with --resume.
+    Train(TrainArgs),
+    /// Generate text from an HF model directory, a checkpoint or a run (its latest checkpoint).
+    Generate(GenerateArgs),
+    /// Print shapes, parameter counts, muP multipliers and per-group learning rates.
+    Info {
+        /// A run config (.toml), an HF config.json, or a model directory.
+        path: PathBuf,
+    },
+    /// The main job on built-in defaults: build a corpus from local text, train a tokenizer,
+    /// train the demo model with WSD, print samples.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Run config (TOML); required for a new run.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config value, e.g. --set optim.lr=0.02 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Directory of the new run.
+    #[arg(long, conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its latest checkpoint.
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value = "")]
+    prompt: String,
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f64,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .without_time()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => train(a),
+        Command::Generate(a) => generate(a),
+        Command::Info { path } => info::run(&path),
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, naming the culprit; bad input exits 2.
+            eprintln!(
+                "error: {}",
+                minicpm_model::strict::one_line(&format!("{e:#}"))
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
+    let (run_dir, config, resume) = match (&a.out, &a.resume) {
+        (Some(out), None) => {
+            let path = a
+                .config
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("a new run needs --config"))?;
+            (
+                out.clone(),
+                minicpm_train::RunConfig::load(path, &a.set)?,
+                false,
+            )
+        }
+        (None, Some(run)) => {
+            let path = a
+                .config
+                .clone()
+                .unwrap_or_else(|| run.join(minicpm_train::trainer::RUN_CONFIG_FILE));
+            (
+                run.clone(),
+                minicpm_train::RunConfig::load(&path, &a.set)?,
+                true,
+            )
+        }
+        _ => anyhow::bail!("give --out for a new run or --resume RUN_DIR to continue one"),
+    };
+    let outcome = util::run_training(run_dir, config, resume, !a.quiet)?;
+    util::report(&outcome);
+    Ok(if outcome.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let params = minicpm_serve::SamplingParams {
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+    };
+    let dir = util::resolve_model_dir(&a.model)?;
+    let (model, tok) = util::load_for_inference(&dir)?;
+    util::stream_generation(&model, &tok, &a.prompt, a.max_new_tokens, params)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,306 @@
+//! End-to-end tests of the `minicpm` binary: info, exact resume after kill -9, the logged LR
+//! against the schedule, generation, and bad input.
+
+use minicpm_data::shards::ShardWriter;
+use minicpm_data::TextTokenizer;
+use minicpm_train::metrics::{read, Record};
+use minicpm_train::RunConfig;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_minicpm"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a command that must fail with exit code 2 and a one-line error; returns that line.
+fn run_bad(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(out.status.code(), Some(2), "expected exit 2, stderr: {err}");
+    let line = err.lines().last().unwrap_or_default().to_string();
+    assert!(line.starts_with("error: "), "{err}");
+    line
+}
+
+const TEXT: &str = "The quick brown fox jumps over the lazy dog. A stitch in time saves nine. \
+To be or not to be, that is the question. All that glitters is not gold. ";
+
+/// A tokenizer and train/valid shards of a small repetitive corpus.
+fn make_data(dir: &Path) {
+    let docs: Vec<String> = (0..120)
+        .map(|i| format!("{i} {TEXT}{}", TEXT.repeat(1 + i % 3)))
+        .collect();
+    let tok = TextTokenizer::train_bpe(docs.iter(), 300).unwrap();
+    tok.save(&dir.join("tokenizer.json")).unwrap();
+    for (split, range) in [("train", 0..110), ("valid", 110..120)] {
+        let mut w = ShardWriter::create(&dir.join(split), tok.vocab_size(), 2, 1 << 20).unwrap();
+        for d in &docs[range] {
+            w.push_document(&tok.encode(d).unwrap(), d.len() as u64)
+                .unwrap();
+        }
+        w.finish().unwrap();
+    }
+}
+
+fn write_config(dir: &Path, steps: u64) -> PathBuf {
+    let d = dir.display();
+    let text = format!(
+        r#"
+seed = 7
+[model]
+vocab_size = 320
+hidden_size = 32
+intermediate_size = 80
+num_hidden_layers = 2
+num_attention_heads = 2
+num_key_value_heads = 1
+dim_model_base = 16.0
+scale_emb = 12.0
+scale_depth = 1.4
+[optim]
+lr = 0.01
+[schedule]
+kind = "wsd"
+warmup_steps = 5
+decay_fraction = 0.25
+decay = "exp"
+[train]
+steps = {steps}
+batch_tokens = 128
+micro_batch = 4
+seq_len = 16
+log_every = 1
+eval_every = 10
+eval_batches = 2
+checkpoint_every = 5
+keep_checkpoints = 2
+[data]
+train = "{d}/train"
+valid = "{d}/valid"
+tokenizer = "{d}/tokenizer.json"
+"#
+    );
+    let p = dir.join("tiny.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn setup(steps: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let cfg = write_config(dir.path(), steps);
+    (dir, cfg)
+}
+
+fn train_new(cfg: &Path, out: &Path) -> Command {
+    let mut c = bin();
+    c.args(["train", "--quiet", "--config"])
+        .arg(cfg)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
+fn losses(records: &[Record]) -> Vec<(u64, u64, u64, u64, Option<u64>)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r.step,
+                r.loss.to_bits(),
+                r.grad_norm.to_bits(),
+                r.lr.to_bits(),
+                r.eval_loss.map(f64::to_bits),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn info_reports_the_published_non_embedding_counts() {
+    for (preset, count) in [
+        ("minicpm-2b", "2,442,057,984"),
+        ("minicpm-1b", "1,247,442,432"),
+    ] {
+        let out = run_ok(
+            bin()
+                .arg("info")
+                .arg(repo().join(format!("configs/{preset}.toml"))),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("non-embedding parameters: {count}")),
+            "{preset}: {text}"
+        );
+    }
+}
+
+#[test]
+fn resume_after_kill_is_bit_exact_and_lr_follows_the_schedule() {
+    let steps = 60;
+    let (dir, cfg) = setup(steps);
+    let straight = dir.path().join("straight");
+    run_ok(&mut train_new(&cfg, &straight));
+    let reference = read(&straight.join("metrics.jsonl")).unwrap();
+    assert_eq!(reference.len() as u64, steps);
+
+    // The WSD learning rate logged at every update is the schedule function's.
+    let run_cfg = RunConfig::load(&cfg, &[]).unwrap();
+    let schedule = run_cfg.schedule.resolve(steps).unwrap();
+    for r in &reference {
+        assert_eq!(
+            r.lr,
+            run_cfg.optim.lr * schedule.factor(r.step),
+            "update {}",
+            r.step
+        );
+    }
+    assert!(
+        reference.last().unwrap().lr < 0.2 * run_cfg.optim.lr,
+        "the decay ran"
+    );
+
+    // Kill -9 once a mid-run checkpoint exists, then resume.
+    let killed = dir.path().join("killed");
+    let mut child = train_new(&cfg, &killed).spawn().unwrap();
+    let marker = killed.join("checkpoints/step-0000020/trainer_state.json");
+    let t0 = Instant::now();
+    while !marker.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was killed before it finished");
+    let partial = read(&killed.join("metrics.jsonl")).unwrap();
+    assert!((partial.len() as u64) < steps, "killed mid-run");
+
+    let mut resume = bin();
+    resume.args(["train", "--quiet", "--resume"]).arg(&killed);
+    run_ok(&mut resume);
+    let resumed = read(&killed.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        losses(&resumed),
+        losses(&reference),
+        "every loss after the resume is bit-identical"
+    );
+
+    // Retention kept the newest two checkpoints.
+    let kept: Vec<String> = std::fs::read_dir(killed.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+
+    // The final checkpoint is an HF directory that generates text.
+    let out = run_ok(
+        bin()
+            .args([
+                "generate",
+                "--max-new-tokens",
+                "8",
+                "--temperature",
+                "0",
+                "--prompt",
+                "The quick",
+            ])
+            .arg("--model")
+            .arg(&killed),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("The quick"));
+}
+
+#[test]
+fn resuming_with_a_changed_model_is_refused_and_nothing_is_overwritten() {
+    let (dir, cfg) = setup(10);
+    let run = dir.path().join("run");
+    run_ok(&mut train_new(&cfg, &run));
+    let snapshot = |p: &Path| std::fs::read(p).unwrap();
+    let ckpt = run.join("checkpoints/step-0000010/model.safetensors");
+    let (toml_before, model_before, metrics_before) = (
+        snapshot(&run.join("run.toml")),
+        snapshot(&ckpt),
+        snapshot(&run.join("metrics.jsonl")),
+    );
+
+    let mut c = bin();
+    c.args(["train", "--quiet", "--resume"])
+        .arg(&run)
+        .args(["--set", "model.intermediate_size=96"]);
+    let e = run_bad(&mut c);
+    assert!(
+        e.contains("config.json") && e.contains("intermediate_size"),
+        "{e}"
+    );
+
+    // A new run into an existing directory is refused too.
+    let e = run_bad(&mut train_new(&cfg, &run));
+    assert!(e.contains("--resume"), "{e}");
+
+    assert_eq!(snapshot(&run.join("run.toml")), toml_before);
+    assert_eq!(snapshot(&ckpt), model_before);
+    assert_eq!(snapshot(&run.join("metrics.jsonl")), metrics_before);
+}
+
+#[test]
+fn bad_configs_exit_2_naming_the_field() {
+    let (dir, cfg) = setup(10);
+    let out = dir.path().join("never");
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["optim.learning_rate=0.1"],
+            &["tiny.toml", "optim.learning_rate", "unknown"],
+        ),
+        (
+            &["model.hidden_size=\"wide\""],
+            &["tiny.toml", "model.hidden_size", "invalid type"],
+        ),
+        (
+            &["model.num_attention_heads=3"],
+            &["num_attention_heads", "not divisible"],
+        ),
+        (
+            &["model.num_key_value_heads=2", "model.num_attention_heads=1"],
+            &["num_key_value_heads"],
+        ),
+        (
+            &["train.batch_tokens=100"],
+            &["train.batch_tokens", "multiple"],
+        ),
+        (
+            &["data.train=\"/nonexistent/shards\""],
+            &["/nonexistent/shards/index.json"],
+        ),
+    ];
+    for (sets, needles) in cases {
+        let mut c = train_new(&cfg, &out);
+        for s in *sets {
+            c.args(["--set", s]);
+        }
+        let e = run_bad(&mut c);
+        for n in *needles {
+            assert!(e.contains(n), "{sets:?}: missing {n:?} in {e}");
+        }
+    }
+    assert!(!out.join("checkpoints").exists(), "nothing was trained");
+    let e = run_bad(bin().arg("info").arg(dir.path().join("missing.toml")));
+    assert!(e.contains("missing.toml"), "{e}");
+}

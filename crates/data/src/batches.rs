@@ -1,0 +1,109 @@
+//! The batch stream: the token sequence cut into windows of `seq_len + 1` tokens, visited in a
+//! shuffled order that is a pure function of (seed, epoch). The whole stream position is one
+//! number, the cursor, so a checkpoint that stores it resumes the exact same data order.
+
+use crate::shards::TokenDataset;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+/// Inputs and next-token targets, row-major `[rows, seq_len]`.
+pub struct Batch {
+    pub inputs: Vec<u32>,
+    pub targets: Vec<u32>,
+    pub rows: usize,
+    pub seq_len: usize,
+}
+
+pub struct BatchStream<'a> {
+    data: &'a TokenDataset,
+    seq_len: usize,
+    seed: u64,
+    /// Windows consumed so far.
+    cursor: u64,
+    epoch_order: Option<(u64, Vec<u32>)>,
+}
+
+impl<'a> BatchStream<'a> {
+    pub fn new(data: &'a TokenDataset, seq_len: usize, seed: u64, cursor: u64) -> Self {
+        BatchStream {
+            data,
+            seq_len,
+            seed,
+            cursor,
+            epoch_order: None,
+        }
+    }
+
+    /// Number of distinct windows (one epoch).
+    pub fn windows(&self) -> u64 {
+        (self.data.tokens.len().saturating_sub(1) / self.seq_len) as u64
+    }
+
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    fn window_at(&mut self, position: u64) -> usize {
+        let n = self.windows();
+        let epoch = position / n;
+        if self.epoch_order.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+                self.seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            order.shuffle(&mut rng);
+            self.epoch_order = Some((epoch, order));
+        }
+        let order = &self.epoch_order.as_ref().expect("just set").1;
+        order[(position % n) as usize] as usize
+    }
+
+    /// The next `rows` windows.
+    pub fn next_batch(&mut self, rows: usize) -> Batch {
+        let t = self.seq_len;
+        let mut inputs = Vec::with_capacity(rows * t);
+        let mut targets = Vec::with_capacity(rows * t);
+        for _ in 0..rows {
+            let w = self.window_at(self.cursor);
+            self.cursor += 1;
+            let s = &self.data.tokens[w * t..w * t + t + 1];
+            inputs.extend_from_slice(&s[..t]);
+            targets.extend_from_slice(&s[1..]);
+        }
+        Batch {
+            inputs,
+            targets,
+            rows,
+            seq_len: t,
+        }
+    }
+}
+
+/// Consecutive, unshuffled windows for evaluation: the same tokens every time.
+pub fn eval_batches(
+    data: &TokenDataset,
+    seq_len: usize,
+    rows: usize,
+    max_batches: usize,
+) -> Vec<Batch> {
+    let n = data.tokens.len().saturating_sub(1) / seq_len;
+    let mut out = Vec::new();
+    let mut w = 0;
+    while out.len() < max_batches && w + rows <= n {
+        let mut inputs = Vec::with_capacity(rows * seq_len);
+        let mut targets = Vec::with_capacity(rows * seq_len);
+        for r in 0..rows {
+            let s = &data.tokens[(w + r) * seq_len..(w + r) * seq_len + seq_len + 1];
+            inputs.extend_from_slice(&s[..seq_len]);
+            targets.extend_from_slice(&s[1..]);
+        }
+        out.push(Batch {
+            inputs,
+            targets,
+            rows,
+            seq_len,
+        });
+        w += rows;
+    }
+    out
+}

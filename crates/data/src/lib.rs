@@ -1,0 +1,13 @@
+//! Data for training: tokenizers, token shards on disk, and the deterministic batch stream the
+//! trainer reads.
+
+pub mod batches;
+pub mod error;
+pub mod local_corpus;
+pub mod shards;
+pub mod tokenizer;
+
+pub use batches::{Batch, BatchStream};
+pub use error::DataError;
+pub use shards::TokenDataset;
+pub use tokenizer::TextTokenizer;

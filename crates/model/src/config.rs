@@ -1,0 +1,340 @@
+//! The model configuration: the keys of a Hugging Face MiniCPM `config.json`, with the same names,
+//! so one struct reads HF checkpoints, the project's TOML presets and writes `config.json` back.
+
+use crate::error::ModelError;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// `rope_scaling` as HF writes it, e.g. `{"type": "dynamic", "factor": 4.0}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RopeScaling {
+    /// "dynamic" (NTK-aware, the 128K model) or "linear". Newer HF configs call it `rope_type`.
+    #[serde(rename = "type", alias = "rope_type")]
+    pub kind: String,
+    pub factor: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+/// `eos_token_id` is an integer in MiniCPM's configs and a list in some others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    pub fn contains(&self, id: u32) -> bool {
+        match self {
+            TokenIds::One(x) => *x == id,
+            TokenIds::Many(v) => v.contains(&id),
+        }
+    }
+}
+
+/// A MiniCPM model's shape and multipliers. Field names are HF `config.json` keys; defaults follow
+/// HF's `MiniCPMConfig` where the key is optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Absent means multi-head attention (as many KV heads as query heads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    /// muP's `init_std` (MiniCPM: 0.1).
+    #[serde(default = "default_init_std")]
+    pub initializer_range: f64,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    /// Absent means tied, as in HF.
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+    #[serde(default = "default_bos")]
+    pub bos_token_id: u32,
+    #[serde(default = "default_eos")]
+    pub eos_token_id: TokenIds,
+    #[serde(default = "one")]
+    pub scale_emb: f64,
+    #[serde(default = "one")]
+    pub scale_depth: f64,
+    #[serde(default = "one")]
+    pub dim_model_base: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_experts: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_experts_per_tok: Option<usize>,
+}
+
+fn default_act() -> String {
+    "silu".into()
+}
+fn default_max_pos() -> usize {
+    4096
+}
+fn default_init_std() -> f64 {
+    0.1
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_true() -> bool {
+    true
+}
+fn default_bos() -> u32 {
+    1
+}
+fn default_eos() -> TokenIds {
+    TokenIds::One(2)
+}
+fn one() -> f64 {
+    1.0
+}
+
+/// HF `config.json` keys that describe the file rather than the model; accepted and dropped.
+const HF_BOOKKEEPING_KEYS: &[&str] = &[
+    "architectures",
+    "model_type",
+    "auto_map",
+    "torch_dtype",
+    "dtype",
+    "transformers_version",
+    "_name_or_path",
+    "use_cache",
+    "pretraining_tp",
+    "attention_bias",
+    "attention_dropout",
+    "pad_token_id",
+    "initializer_range_embed",
+    "mlp_bias",
+    "head_dim",
+    "use_sliding_window",
+    "sliding_window",
+];
+
+impl ModelConfig {
+    pub fn num_kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// muP's width multiplier: hidden / dim_model_base (6 for MiniCPM-1.2B, 9 for 2.4B).
+    pub fn scale_width(&self) -> f64 {
+        self.hidden_size as f64 / self.dim_model_base
+    }
+
+    /// The factor on every residual branch: scale_depth / sqrt(L).
+    pub fn residual_scale(&self) -> f64 {
+        self.scale_depth / (self.num_hidden_layers as f64).sqrt()
+    }
+
+    /// Parameters outside the embedding and the LM head (the paper's N).
+    pub fn non_embedding_params(&self) -> u64 {
+        let d = self.hidden_size as u64;
+        let hd = self.head_dim() as u64;
+        let q = d * self.num_attention_heads as u64 * hd;
+        let kv = 2 * d * self.num_kv_heads() as u64 * hd;
+        let o = self.num_attention_heads as u64 * hd * d;
+        let mlp = 3 * d * self.intermediate_size as u64 * self.num_experts.unwrap_or(1) as u64;
+        let router = self.num_experts.map_or(0, |e| e as u64 * d);
+        let norms = 2 * d;
+        self.num_hidden_layers as u64 * (q + kv + o + mlp + router + norms) + d
+    }
+
+    /// Embedding parameters, plus the LM head when it is untied.
+    pub fn embedding_params(&self) -> u64 {
+        let e = (self.vocab_size * self.hidden_size) as u64;
+        if self.tie_word_embeddings {
+            e
+        } else {
+            2 * e
+        }
+    }
+
+    /// Checks shapes and values; `origin` names the file in the error.
+    pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
+        let bad = |field: &str, msg: String| ModelError::Config {
+            origin: origin.to_string(),
+            field: field.to_string(),
+            msg,
+        };
+        for (field, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_kv_heads()),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v == 0 {
+                return Err(bad(field, "must be positive".into()));
+            }
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(bad(
+                "num_attention_heads",
+                format!(
+                    "hidden_size {} is not divisible by num_attention_heads {}",
+                    self.hidden_size, self.num_attention_heads
+                ),
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(bad(
+                "num_attention_heads",
+                format!("head dimension {} must be even for RoPE", self.head_dim()),
+            ));
+        }
+        if self.num_attention_heads % self.num_kv_heads() != 0 {
+            return Err(bad(
+                "num_key_value_heads",
+                format!(
+                    "num_attention_heads {} is not divisible by num_key_value_heads {}",
+                    self.num_attention_heads,
+                    self.num_kv_heads()
+                ),
+            ));
+        }
+        if self.hidden_act != "silu" {
+            return Err(bad(
+                "hidden_act",
+                format!("{:?} is not supported (only \"silu\")", self.hidden_act),
+            ));
+        }
+        for (field, v) in [
+            ("scale_emb", self.scale_emb),
+            ("scale_depth", self.scale_depth),
+            ("dim_model_base", self.dim_model_base),
+            ("rope_theta", self.rope_theta),
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("initializer_range", self.initializer_range),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(bad(field, format!("must be a positive number, got {v}")));
+            }
+        }
+        if let Some(rs) = &self.rope_scaling {
+            if rs.kind != "dynamic" && rs.kind != "linear" {
+                return Err(bad(
+                    "rope_scaling",
+                    format!("type {:?} is not supported (dynamic, linear)", rs.kind),
+                ));
+            }
+            if !(rs.factor.is_finite() && rs.factor >= 1.0) {
+                return Err(bad(
+                    "rope_scaling",
+                    format!("factor must be >= 1, got {}", rs.factor),
+                ));
+            }
+        }
+        if self.num_experts.is_some() || self.num_experts_per_tok.is_some() {
+            return Err(bad(
+                "num_experts",
+                "mixture-of-experts models are not supported yet".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads an HF `config.json`. Keys that describe the file (architectures, torch_dtype, ...) are
+    /// dropped; any other unknown key is an error, because silently ignoring a model hyper-parameter
+    /// would run a different model than the one asked for.
+    pub fn from_hf_json(path: &Path) -> Result<Self, ModelError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let mut value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::Parse {
+                origin: origin.clone(),
+                msg: e.to_string(),
+            })?;
+        if let Some(map) = value.as_object_mut() {
+            for key in HF_BOOKKEEPING_KEYS {
+                map.remove(*key);
+            }
+        }
+        let cfg: ModelConfig = crate::strict::from_value(value, &origin)?;
+        cfg.validate(&origin)?;
+        Ok(cfg)
+    }
+
+    /// The `config.json` an HF loader (transformers with MiniCPM's remote code, vLLM, llama.cpp's
+    /// converter) expects next to the weights.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("a config always serialises");
+        let map = v.as_object_mut().expect("config is an object");
+        map.insert(
+            "architectures".into(),
+            serde_json::json!(["MiniCPMForCausalLM"]),
+        );
+        map.insert("model_type".into(), serde_json::json!("minicpm"));
+        map.insert("torch_dtype".into(), serde_json::json!("float32"));
+        map.insert(
+            "num_key_value_heads".into(),
+            serde_json::json!(self.num_kv_heads()),
+        );
+        map.insert("use_cache".into(), serde_json::json!(true));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minicpm_2b() -> ModelConfig {
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 122753, "hidden_size": 2304, "intermediate_size": 5760,
+            "num_hidden_layers": 40, "num_attention_heads": 36, "num_key_value_heads": 36,
+            "scale_emb": 12, "scale_depth": 1.4, "dim_model_base": 256
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn published_non_embedding_counts() {
+        assert_eq!(minicpm_2b().non_embedding_params(), 2_442_057_984);
+        let mut c1 = minicpm_2b();
+        c1.vocab_size = 73440;
+        c1.hidden_size = 1536;
+        c1.intermediate_size = 3840;
+        c1.num_hidden_layers = 52;
+        c1.num_attention_heads = 24;
+        c1.num_key_value_heads = Some(8);
+        assert_eq!(c1.non_embedding_params(), 1_247_442_432);
+        assert_eq!(c1.scale_width(), 6.0);
+    }
+
+    #[test]
+    fn rejects_inconsistent_heads() {
+        let mut c = minicpm_2b();
+        c.num_attention_heads = 35;
+        let e = c.validate("x.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("x.toml") && e.contains("num_attention_heads"),
+            "{e}"
+        );
+        let mut c = minicpm_2b();
+        c.num_key_value_heads = Some(5);
+        let e = c.validate("x.toml").unwrap_err().to_string();
+        assert!(e.contains("num_key_value_heads"), "{e}");
+    }
+}

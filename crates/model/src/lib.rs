@@ -1,0 +1,18 @@
+//! The MiniCPM model: configuration, muP rules, the decoder, KV cache and HF checkpoint I/O.
+
+pub mod config;
+pub mod error;
+pub mod hf;
+pub mod init;
+pub mod kv_cache;
+pub mod model;
+pub mod mup;
+pub mod rope;
+pub mod safetensors_io;
+pub mod strict;
+
+pub use config::ModelConfig;
+pub use error::ModelError;
+pub use kv_cache::KvCache;
+pub use model::MiniCpm;
+pub use mup::{Parametrization, TensorRole};

@@ -1,0 +1,143 @@
+//! The muP ("tensor program") rules of MiniCPM: how each tensor is initialised and which share of
+//! the base learning rate it gets, plus standard parametrisation (SP) for comparison experiments.
+//!
+//! Every rule is a function of the tensor's HF name, so the optimizer, the initialiser and the
+//! `info` command agree by construction.
+
+use crate::config::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parametrization {
+    /// MiniCPM's muP: scaled embedding, scaled residual branches, logits divided by the width
+    /// multiplier, width-dependent init and learning rates for the hidden matrices.
+    #[default]
+    Mup,
+    /// Standard parametrisation: no multipliers, one learning rate, one init std.
+    Sp,
+}
+
+/// What a tensor is, as far as the parametrisation cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorRole {
+    Embedding,
+    LmHead,
+    /// A hidden weight matrix (q, k, v, o, gate, up, down).
+    Matrix,
+    Norm,
+}
+
+impl TensorRole {
+    pub fn of(name: &str) -> TensorRole {
+        if name == "model.embed_tokens.weight" {
+            TensorRole::Embedding
+        } else if name == "lm_head.weight" {
+            TensorRole::LmHead
+        } else if name.ends_with("norm.weight") || name.ends_with("layernorm.weight") {
+            TensorRole::Norm
+        } else {
+            TensorRole::Matrix
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TensorRole::Embedding => "embedding",
+            TensorRole::LmHead => "lm_head",
+            TensorRole::Matrix => "matrices",
+            TensorRole::Norm => "norms",
+        }
+    }
+}
+
+/// How one tensor starts and how it is optimised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorRule {
+    /// Standard deviation of the normal init; `None` means ones (norm weights).
+    pub init_std: Option<f64>,
+    /// The tensor's learning rate is `base_lr * lr_scale`.
+    pub lr_scale: f64,
+    /// Whether decoupled weight decay applies (never on norms).
+    pub weight_decay: bool,
+}
+
+pub fn rule(cfg: &ModelConfig, p: Parametrization, role: TensorRole) -> TensorRule {
+    let std = cfg.initializer_range;
+    let width = cfg.scale_width();
+    match (p, role) {
+        (_, TensorRole::Norm) => TensorRule {
+            init_std: None,
+            lr_scale: 1.0,
+            weight_decay: false,
+        },
+        (Parametrization::Mup, TensorRole::Matrix) => TensorRule {
+            init_std: Some(std / width.sqrt()),
+            lr_scale: 1.0 / width,
+            weight_decay: true,
+        },
+        (Parametrization::Mup, _) | (Parametrization::Sp, _) => TensorRule {
+            init_std: Some(std),
+            lr_scale: 1.0,
+            weight_decay: true,
+        },
+    }
+}
+
+/// The model config with SP's neutral multipliers: embedding x1, residual branches x1, logits
+/// undivided. Under muP the config is used as is.
+pub fn resolve(cfg: &ModelConfig, p: Parametrization) -> ModelConfig {
+    match p {
+        Parametrization::Mup => cfg.clone(),
+        Parametrization::Sp => ModelConfig {
+            scale_emb: 1.0,
+            scale_depth: (cfg.num_hidden_layers as f64).sqrt(),
+            dim_model_base: cfg.hidden_size as f64,
+            ..cfg.clone()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minicpm_2b_rules_match_the_paper() {
+        let cfg: ModelConfig = serde_json::from_value(serde_json::json!({
+            "vocab_size": 122753, "hidden_size": 2304, "intermediate_size": 5760,
+            "num_hidden_layers": 40, "num_attention_heads": 36,
+            "scale_emb": 12, "scale_depth": 1.4, "dim_model_base": 256, "initializer_range": 0.1
+        }))
+        .unwrap();
+        let m = rule(
+            &cfg,
+            Parametrization::Mup,
+            TensorRole::of("model.layers.3.mlp.down_proj.weight"),
+        );
+        assert!((m.lr_scale - 1.0 / 9.0).abs() < 1e-15);
+        assert!((m.init_std.unwrap() - 0.1 / 3.0).abs() < 1e-15);
+        let e = rule(
+            &cfg,
+            Parametrization::Mup,
+            TensorRole::of("model.embed_tokens.weight"),
+        );
+        assert_eq!((e.init_std, e.lr_scale), (Some(0.1), 1.0));
+        let n = rule(
+            &cfg,
+            Parametrization::Mup,
+            TensorRole::of("model.layers.0.input_layernorm.weight"),
+        );
+        assert_eq!((n.init_std, n.lr_scale, n.weight_decay), (None, 1.0, false));
+        assert_eq!(TensorRole::of("model.norm.weight"), TensorRole::Norm);
+        let sp = resolve(&cfg, Parametrization::Sp);
+        assert_eq!(
+            (sp.scale_emb, sp.residual_scale(), sp.scale_width()),
+            (1.0, 1.0, 1.0)
+        );
+        assert_eq!(
+            rule(&cfg, Parametrization::Sp, TensorRole::Matrix).lr_scale,
+            1.0
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! Rotary position embeddings in HF's "rotate_half" layout (the head dimension split in halves),
+//! with the frequencies computed in f32 as transformers does, and HF's linear and dynamic-NTK
+//! scaling.
+
+use crate::config::ModelConfig;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// cos and sin tables for positions `start..start+len`, shaped `[1, 1, len, head_dim]`.
+pub struct RopeTables {
+    pub cos: Tensor<4>,
+    pub sin: Tensor<4>,
+}
+
+/// The inverse frequencies for a context of `total_len` tokens (dynamic NTK raises the base once
+/// the context exceeds `max_position_embeddings`, exactly as HF's `dynamic` rope type does).
+fn inv_freq(cfg: &ModelConfig, total_len: usize) -> Vec<f32> {
+    let dim = cfg.head_dim();
+    let mut base = cfg.rope_theta;
+    if let Some(rs) = &cfg.rope_scaling {
+        let max_pos = cfg.max_position_embeddings;
+        if rs.kind == "dynamic" && total_len > max_pos {
+            let ratio = rs.factor * total_len as f64 / max_pos as f64 - (rs.factor - 1.0);
+            base *= ratio.powf(dim as f64 / (dim as f64 - 2.0));
+        }
+    }
+    let base = base as f32;
+    (0..dim / 2)
+        .map(|i| 1.0 / base.powf((2 * i) as f32 / dim as f32))
+        .collect()
+}
+
+pub fn tables(cfg: &ModelConfig, start: usize, len: usize, device: &Device) -> RopeTables {
+    let dim = cfg.head_dim();
+    let half = dim / 2;
+    let freqs = inv_freq(cfg, start + len);
+    let pos_scale = match &cfg.rope_scaling {
+        Some(rs) if rs.kind == "linear" => 1.0 / rs.factor as f32,
+        _ => 1.0,
+    };
+    let mut cos = vec![0f32; len * dim];
+    let mut sin = vec![0f32; len * dim];
+    for p in 0..len {
+        let pos = (start + p) as f32 * pos_scale;
+        for (i, f) in freqs.iter().enumerate() {
+            let angle = pos * f;
+            let (s, c) = angle.sin_cos();
+            cos[p * dim + i] = c;
+            cos[p * dim + i + half] = c;
+            sin[p * dim + i] = s;
+            sin[p * dim + i + half] = s;
+        }
+    }
+    RopeTables {
+        cos: Tensor::from_data(TensorData::new(cos, [1, 1, len, dim]), device),
+        sin: Tensor::from_data(TensorData::new(sin, [1, 1, len, dim]), device),
+    }
+}
+
+/// `x * cos + rotate_half(x) * sin` for `x` shaped `[batch, heads, len, head_dim]`.
+pub fn apply(x: Tensor<4>, t: &RopeTables) -> Tensor<4> {
+    let d = x.dims()[3];
+    let x1 = x.clone().narrow(3, 0, d / 2);
+    let x2 = x.clone().narrow(3, d / 2, d / 2);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * t.cos.clone() + rotated * t.sin.clone()
+}

@@ -1,0 +1,134 @@
+//! Bad checkpoints and configs give one-line errors that name the file and the culprit, and
+//! nothing is written.
+
+use burn::tensor::Device;
+use minicpm_model::hf;
+use std::path::{Path, PathBuf};
+
+fn fixture(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(case)
+}
+
+fn copy_fixture(case: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture(case).join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+fn load_err(dir: &Path) -> String {
+    let e = hf::load(dir, &Device::flex())
+        .err()
+        .expect("loading must fail")
+        .to_string();
+    assert!(!e.contains('\n'), "one line: {e}");
+    e
+}
+
+fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let p = dir.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(v.as_object_mut().unwrap());
+    std::fs::write(p, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn missing_weights_file() {
+    let dir = copy_fixture("mha_tied");
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("model.safetensors") && e.contains("missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_weights_file() {
+    let dir = copy_fixture("mha_tied");
+    let p = dir.path().join("model.safetensors");
+    let len = std::fs::metadata(&p).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let before = std::fs::read(&p).unwrap();
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&p).unwrap(), before, "the file is left alone");
+}
+
+#[test]
+fn tensor_shape_mismatch_names_the_tensor() {
+    let dir = copy_fixture("mha_tied");
+    edit_config(dir.path(), |m| {
+        m.insert("intermediate_size".into(), 96.into());
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("shape"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let dir = copy_fixture("mha_tied");
+    edit_config(dir.path(), |m| {
+        m.insert("tie_word_embeddings".into(), false.into());
+    });
+    let e = load_err(dir.path());
+    assert!(e.contains("lm_head.weight") && e.contains("missing"), "{e}");
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = copy_fixture("mha_tied");
+    edit_config(dir.path(), |m| {
+        m.insert("hidden_sise".into(), 32.into());
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("config.json") && e.contains("hidden_sise") && e.contains("unknown"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_type_and_inconsistent_heads_are_named() {
+    let dir = copy_fixture("mha_tied");
+    edit_config(dir.path(), |m| {
+        m.insert("num_hidden_layers".into(), "two".into());
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("config.json") && e.contains("num_hidden_layers") && e.contains("invalid type"),
+        "{e}"
+    );
+
+    let dir = copy_fixture("mha_tied");
+    edit_config(dir.path(), |m| {
+        m.insert("num_attention_heads".into(), 3.into());
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("num_attention_heads") && e.contains("not divisible"),
+        "{e}"
+    );
+
+    let dir = copy_fixture("mha_tied");
+    edit_config(dir.path(), |m| {
+        m.insert("num_key_value_heads".into(), 3.into());
+    });
+    let e = load_err(dir.path());
+    assert!(e.contains("num_key_value_heads"), "{e}");
+}

@@ -1,0 +1,108 @@
+//! Checkpoints: `runs/<name>/checkpoints/step-NNNNNNN/` holds an HF model directory plus
+//! `optimizer.safetensors` and `trainer_state.json`. A checkpoint is written into a hidden temp
+//! directory and renamed into place, so a crash mid-write leaves the previous ones intact and a
+//! directory named `step-*` is always complete.
+
+use crate::optimizer::AdamW;
+use burn::module::Module;
+use minicpm_model::hf;
+use minicpm_model::safetensors_io::write_atomic;
+use minicpm_model::{MiniCpm, ModelError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const STATE_FILE: &str = "trainer_state.json";
+
+/// Where the run stands: enough, with the weights and optimizer state, to continue exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainerState {
+    /// Optimizer updates completed.
+    pub step: u64,
+    /// Training tokens consumed.
+    pub tokens: u64,
+    /// Position in the batch stream (windows consumed); the order itself is a function of the seed.
+    pub data_cursor: u64,
+    /// The seed of the data order and of the initialisation.
+    pub seed: u64,
+    /// Wall-clock seconds of training so far, summed over resumptions.
+    pub wall_time_s: f64,
+}
+
+pub fn checkpoints_dir(run: &Path) -> PathBuf {
+    run.join("checkpoints")
+}
+
+fn step_dir_name(step: u64) -> String {
+    format!("step-{step:07}")
+}
+
+/// Complete checkpoints of a run, oldest first.
+pub fn list(run: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(checkpoints_dir(run)) else {
+        return vec![];
+    };
+    let mut out: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            e.path().join(STATE_FILE).exists().then(|| (step, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+pub fn latest(run: &Path) -> Option<(u64, PathBuf)> {
+    list(run).pop()
+}
+
+/// Writes a checkpoint for `state.step` and keeps only the newest `keep` (0 keeps all).
+pub fn save(
+    run: &Path,
+    model: &MiniCpm,
+    opt: &AdamW,
+    state: &TrainerState,
+    tokenizer: Option<&Path>,
+    keep: usize,
+) -> Result<PathBuf, ModelError> {
+    let root = checkpoints_dir(run);
+    std::fs::create_dir_all(&root).map_err(|e| ModelError::io(&root, e))?;
+    let name = step_dir_name(state.step);
+    let final_dir = root.join(&name);
+    let tmp = root.join(format!(".{name}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    }
+    hf::save(&model.valid(), &tmp)?;
+    opt.save(&tmp.join(OPTIMIZER_FILE))?;
+    let json = serde_json::to_vec_pretty(state).expect("state serialises");
+    write_atomic(&tmp.join(STATE_FILE), &json)?;
+    if let Some(t) = tokenizer {
+        let bytes = std::fs::read(t).map_err(|e| ModelError::io(t, e))?;
+        write_atomic(&tmp.join("tokenizer.json"), &bytes)?;
+    }
+    if final_dir.exists() {
+        // Same step saved again (e.g. Ctrl-C right after a periodic save): replace it.
+        std::fs::remove_dir_all(&final_dir).map_err(|e| ModelError::io(&final_dir, e))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(|e| ModelError::io(&final_dir, e))?;
+    if keep > 0 {
+        let all = list(run);
+        for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
+            std::fs::remove_dir_all(old).map_err(|e| ModelError::io(old, e))?;
+        }
+    }
+    Ok(final_dir)
+}
+
+pub fn read_state(dir: &Path) -> Result<TrainerState, ModelError> {
+    let p = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&p).map_err(|e| ModelError::io(&p, e))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Parse {
+        origin: p.display().to_string(),
+        msg: e.to_string(),
+    })
+}

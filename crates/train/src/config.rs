@@ -1,0 +1,267 @@
+//! The run configuration: one TOML file with the model, optimizer, schedule, training and data
+//! sections, `--set section.key=value` overrides, strict parsing (unknown keys are errors), and
+//! the resolved form written next to the results as `run.toml`.
+
+use crate::optimizer::OptimConfig;
+use crate::schedule::ScheduleConfig;
+use minicpm_model::mup::Parametrization;
+use minicpm_model::strict;
+use minicpm_model::{ModelConfig, ModelError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer updates in the run.
+    pub steps: u64,
+    /// Tokens per optimizer update; must be a multiple of `micro_batch * seq_len`.
+    pub batch_tokens: u64,
+    /// Sequences per forward/backward pass (gradient accumulation makes up the rest).
+    pub micro_batch: usize,
+    pub seq_len: usize,
+    #[serde(default = "d_log_every")]
+    pub log_every: u64,
+    /// Evaluate every this many updates (0: only at the end).
+    #[serde(default = "d_eval_every")]
+    pub eval_every: u64,
+    #[serde(default = "d_eval_batches")]
+    pub eval_batches: usize,
+    /// Save a checkpoint every this many updates (0: only at the end).
+    #[serde(default = "d_ckpt_every")]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept on disk; older ones are deleted (0 keeps all).
+    #[serde(default = "d_keep")]
+    pub keep_checkpoints: usize,
+}
+
+fn d_log_every() -> u64 {
+    10
+}
+fn d_eval_every() -> u64 {
+    100
+}
+fn d_eval_batches() -> usize {
+    8
+}
+fn d_ckpt_every() -> u64 {
+    250
+}
+fn d_keep() -> usize {
+    3
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 1000,
+            batch_tokens: 4096,
+            micro_batch: 8,
+            seq_len: 128,
+            log_every: d_log_every(),
+            eval_every: d_eval_every(),
+            eval_batches: d_eval_batches(),
+            checkpoint_every: d_ckpt_every(),
+            keep_checkpoints: d_keep(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Token-shard directory for training (with index.json).
+    #[serde(default)]
+    pub train: Option<PathBuf>,
+    /// Token-shard directory for held-out evaluation.
+    #[serde(default)]
+    pub valid: Option<PathBuf>,
+    /// tokenizer.json, copied into every checkpoint so each is a complete HF directory.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub parametrization: Parametrization,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub data: DataConfig,
+}
+
+fn d_seed() -> u64 {
+    42
+}
+
+/// Sets `dotted.key = value` in a config tree; the value is parsed as a TOML literal when it is
+/// one (numbers, booleans, arrays) and taken as a string otherwise.
+fn apply_override(tree: &mut serde_json::Value, assignment: &str) -> Result<(), String> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("--set {assignment:?}: expected key=value"))?;
+    let value: serde_json::Value =
+        match toml::from_str::<toml::Table>(&format!("v = {}", raw.trim())) {
+            Ok(mut t) => {
+                serde_json::to_value(t.remove("v").expect("parsed v")).map_err(|e| e.to_string())?
+            }
+            Err(_) => serde_json::Value::String(raw.trim().to_string()),
+        };
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    let mut node = tree;
+    for (i, part) in parts.iter().enumerate() {
+        let map = node
+            .as_object_mut()
+            .ok_or_else(|| format!("--set {key}: `{}` is not a section", parts[..i].join(".")))?;
+        if i + 1 == parts.len() {
+            map.insert(part.to_string(), value);
+            return Ok(());
+        }
+        node = map
+            .entry(part.to_string())
+            .or_insert_with(|| serde_json::json!({}));
+    }
+    Ok(())
+}
+
+impl RunConfig {
+    /// Reads a TOML run config, applies `--set` overrides, checks every field.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ModelError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        Self::parse(&text, &origin, overrides)
+    }
+
+    pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self, ModelError> {
+        let mut tree = strict::toml_to_value(text, origin)?;
+        for o in overrides {
+            apply_override(&mut tree, o).map_err(|msg| ModelError::Parse {
+                origin: origin.to_string(),
+                msg,
+            })?;
+        }
+        let cfg: RunConfig = strict::from_value(tree, origin)?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
+        self.model.validate(origin)?;
+        let field = |field: &str, msg: String| ModelError::Config {
+            origin: origin.into(),
+            field: field.into(),
+            msg,
+        };
+        self.optim.validate().map_err(|m| field("optim", m))?;
+        self.schedule
+            .resolve(self.train.steps)
+            .map_err(|m| field("schedule", m))?;
+        let t = &self.train;
+        for (name, v) in [
+            ("train.steps", t.steps),
+            ("train.batch_tokens", t.batch_tokens),
+        ] {
+            if v == 0 {
+                return Err(field(name, "must be positive".into()));
+            }
+        }
+        if t.micro_batch == 0 || t.seq_len == 0 {
+            return Err(field(
+                "train.micro_batch",
+                "micro_batch and seq_len must be positive".into(),
+            ));
+        }
+        let micro_tokens = (t.micro_batch * t.seq_len) as u64;
+        if t.batch_tokens % micro_tokens != 0 {
+            return Err(field(
+                "train.batch_tokens",
+                format!(
+                    "{} is not a multiple of micro_batch x seq_len = {micro_tokens}",
+                    t.batch_tokens
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Micro-batches accumulated into one optimizer update.
+    pub fn accumulation(&self) -> u64 {
+        self.train.batch_tokens / (self.train.micro_batch * self.train.seq_len) as u64
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a run config always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[model]
+vocab_size = 256
+hidden_size = 64
+intermediate_size = 160
+num_hidden_layers = 2
+num_attention_heads = 1
+[train]
+steps = 10
+batch_tokens = 512
+micro_batch = 2
+seq_len = 64
+"#;
+
+    #[test]
+    fn overrides_and_round_trip() {
+        let cfg = RunConfig::parse(
+            BASE,
+            "t.toml",
+            &["optim.lr=0.02".into(), "schedule.kind=\"cosine\"".into()],
+        )
+        .unwrap();
+        assert_eq!(cfg.optim.lr, 0.02);
+        assert!(matches!(cfg.schedule, ScheduleConfig::Cosine { .. }));
+        assert_eq!(cfg.accumulation(), 4);
+        let again = RunConfig::parse(&cfg.to_toml(), "run.toml", &[]).unwrap();
+        assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = RunConfig::parse(
+            &format!("{BASE}\n[optim]\nlearning_rate = 1\n"),
+            "t.toml",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("optim.learning_rate"),
+            "{e}"
+        );
+        let e = RunConfig::parse(BASE, "t.toml", &["model.hidden_size=\"wide\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("model.hidden_size") && e.contains("invalid type"),
+            "{e}"
+        );
+        let e = RunConfig::parse(BASE, "t.toml", &["train.batch_tokens=100".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.batch_tokens"), "{e}");
+        let e = RunConfig::parse(BASE, "t.toml", &["model.num_attention_heads=3".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("num_attention_heads"), "{e}");
+    }
+}

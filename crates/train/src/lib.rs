@@ -1,0 +1,13 @@
+//! Training: AdamW with muP parameter groups, LR schedules, the step loop, checkpoints and exact
+//! resume.
+
+pub mod checkpoint;
+pub mod config;
+pub mod loss;
+pub mod metrics;
+pub mod optimizer;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::RunConfig;
+pub use trainer::{train, TrainError, TrainOptions, TrainOutcome};

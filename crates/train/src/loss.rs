@@ -1,0 +1,61 @@
+//! The language-modelling objective and held-out evaluation.
+
+use burn::module::Module;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use minicpm_data::Batch;
+use minicpm_model::MiniCpm;
+
+/// Token ids of a batch as device tensors: inputs `[rows, len]`, targets `[rows * len, 1]`.
+pub fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    let ids = |v: &[u32]| v.iter().map(|&x| x as i64).collect::<Vec<i64>>();
+    let inputs = Tensor::from_data(
+        TensorData::new(ids(&batch.inputs), [batch.rows, batch.seq_len]),
+        device,
+    );
+    let targets = Tensor::from_data(
+        TensorData::new(ids(&batch.targets), [batch.rows * batch.seq_len, 1]),
+        device,
+    );
+    (inputs, targets)
+}
+
+/// Mean next-token cross-entropy (nats) of `logits [n, vocab]` against `targets [n, 1]`.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
+    log_softmax(logits, 1).gather(1, targets).mean().neg()
+}
+
+/// Mean cross-entropy of the model on one batch.
+pub fn lm_loss(model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1> {
+    let (inputs, targets) = batch_tensors(batch, device);
+    let logits = model.forward(inputs, None);
+    let [b, t, v] = logits.dims();
+    cross_entropy(logits.reshape([b * t, v]), targets)
+}
+
+/// Held-out results: mean loss in nats per token, and bits per byte when byte counts are known.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalResult {
+    pub loss: f64,
+    pub bits_per_byte: Option<f64>,
+}
+
+/// Mean loss over `batches` with gradients off. `bytes_per_token` converts to bits per byte.
+pub fn evaluate(
+    model: &MiniCpm,
+    batches: &[Batch],
+    bytes_per_token: Option<f64>,
+    device: &Device,
+) -> EvalResult {
+    let model = model.valid();
+    let inner = device.clone().inner();
+    let mut total = 0.0;
+    for b in batches {
+        total += lm_loss(&model, b, &inner).into_scalar::<f32>() as f64;
+    }
+    let loss = total / batches.len().max(1) as f64;
+    EvalResult {
+        loss,
+        bits_per_byte: bytes_per_token.map(|bpt| loss / std::f64::consts::LN_2 / bpt),
+    }
+}

@@ -1,0 +1,328 @@
+//! AdamW with MiniCPM's parameter groups: each tensor's learning-rate scale and weight decay come
+//! from the muP rules (by HF name), global-norm gradient clipping, and state that is saved to and
+//! restored from `optimizer.safetensors` exactly.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use minicpm_model::mup::{rule, Parametrization, TensorRole, TensorRule};
+use minicpm_model::safetensors_io::{write_f32, F32Tensor, TensorFile};
+use minicpm_model::{MiniCpm, ModelConfig, ModelError};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Peak base learning rate (muP: hidden matrices get `lr / scale_width`).
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    #[serde(default = "d_beta1")]
+    pub beta1: f64,
+    #[serde(default = "d_beta2")]
+    pub beta2: f64,
+    #[serde(default = "d_eps")]
+    pub eps: f64,
+    /// Decoupled weight decay (never applied to norm weights).
+    #[serde(default = "d_wd")]
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this value; 0 disables clipping.
+    #[serde(default = "d_clip")]
+    pub grad_clip: f64,
+}
+
+fn d_lr() -> f64 {
+    0.01
+}
+fn d_beta1() -> f64 {
+    0.9
+}
+fn d_beta2() -> f64 {
+    0.95
+}
+fn d_eps() -> f64 {
+    1e-8
+}
+fn d_wd() -> f64 {
+    0.1
+}
+fn d_clip() -> f64 {
+    1.0
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            lr: d_lr(),
+            beta1: d_beta1(),
+            beta2: d_beta2(),
+            eps: d_eps(),
+            weight_decay: d_wd(),
+            grad_clip: d_clip(),
+        }
+    }
+}
+
+impl OptimConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let in01 = |name: &str, v: f64| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("optim.{name} must be in [0, 1), got {v}"))
+            }
+        };
+        in01("beta1", self.beta1)?;
+        in01("beta2", self.beta2)?;
+        for (name, v) in [
+            ("lr", self.lr),
+            ("eps", self.eps),
+            ("weight_decay", self.weight_decay),
+            ("grad_clip", self.grad_clip),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!(
+                    "optim.{name} must be a non-negative number, got {v}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// First and second moments of one tensor, flattened.
+struct Moments {
+    m: Tensor<1>,
+    v: Tensor<1>,
+}
+
+/// What one optimizer step did, for the logs.
+#[derive(Debug, Clone, Copy)]
+pub struct StepStats {
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+pub struct AdamW {
+    pub cfg: OptimConfig,
+    model_cfg: ModelConfig,
+    param: Parametrization,
+    state: HashMap<String, Moments>,
+    /// Updates applied so far (Adam's bias-correction step count).
+    pub steps: u64,
+}
+
+/// Visits every parameter with its HF name.
+struct Named<F: FnMut(&str, &[usize])> {
+    path: Vec<String>,
+    f: F,
+}
+
+impl<F: FnMut(&str, &[usize])> ModuleVisitor for Named<F> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        (self.f)(&self.path.join("."), &param.val().dims());
+    }
+}
+
+impl AdamW {
+    pub fn new(cfg: OptimConfig, model_cfg: &ModelConfig, param: Parametrization) -> Self {
+        AdamW {
+            cfg,
+            model_cfg: model_cfg.clone(),
+            param,
+            state: HashMap::new(),
+            steps: 0,
+        }
+    }
+
+    pub fn rule(&self, name: &str) -> TensorRule {
+        rule(&self.model_cfg, self.param, TensorRole::of(name))
+    }
+
+    /// Global L2 norm of all gradients (one device sync).
+    pub fn grad_norm(model: &MiniCpm, grads: &GradientsParams) -> f64 {
+        struct SumSq<'a> {
+            grads: &'a GradientsParams,
+            acc: Option<Tensor<1>>,
+        }
+        impl ModuleVisitor for SumSq<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if let Some(g) = self.grads.get::<D>(param.id) {
+                    let s = g.square().sum();
+                    self.acc = Some(match self.acc.take() {
+                        Some(a) => a + s,
+                        None => s,
+                    });
+                }
+            }
+        }
+        let mut v = SumSq { grads, acc: None };
+        model.visit(&mut v);
+        v.acc
+            .map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt())
+    }
+
+    /// One AdamW update of every parameter that has a gradient, at base learning rate `lr`.
+    pub fn step(
+        &mut self,
+        model: MiniCpm,
+        mut grads: GradientsParams,
+        lr: f64,
+    ) -> (MiniCpm, StepStats) {
+        let grad_norm = Self::grad_norm(&model, &grads);
+        let clip = if self.cfg.grad_clip > 0.0 && grad_norm > self.cfg.grad_clip {
+            self.cfg.grad_clip / (grad_norm + 1e-6)
+        } else {
+            1.0
+        };
+        self.steps += 1;
+        let t = self.steps as i32;
+        let (bias1, bias2) = (1.0 - self.cfg.beta1.powi(t), 1.0 - self.cfg.beta2.powi(t));
+        let mut mapper = Update {
+            opt: self,
+            grads: &mut grads,
+            lr,
+            clip,
+            bias1,
+            bias2,
+            path: vec![],
+        };
+        let model = model.map(&mut mapper);
+        (model, StepStats { grad_norm })
+    }
+
+    /// Writes the moments and the step count to `path`.
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let mut names: Vec<&String> = self.state.keys().collect();
+        names.sort();
+        let mut tensors = Vec::with_capacity(2 * names.len());
+        for n in names {
+            let s = &self.state[n];
+            for (suffix, t) in [("exp_avg", &s.m), ("exp_avg_sq", &s.v)] {
+                let data = t
+                    .to_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .expect("f32");
+                tensors.push(F32Tensor {
+                    name: format!("{n}.{suffix}"),
+                    shape: vec![data.len()],
+                    data,
+                });
+            }
+        }
+        let mut meta = HashMap::new();
+        meta.insert("steps".to_string(), self.steps.to_string());
+        write_f32(path, &tensors, Some(meta))
+    }
+
+    /// Restores the state written by [`AdamW::save`]; every tensor must match the model's size.
+    pub fn load(&mut self, path: &Path, model: &MiniCpm) -> Result<(), ModelError> {
+        let file = TensorFile::open(path)?;
+        let origin = path.display().to_string();
+        self.steps = file
+            .user_metadata()
+            .get("steps")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ModelError::Parse {
+                origin: origin.clone(),
+                msg: "no `steps` in the metadata".into(),
+            })?;
+        let device = model
+            .devices()
+            .into_iter()
+            .next()
+            .expect("model has a device");
+        let mut state = HashMap::new();
+        let mut err = None;
+        model.visit(&mut Named {
+            path: vec![],
+            f: |name: &str, dims: &[usize]| {
+                if err.is_some() {
+                    return;
+                }
+                let n: usize = dims.iter().product();
+                let read = |suffix: &str| -> Result<Tensor<1>, ModelError> {
+                    let v = file.f32(&format!("{name}.{suffix}"), Some(&[n]))?;
+                    Ok(Tensor::<1>::from_floats(v.as_slice(), &device).inner())
+                };
+                match (read("exp_avg"), read("exp_avg_sq")) {
+                    (Ok(m), Ok(v)) => {
+                        state.insert(name.to_string(), Moments { m, v });
+                    }
+                    (Err(e), _) | (_, Err(e)) => err = Some(e),
+                }
+            },
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        self.state = state;
+        Ok(())
+    }
+}
+
+struct Update<'a> {
+    opt: &'a mut AdamW,
+    grads: &'a mut GradientsParams,
+    lr: f64,
+    clip: f64,
+    bias1: f64,
+    bias2: f64,
+    path: Vec<String>,
+}
+
+impl ModuleMapper for Update<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(grad) = self.grads.remove::<D>(param.id) else {
+            return param;
+        };
+        let name = self.path.join(".");
+        let rule = self.opt.rule(&name);
+        let cfg = self.opt.cfg.clone();
+        let (id, value, mapper) = param.consume();
+        let dims = value.dims();
+        let require_grad = value.is_require_grad();
+        let w = value.inner().reshape([-1]);
+        let g = grad.reshape([-1]);
+        let g = if self.clip != 1.0 {
+            g.mul_scalar(self.clip)
+        } else {
+            g
+        };
+        let (m, v) = match self.opt.state.remove(&name) {
+            Some(s) => (s.m, s.v),
+            None => (g.zeros_like(), g.zeros_like()),
+        };
+        let m = m.mul_scalar(cfg.beta1) + g.clone().mul_scalar(1.0 - cfg.beta1);
+        let v = v.mul_scalar(cfg.beta2) + g.square().mul_scalar(1.0 - cfg.beta2);
+        let lr = self.lr * rule.lr_scale;
+        let denom = v.clone().div_scalar(self.bias2).sqrt().add_scalar(cfg.eps);
+        let update = m.clone().div_scalar(self.bias1).div(denom);
+        let w = if rule.weight_decay && cfg.weight_decay > 0.0 {
+            w.mul_scalar(1.0 - lr * cfg.weight_decay)
+        } else {
+            w
+        };
+        let w = w - update.mul_scalar(lr);
+        self.opt.state.insert(name, Moments { m, v });
+        let mut w = Tensor::from_inner(w.reshape(dims));
+        if require_grad {
+            w = w.require_grad();
+        }
+        Param::from_mapped_value(id, w, mapper)
+    }
+}

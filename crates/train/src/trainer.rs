@@ -1,0 +1,278 @@
+//! The step loop: micro-batches accumulated into one AdamW update at the scheduled learning
+//! rate, periodic logging, evaluation and checkpoints, Ctrl-C saving, and exact resume.
+
+use crate::checkpoint::{self, TrainerState};
+use crate::config::RunConfig;
+use crate::loss::{evaluate, lm_loss, EvalResult};
+use crate::metrics::{MetricsLog, Record};
+use crate::optimizer::AdamW;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use minicpm_data::batches::eval_batches;
+use minicpm_data::{BatchStream, DataError, TokenDataset};
+use minicpm_model::{hf, init, mup, MiniCpm, ModelConfig, ModelError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const RUN_CONFIG_FILE: &str = "run.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub struct TrainOptions {
+    pub run_dir: PathBuf,
+    /// A new run's config; `None` with `resume` reads the run's own `run.toml`.
+    pub config: Option<RunConfig>,
+    pub resume: bool,
+    /// Set (e.g. by Ctrl-C) to save a checkpoint and stop after the current update.
+    pub stop: Arc<AtomicBool>,
+    pub progress: bool,
+    pub device: Device,
+}
+
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub steps_done: u64,
+    pub interrupted: bool,
+    pub final_eval: Option<EvalResult>,
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+fn open_dataset(path: &Option<PathBuf>, what: &str) -> Result<TokenDataset, TrainError> {
+    let p = path.as_ref().ok_or_else(|| {
+        TrainError::Usage(format!("data.{what}: no token-shard directory configured"))
+    })?;
+    Ok(TokenDataset::open(p)?)
+}
+
+/// The first field where two model configs differ, for a one-line error.
+fn first_difference(a: &ModelConfig, b: &ModelConfig) -> Option<String> {
+    let (va, vb) = (serde_json::to_value(a).ok()?, serde_json::to_value(b).ok()?);
+    let (ma, mb) = (va.as_object()?, vb.as_object()?);
+    let mut keys: Vec<&String> = ma.keys().chain(mb.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .find(|k| ma.get(*k) != mb.get(*k))
+        .map(|k| {
+            format!(
+                "{k} ({} in the checkpoint, {} now)",
+                show(mb.get(k)),
+                show(ma.get(k))
+            )
+        })
+}
+
+fn show(v: Option<&serde_json::Value>) -> String {
+    v.map_or("absent".into(), |v| v.to_string())
+}
+
+pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
+    let run = &opts.run_dir;
+    let run_toml = run.join(RUN_CONFIG_FILE);
+    let cfg = match (&opts.config, opts.resume) {
+        (Some(c), _) => c.clone(),
+        (None, true) => RunConfig::load(&run_toml, &[])?,
+        (None, false) => return Err(TrainError::Usage("a new run needs --config".into())),
+    };
+    let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
+    let device = &opts.device;
+
+    let resume_from = if opts.resume {
+        checkpoint::latest(run)
+    } else {
+        None
+    };
+    if !opts.resume && (run_toml.exists() || !checkpoint::list(run).is_empty()) {
+        return Err(TrainError::Usage(format!(
+            "{}: a run already exists here; continue it with --resume or choose another --out",
+            run.display()
+        )));
+    }
+
+    let train_data = open_dataset(&cfg.data.train, "train")?;
+    let valid_data = open_dataset(&cfg.data.valid, "valid")?;
+    for (what, ds) in [("train", &train_data), ("valid", &valid_data)] {
+        if ds.index.vocab_size > model_cfg.vocab_size {
+            return Err(TrainError::Usage(format!(
+                "data.{what}: token ids go up to {} but model.vocab_size is {}",
+                ds.index.vocab_size, model_cfg.vocab_size
+            )));
+        }
+        if ds.tokens.len() <= cfg.train.seq_len {
+            return Err(TrainError::Usage(format!(
+                "data.{what}: {} tokens is too few for sequences of {}",
+                ds.tokens.len(),
+                cfg.train.seq_len
+            )));
+        }
+    }
+
+    let (mut model, mut opt, mut state) = match &resume_from {
+        Some((_, dir)) => {
+            let saved = ModelConfig::from_hf_json(&dir.join(hf::CONFIG_FILE))?;
+            if let Some(diff) = first_difference(&model_cfg, &saved) {
+                return Err(TrainError::Usage(format!(
+                    "{}: cannot resume: the model config changed: {diff}",
+                    dir.join(hf::CONFIG_FILE).display()
+                )));
+            }
+            let model = hf::load_weights(dir, &model_cfg, device)?;
+            let mut opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
+            opt.load(&dir.join(checkpoint::OPTIMIZER_FILE), &model)?;
+            let state = checkpoint::read_state(dir)?;
+            tracing::info!("resuming {} at update {}", run.display(), state.step);
+            (model, opt, state)
+        }
+        None => {
+            std::fs::create_dir_all(run).map_err(|e| ModelError::io(run, e))?;
+            let model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
+            let opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
+            let state = TrainerState {
+                step: 0,
+                tokens: 0,
+                data_cursor: 0,
+                seed: cfg.seed,
+                wall_time_s: 0.0,
+            };
+            (model, opt, state)
+        }
+    };
+    minicpm_model::safetensors_io::write_atomic(&run_toml, cfg.to_toml().as_bytes())?;
+
+    let schedule = cfg
+        .schedule
+        .resolve(cfg.train.steps)
+        .map_err(TrainError::Usage)?;
+    let mut log = MetricsLog::open(run, state.step)?;
+    let mut stream = BatchStream::new(
+        &train_data,
+        cfg.train.seq_len,
+        state.seed,
+        state.data_cursor,
+    );
+    let evals = eval_batches(
+        &valid_data,
+        cfg.train.seq_len,
+        cfg.train.micro_batch,
+        cfg.train.eval_batches,
+    );
+    let bpt = valid_data.bytes_per_token();
+    let accum = cfg.accumulation();
+    let t = &cfg.train;
+    let tokenizer = cfg.data.tokenizer.as_deref().filter(|p| p.exists());
+
+    let bar = if opts.progress {
+        ProgressBar::new(t.steps)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    bar.set_position(state.step);
+
+    let mut outcome = TrainOutcome {
+        steps_done: state.step,
+        interrupted: false,
+        final_eval: None,
+        last_checkpoint: None,
+    };
+    let session_start = Instant::now();
+    let wall_before = state.wall_time_s;
+    let mut window_start = Instant::now();
+    let mut window_tokens = 0u64;
+    while state.step < t.steps {
+        let s = state.step;
+        let lr = cfg.optim.lr * schedule.factor(s);
+        let mut acc = GradientsAccumulator::<MiniCpm>::new();
+        let mut loss_sum = 0.0;
+        for _ in 0..accum {
+            let batch = stream.next_batch(t.micro_batch);
+            let loss = lm_loss(&model, &batch, device);
+            let scaled = if accum > 1 {
+                loss.clone().div_scalar(accum as f64)
+            } else {
+                loss.clone()
+            };
+            let grads = GradientsParams::from_grads(scaled.backward(), &model);
+            acc.accumulate(&model, grads);
+            loss_sum += loss.into_scalar::<f32>() as f64;
+        }
+        let (updated, stats) = opt.step(model, acc.grads(), lr);
+        model = updated;
+        state.step += 1;
+        state.tokens += t.batch_tokens;
+        state.data_cursor = stream.cursor();
+        window_tokens += t.batch_tokens;
+
+        let done = state.step == t.steps;
+        let stop = opts.stop.load(Ordering::SeqCst);
+        let eval_now = done || (t.eval_every > 0 && state.step % t.eval_every == 0);
+        let eval = eval_now.then(|| evaluate(&model, &evals, bpt, device));
+        if eval_now || s % t.log_every.max(1) == 0 {
+            let elapsed = window_start.elapsed().as_secs_f64();
+            let record = Record {
+                step: s,
+                tokens: state.tokens,
+                lr,
+                loss: loss_sum / accum as f64,
+                grad_norm: stats.grad_norm,
+                tok_s: window_tokens as f64 / elapsed.max(1e-9),
+                eval_loss: eval.map(|e| e.loss),
+                eval_bpb: eval.and_then(|e| e.bits_per_byte),
+            };
+            log.append(&record)?;
+            bar.set_message(format!(
+                "tokens {} loss {:.4} lr {:.2e} {:.0} tok/s{}",
+                state.tokens,
+                record.loss,
+                lr,
+                record.tok_s,
+                eval.map_or(String::new(), |e| format!(" eval {:.4}", e.loss))
+            ));
+            window_start = Instant::now();
+            window_tokens = 0;
+        }
+        if let Some(e) = eval {
+            outcome.final_eval = Some(e);
+        }
+        bar.set_position(state.step);
+
+        let ckpt_now =
+            done || stop || (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0);
+        if ckpt_now {
+            state.wall_time_s = wall_before + session_start.elapsed().as_secs_f64();
+            let dir = checkpoint::save(run, &model, &opt, &state, tokenizer, t.keep_checkpoints)?;
+            outcome.last_checkpoint = Some(dir);
+        }
+        if stop && !done {
+            outcome.interrupted = true;
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    outcome.steps_done = state.step;
+    if outcome.last_checkpoint.is_none() {
+        outcome.last_checkpoint = checkpoint::latest(run).map(|(_, p)| p);
+    }
+    Ok(outcome)
+}
+
+/// Loads a model from an HF directory or a run checkpoint directory (same layout).
+pub fn load_model(dir: &Path, device: &Device) -> Result<MiniCpm, ModelError> {
+    hf::load(dir, device)
+}
