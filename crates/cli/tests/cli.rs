@@ -304,3 +304,77 @@ fn bad_configs_exit_2_naming_the_field() {
     let e = run_bad(bin().arg("info").arg(dir.path().join("missing.toml")));
     assert!(e.contains("missing.toml"), "{e}");
 }
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_the_run_continues_from_it() {
+    let (dir, cfg) = setup(200);
+    let run = dir.path().join("run");
+    let mut child = train_new(&cfg, &run).spawn().unwrap();
+    let first = run.join("checkpoints/step-0000005/trainer_state.json");
+    let t0 = Instant::now();
+    while !first.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted runs exit 130");
+    let records = read(&run.join("metrics.jsonl")).unwrap();
+    let stopped_at = records.last().unwrap().step + 1;
+    assert!(stopped_at < 200, "stopped early");
+    let saved = run.join(format!(
+        "checkpoints/step-{stopped_at:07}/trainer_state.json"
+    ));
+    assert!(
+        saved.exists(),
+        "a checkpoint at the update where it stopped: {}",
+        saved.display()
+    );
+
+    let mut resume = bin();
+    resume.args(["train", "--quiet", "--resume"]).arg(&run);
+    run_ok(&mut resume);
+    let steps: Vec<u64> = read(&run.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|r| r.step)
+        .collect();
+    assert_eq!(
+        steps,
+        (0..200).collect::<Vec<u64>>(),
+        "one record per update, none lost or repeated"
+    );
+}
+
+#[test]
+fn generate_with_a_corrupt_checkpoint_exits_2_naming_the_file() {
+    let (dir, cfg) = setup(10);
+    let run = dir.path().join("run");
+    run_ok(&mut train_new(&cfg, &run));
+    let ckpt = run.join("checkpoints/step-0000010");
+    let weights = ckpt.join("model.safetensors");
+    let len = std::fs::metadata(&weights).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&weights)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let e = run_bad(
+        bin()
+            .args(["generate", "--prompt", "The"])
+            .arg("--model")
+            .arg(&ckpt),
+    );
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
+}
