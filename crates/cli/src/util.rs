@@ -65,11 +65,17 @@ pub fn report(o: &TrainOutcome) {
     if o.interrupted {
         eprintln!("stopped after update {}", o.steps_done);
     }
-    if let Some(e) = o.final_eval {
+    let show = |what: &str, e: &minicpm_train::loss::EvalResult| {
         let bpb = e
             .bits_per_byte
             .map_or(String::new(), |b| format!(", {b:.4} bits/byte"));
-        eprintln!("held-out loss {:.4}{bpb}", e.loss);
+        eprintln!("held-out loss {what}: {:.4}{bpb}", e.loss);
+    };
+    if let Some(e) = &o.initial_eval {
+        show("at initialisation", e);
+    }
+    if let Some(e) = &o.final_eval {
+        show("after training", e);
     }
     if let Some(c) = &o.last_checkpoint {
         eprintln!("checkpoint: {}", c.display());

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use minicpm_data::batches::eval_batches;
 use minicpm_data::{BatchStream, DataError, TokenDataset};
 use minicpm_model::{hf, init, mup, MiniCpm, ModelConfig, ModelError};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,6 +44,8 @@ pub struct TrainOptions {
 pub struct TrainOutcome {
     pub steps_done: u64,
     pub interrupted: bool,
+    /// Held-out loss of the freshly initialised model (new runs only).
+    pub initial_eval: Option<EvalResult>,
     pub final_eval: Option<EvalResult>,
     pub last_checkpoint: Option<PathBuf>,
 }
@@ -185,9 +187,13 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     );
     bar.set_position(state.step);
 
+    let initial_eval = resume_from
+        .is_none()
+        .then(|| evaluate(&model, &evals, bpt, device));
     let mut outcome = TrainOutcome {
         steps_done: state.step,
         interrupted: false,
+        initial_eval,
         final_eval: None,
         last_checkpoint: None,
     };
@@ -270,9 +276,4 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         outcome.last_checkpoint = checkpoint::latest(run).map(|(_, p)| p);
     }
     Ok(outcome)
-}
-
-/// Loads a model from an HF directory or a run checkpoint directory (same layout).
-pub fn load_model(dir: &Path, device: &Device) -> Result<MiniCpm, ModelError> {
-    hf::load(dir, device)
 }
