@@ -131,6 +131,19 @@ fn losses(records: &[Record]) -> Vec<(u64, u64, u64, u64, Option<u64>)> {
         .collect()
 }
 
+/// Waits (polling closely, so the run is still going) until `path` exists.
+fn wait_for(path: &Path) {
+    let t0 = Instant::now();
+    while !path.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn info_reports_the_published_non_embedding_counts() {
     for (preset, count) in [
@@ -179,14 +192,7 @@ fn resume_after_kill_is_bit_exact_and_lr_follows_the_schedule() {
     let killed = dir.path().join("killed");
     let mut child = train_new(&cfg, &killed).spawn().unwrap();
     let marker = killed.join("checkpoints/step-0000020/trainer_state.json");
-    let t0 = Instant::now();
-    while !marker.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for(&marker);
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "the run was killed before it finished");
@@ -311,14 +317,7 @@ fn ctrl_c_saves_a_checkpoint_and_the_run_continues_from_it() {
     let run = dir.path().join("run");
     let mut child = train_new(&cfg, &run).spawn().unwrap();
     let first = run.join("checkpoints/step-0000005/trainer_state.json");
-    let t0 = Instant::now();
-    while !first.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for(&first);
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
