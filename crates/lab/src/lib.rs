@@ -1,0 +1,1 @@
+//! The lab: fits over many runs (scaling laws), plots and reports.
