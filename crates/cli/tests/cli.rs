@@ -45,7 +45,7 @@ fn make_data(dir: &Path) {
     let docs: Vec<String> = (0..120)
         .map(|i| format!("{i} {TEXT}{}", TEXT.repeat(1 + i % 3)))
         .collect();
-    let tok = TextTokenizer::train_bpe(docs.iter(), 300).unwrap();
+    let tok = TextTokenizer::train_bpe(docs.iter(), 400).unwrap();
     tok.save(&dir.join("tokenizer.json")).unwrap();
     for (split, range) in [("train", 0..110), ("valid", 110..120)] {
         let mut w = ShardWriter::create(&dir.join(split), tok.vocab_size(), 2, 1 << 20).unwrap();
@@ -63,7 +63,7 @@ fn write_config(dir: &Path, steps: u64) -> PathBuf {
         r#"
 seed = 7
 [model]
-vocab_size = 320
+vocab_size = 400
 hidden_size = 32
 intermediate_size = 80
 num_hidden_layers = 2

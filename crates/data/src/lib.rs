@@ -4,6 +4,7 @@
 pub mod batches;
 pub mod error;
 pub mod local_corpus;
+pub mod mixture;
 pub mod shards;
 pub mod tokenizer;
 

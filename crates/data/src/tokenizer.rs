@@ -1,11 +1,21 @@
-//! Tokenizers in the HF `tokenizer.json` format: any such file loads, and a byte-level BPE can be
-//! trained here (every byte is in the base alphabet, so any UTF-8 text round-trips exactly).
+//! Tokenizers in the HF `tokenizer.json` format. Any such file loads (a released MiniCPM
+//! tokenizer.json included); training builds what MiniCPM's SentencePiece tokenizer is: BPE over
+//! "▁"-prefixed words with digits split one by one and byte fallback, so text the vocabulary has
+//! never seen (emoji, rare CJK characters, control characters) still encodes, as `<0xNN>` tokens,
+//! and decodes back exactly.
 
 use crate::error::DataError;
 use std::path::Path;
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use std::str::FromStr;
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::{
     AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
     Tokenizer, TokenizerBuilder, TokenizerImpl,
@@ -14,8 +24,23 @@ use tokenizers::{
 /// MiniCPM's special tokens, at ids 0, 1, 2.
 pub const SPECIAL_TOKENS: [&str; 3] = ["<unk>", "<s>", "</s>"];
 
+/// The smallest vocabulary worth training: specials, 256 byte tokens and some merges.
+pub const MIN_VOCAB: usize = 3 + 256 + 64;
+
+type Impl = TokenizerImpl<
+    BPE,
+    NormalizerWrapper,
+    PreTokenizerWrapper,
+    PostProcessorWrapper,
+    DecoderWrapper,
+>;
+
 pub struct TextTokenizer {
     inner: Tokenizer,
+}
+
+fn byte_token(b: u8) -> String {
+    format!("<0x{b:02X}>")
 }
 
 impl TextTokenizer {
@@ -25,40 +50,77 @@ impl TextTokenizer {
         Ok(TextTokenizer { inner })
     }
 
-    /// Trains a byte-level BPE of `vocab_size` tokens on `texts`.
+    /// Trains a byte-fallback BPE of `vocab_size` tokens on `texts`.
     pub fn train_bpe<I, S>(texts: I, vocab_size: usize) -> Result<Self, DataError>
     where
         I: Iterator<Item = S> + Send,
         S: AsRef<str> + Send,
     {
-        let specials = SPECIAL_TOKENS
+        if vocab_size < MIN_VOCAB {
+            return Err(DataError::Invalid(format!(
+                "vocabulary size {vocab_size} is too small: at least {MIN_VOCAB} (3 specials + 256 byte tokens + merges)"
+            )));
+        }
+        let setup = |e: tokenizers::Error| DataError::Invalid(format!("tokenizer setup: {e}"));
+        // Specials first (ids 0, 1, 2), then the 256 byte tokens byte fallback needs in the vocabulary.
+        let mut reserved: Vec<AddedToken> = SPECIAL_TOKENS
             .iter()
             .map(|t| AddedToken::from(t.to_string(), true))
             .collect();
+        reserved.extend((0..=255u8).map(|b| AddedToken::from(byte_token(b), true)));
         let mut trainer = BpeTrainerBuilder::new()
             .vocab_size(vocab_size)
             .min_frequency(2)
             .show_progress(false)
-            .special_tokens(specials)
-            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .special_tokens(reserved)
+            // Rare characters are left to byte fallback instead of taking a token each.
+            .limit_alphabet(1000)
             .build();
-        let mut tok: TokenizerImpl<
-            BPE,
-            NormalizerWrapper,
-            PreTokenizerWrapper,
-            PostProcessorWrapper,
-            DecoderWrapper,
-        > = TokenizerBuilder::new()
-            .with_model(BPE::default())
-            .with_normalizer(None)
-            .with_pre_tokenizer(Some(ByteLevel::new(false, true, true).into()))
-            .with_post_processor(None)
-            .with_decoder(Some(ByteLevelDecoder::default().into()))
+        let model = BPE::builder()
+            .byte_fallback(true)
+            .unk_token("<unk>".into())
             .build()
-            .map_err(|e| DataError::Invalid(format!("tokenizer setup: {e}")))?;
+            .map_err(setup)?;
+        // SentencePiece's layout: spaces become "▁" and one "▁" is always prepended (normaliser);
+        // words split before each "▁", digits one by one (pre-tokeniser); decoding undoes exactly
+        // that, removing the one prepended space.
+        let normalizer = NormalizerSequence::new(vec![
+            Prepend::new("▁".into()).into(),
+            Replace::new(" ", "▁").map_err(setup)?.into(),
+        ]);
+        let split_words = Metaspace::new('▁', PrependScheme::Never, true);
+        let decoder = DecoderSequence::new(vec![
+            Replace::new("▁", " ").map_err(setup)?.into(),
+            ByteFallback::default().into(),
+            Fuse::default().into(),
+            Strip::new(' ', 1, 0).into(),
+        ]);
+        let mut tok: Impl = TokenizerBuilder::new()
+            .with_model(model)
+            .with_normalizer(Some(normalizer.into()))
+            .with_pre_tokenizer(Some(
+                PreTokenizerSequence::new(vec![split_words.into(), Digits::new(true).into()])
+                    .into(),
+            ))
+            .with_post_processor(None)
+            .with_decoder(Some(decoder.into()))
+            .build()
+            .map_err(setup)?;
         tok.train(&mut trainer, texts)
             .map_err(|e| DataError::Invalid(format!("tokenizer training: {e}")))?;
-        let inner: Tokenizer = tok.into();
+        // The byte tokens are vocabulary entries, not added tokens: as added tokens the literal text
+        // "<0x41>" would encode to the byte token instead of its characters.
+        let mut json: serde_json::Value =
+            serde_json::from_str(&tok.to_string(false).map_err(setup)?)
+                .map_err(|e| DataError::Invalid(e.to_string()))?;
+        if let Some(added) = json.get_mut("added_tokens").and_then(|a| a.as_array_mut()) {
+            added.retain(|t| {
+                t["content"]
+                    .as_str()
+                    .is_some_and(|c| SPECIAL_TOKENS.contains(&c))
+            });
+        }
+        let inner = Tokenizer::from_str(&json.to_string()).map_err(setup)?;
         Ok(TextTokenizer { inner })
     }
 
@@ -95,20 +157,53 @@ impl TextTokenizer {
 mod tests {
     use super::*;
 
+    fn trained() -> TextTokenizer {
+        let corpus = ["the quick brown fox jumps over the lazy dog 12345"; 50];
+        TextTokenizer::train_bpe(corpus.iter(), 400).unwrap()
+    }
+
     #[test]
-    fn byte_level_round_trips_unseen_text() {
-        let corpus = ["the quick brown fox jumps over the lazy dog"; 50];
-        let tok = TextTokenizer::train_bpe(corpus.iter(), 300).unwrap();
+    fn specials_and_bytes_have_minicpm_ids() {
+        let tok = trained();
         assert_eq!(tok.token_id("<unk>"), Some(0));
         assert_eq!(tok.token_id("<s>"), Some(1));
         assert_eq!(tok.token_id("</s>"), Some(2));
+        assert_eq!(tok.token_id("<0x00>"), Some(3));
+        assert_eq!(tok.token_id("<0xFF>"), Some(258));
+        // Digits are split one by one.
+        let ids = tok.encode("2024").unwrap();
+        assert_eq!(ids.len(), 4 + 1, "{ids:?}"); // "▁" and four digits
+    }
+
+    #[test]
+    fn arbitrary_utf8_round_trips_through_byte_fallback() {
+        let tok = trained();
         for text in [
             "héllo wörld 🦀 汉字从未见过",
-            "tabs\tand\nnewlines\u{1}\u{7f}",
-            "  leading spaces",
+            "tabs\tand\nnewlines\u{1}\u{7f} and <0x41> literally",
+            "  leading spaces and trailing  ",
+            "",
+            "Ω≈ç√∫˜µ≤≥÷ 𝕳𝖊𝖑𝖑𝖔 \u{200b}zero-width",
         ] {
             let ids = tok.encode(text).unwrap();
-            assert_eq!(tok.decode(&ids).unwrap(), text);
+            assert_eq!(tok.decode(&ids).unwrap(), text, "{ids:?}");
         }
+        // Unseen characters really go through the byte tokens, not <unk>.
+        let ids = tok.encode("🦀").unwrap();
+        assert!(!ids.contains(&0), "{ids:?}");
+        assert!(
+            ids.iter()
+                .all(|&i| i <= 258 || tok.decode(&[i]).unwrap().trim().is_empty()),
+            "{ids:?}"
+        );
+    }
+
+    #[test]
+    fn too_small_a_vocabulary_is_refused() {
+        let e = TextTokenizer::train_bpe(["abc"].iter(), 100)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("too small"), "{e}");
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::optimizer::AdamW;
 use burn::module::Module;
+use minicpm_data::mixture::MixtureCursor;
 use minicpm_model::hf;
 use minicpm_model::safetensors_io::write_atomic;
 use minicpm_model::{MiniCpm, ModelError};
@@ -22,8 +23,9 @@ pub struct TrainerState {
     pub step: u64,
     /// Training tokens consumed.
     pub tokens: u64,
-    /// Position in the batch stream (windows consumed); the order itself is a function of the seed.
-    pub data_cursor: u64,
+    /// Position in the data mixture (rows drawn, windows consumed per source); the order itself
+    /// is a function of the seed.
+    pub data_cursor: MixtureCursor,
     /// The seed of the data order and of the initialisation.
     pub seed: u64,
     /// Wall-clock seconds of training so far, summed over resumptions.

@@ -4,10 +4,12 @@
 
 use crate::optimizer::OptimConfig;
 use crate::schedule::ScheduleConfig;
+use minicpm_data::mixture::PhaseWeights;
 use minicpm_model::mup::Parametrization;
 use minicpm_model::strict;
 use minicpm_model::{ModelConfig, ModelError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,15 +72,54 @@ impl Default for TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// Token-shard directory for training (with index.json).
-    #[serde(default)]
+    /// One token-shard directory to train on (shorthand for a single-source mixture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<PathBuf>,
+    /// Named token-shard directories for a mixture.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, PathBuf>,
+    /// Weights per phase (`stable`, `decay`, later ones such as `sft`) per source. The trainer
+    /// uses `decay` once the schedule enters its decay phase (falling back to `stable`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mixture: PhaseWeights,
     /// Token-shard directory for held-out evaluation.
     #[serde(default)]
     pub valid: Option<PathBuf>,
     /// tokenizer.json, copied into every checkpoint so each is a complete HF directory.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+}
+
+impl DataConfig {
+    /// The training sources and their phase weights, with `train = ...` as a one-source mixture.
+    pub fn resolved_mixture(&self) -> Result<(BTreeMap<String, PathBuf>, PhaseWeights), String> {
+        match (&self.train, self.sources.is_empty()) {
+            (Some(_), false) => {
+                Err("data: give either `train` or `sources` + `mixture`, not both".into())
+            }
+            (Some(path), true) => {
+                if !self.mixture.is_empty() {
+                    return Err("data.mixture needs data.sources".into());
+                }
+                let sources = BTreeMap::from([("train".to_string(), path.clone())]);
+                let weights = BTreeMap::from([(
+                    "stable".to_string(),
+                    BTreeMap::from([("train".to_string(), 1.0)]),
+                )]);
+                Ok((sources, weights))
+            }
+            (None, false) => {
+                let names: Vec<String> = self.sources.keys().cloned().collect();
+                minicpm_data::mixture::validate(&self.mixture, &names)
+                    .map_err(|e| e.to_string())?;
+                Ok((self.sources.clone(), self.mixture.clone()))
+            }
+            (None, true) => Err(
+                "data.train: no training data configured (set `train` or `sources` + `mixture`)"
+                    .into(),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,8 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use minicpm_data::batches::eval_batches;
-use minicpm_data::{BatchStream, DataError, TokenDataset};
+use minicpm_data::mixture::{Mixture, MixtureCursor};
+use minicpm_data::{DataError, TokenDataset};
 use minicpm_model::{hf, init, mup, MiniCpm, ModelConfig, ModelError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,9 +103,18 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         )));
     }
 
-    let train_data = open_dataset(&cfg.data.train, "train")?;
+    let (source_paths, weights) = cfg.data.resolved_mixture().map_err(TrainError::Usage)?;
+    let mut sources = Vec::with_capacity(source_paths.len());
+    for (name, path) in &source_paths {
+        sources.push((name.clone(), TokenDataset::open(path)?));
+    }
     let valid_data = open_dataset(&cfg.data.valid, "valid")?;
-    for (what, ds) in [("train", &train_data), ("valid", &valid_data)] {
+    let mut all: Vec<(String, &TokenDataset)> = sources
+        .iter()
+        .map(|(n, d)| (format!("sources.{n}"), d))
+        .collect();
+    all.push(("valid".into(), &valid_data));
+    for (what, ds) in all {
         if ds.index.vocab_size > model_cfg.vocab_size {
             return Err(TrainError::Usage(format!(
                 "data.{what}: token ids go up to {} but model.vocab_size is {}",
@@ -143,7 +153,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             let state = TrainerState {
                 step: 0,
                 tokens: 0,
-                data_cursor: 0,
+                data_cursor: MixtureCursor::default(),
                 seed: cfg.seed,
                 wall_time_s: 0.0,
             };
@@ -157,12 +167,14 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         .resolve(cfg.train.steps)
         .map_err(TrainError::Usage)?;
     let mut log = MetricsLog::open(run, state.step)?;
-    let mut stream = BatchStream::new(
-        &train_data,
+    let borrowed = sources.iter().map(|(n, d)| (n.clone(), d)).collect();
+    let mut mixture = Mixture::new(
+        borrowed,
+        &weights,
         cfg.train.seq_len,
         state.seed,
-        state.data_cursor,
-    );
+        &state.data_cursor,
+    )?;
     let evals = eval_batches(
         &valid_data,
         cfg.train.seq_len,
@@ -204,10 +216,16 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     while state.step < t.steps {
         let s = state.step;
         let lr = cfg.optim.lr * schedule.factor(s);
+        // MiniCPM's two-stage pre-training: the decay phase draws from the `decay` mixture.
+        let phase = if schedule.in_decay(s) {
+            "decay"
+        } else {
+            "stable"
+        };
         let mut acc = GradientsAccumulator::<MiniCpm>::new();
         let mut loss_sum = 0.0;
         for _ in 0..accum {
-            let batch = stream.next_batch(t.micro_batch);
+            let (batch, _) = mixture.next_batch(phase, t.micro_batch);
             let loss = lm_loss(&model, &batch, device);
             let scaled = if accum > 1 {
                 loss.clone().div_scalar(accum as f64)
@@ -222,7 +240,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         model = updated;
         state.step += 1;
         state.tokens += t.batch_tokens;
-        state.data_cursor = stream.cursor();
+        state.data_cursor = mixture.cursor();
         window_tokens += t.batch_tokens;
 
         let done = state.step == t.steps;
