@@ -1,5 +1,6 @@
 //! `minicpm`: train, inspect and run MiniCPM models.
 
+mod data_cmd;
 mod demo;
 mod info;
 mod util;
@@ -30,6 +31,12 @@ enum Command {
         /// A run config (.toml), an HF config.json, or a model directory.
         path: PathBuf,
     },
+    /// Train a tokenizer.
+    #[command(subcommand)]
+    Tokenizer(data_cmd::TokenizerCommand),
+    /// Prepare training data.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
     /// The main job on built-in defaults: build a corpus from local text, train a tokenizer,
     /// train the demo model with WSD, print samples.
     Demo(demo::DemoArgs),
@@ -85,6 +92,8 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),
+        Command::Tokenizer(data_cmd::TokenizerCommand::Train(a)) => data_cmd::train_tokenizer(a),
+        Command::Data(data_cmd::DataCommand::Prepare(a)) => data_cmd::prepare_shards(a),
     };
     match result {
         Ok(code) => code,

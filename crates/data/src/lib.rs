@@ -5,6 +5,7 @@ pub mod batches;
 pub mod error;
 pub mod local_corpus;
 pub mod mixture;
+pub mod prepare;
 pub mod shards;
 pub mod tokenizer;
 

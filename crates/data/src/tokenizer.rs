@@ -142,6 +142,15 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Encodes many texts at once, in parallel on all cores.
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, DataError> {
+        let encs = self
+            .inner
+            .encode_batch(texts.to_vec(), false)
+            .map_err(|e| DataError::Invalid(format!("encode: {e}")))?;
+        Ok(encs.into_iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String, DataError> {
         self.inner
             .decode(ids, true)

@@ -1,1 +1,3 @@
 //! The lab: fits over many runs (scaling laws), plots and reports.
+
+pub mod scaling;

@@ -1,0 +1,413 @@
+//! Corpus -> token shards. Documents are read from plain text (one document per file) and JSONL
+//! (one per line, text field configurable), grouped into sources (a JSONL line's `source` field,
+//! else the file's name), tokenised in parallel batches and written as shards per source:
+//! `out/<source>/train` and `out/<source>/valid`. The split is by document, decided by a hash of
+//! (source, document number), so it is the same on every run and never cuts a document.
+//!
+//! Memory stays bounded: documents stream through fixed-size batches. A source whose shards are
+//! complete (index written) is skipped, so an interrupted preparation resumes.
+//!
+//! Invalid UTF-8 is skipped and counted, never fatal: real corpora carry stray bytes, and one bad
+//! file should not stop a long job. A JSONL line without the text field is an error.
+
+use crate::error::DataError;
+use crate::shards::{ShardWriter, INDEX_FILE};
+use crate::tokenizer::TextTokenizer;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+pub struct PrepareOptions {
+    /// JSONL field holding the text.
+    pub text_field: String,
+    /// Documents per thousand that go to validation.
+    pub valid_permille: u64,
+    /// Documents tokenised per parallel batch.
+    pub batch_docs: usize,
+    pub shard_tokens: usize,
+}
+
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        PrepareOptions {
+            text_field: "text".into(),
+            valid_permille: 10,
+            batch_docs: 512,
+            shard_tokens: 1 << 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SourceSummary {
+    pub documents: u64,
+    pub train_tokens: u64,
+    pub valid_tokens: u64,
+    pub bytes: u64,
+    pub skipped_invalid_utf8: u64,
+    pub resumed: bool,
+}
+
+/// Expands files, directories (recursively, sorted) and `*` globs into input files.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| DataError::file(p, e))?
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            entries.sort();
+            for e in entries {
+                walk(&e, out)?;
+            }
+        } else if p.is_file() {
+            let name = p.to_string_lossy();
+            if name.ends_with(".jsonl")
+                || name.ends_with(".txt")
+                || name.ends_with(".md")
+                || name.ends_with(".py")
+            {
+                out.push(p.to_path_buf());
+            }
+        } else {
+            return Err(DataError::file(p, "no such file or directory"));
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for i in inputs {
+        let s = i.to_string_lossy();
+        if let Some(star) = s.find('*') {
+            // A simple glob: `dir/prefix*suffix` within one directory.
+            let (dir, pattern) = s.rsplit_once('/').unwrap_or((".", &s));
+            let (pre, post) = pattern.split_at(star - (s.len() - pattern.len()));
+            let post = &post[1..];
+            let mut matched: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| DataError::file(Path::new(dir), e))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name().is_some_and(|n| {
+                        n.to_string_lossy().starts_with(pre) && n.to_string_lossy().ends_with(post)
+                    })
+                })
+                .collect();
+            if matched.is_empty() {
+                return Err(DataError::file(i, "the pattern matches no file"));
+            }
+            matched.sort();
+            for m in matched {
+                walk(&m, &mut out)?;
+            }
+        } else {
+            walk(i, &mut out)?;
+        }
+    }
+    if out.is_empty() {
+        return Err(DataError::Invalid(
+            "no input files (.jsonl, .txt, .md, .py) found".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// A document and its source.
+pub struct Doc {
+    pub source: String,
+    pub text: String,
+}
+
+fn source_of_file(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into())
+}
+
+/// Streams the documents of one file into `sink`; returns the invalid-UTF-8 items skipped.
+pub fn read_file(
+    p: &Path,
+    text_field: &str,
+    sink: &mut dyn FnMut(Doc) -> Result<(), DataError>,
+) -> Result<u64, DataError> {
+    let is_jsonl = p.extension().is_some_and(|e| e == "jsonl");
+    if !is_jsonl {
+        let bytes = std::fs::read(p).map_err(|e| DataError::file(p, e))?;
+        return match String::from_utf8(bytes) {
+            Ok(text) if text.trim().is_empty() => Ok(0),
+            Ok(text) => sink(Doc {
+                source: source_of_file(p),
+                text,
+            })
+            .map(|_| 0),
+            Err(_) => Ok(1),
+        };
+    }
+    let file = std::fs::File::open(p).map_err(|e| DataError::file(p, e))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut skipped = 0;
+    let mut n = 0;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| DataError::file(p, e))?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        let Ok(s) = std::str::from_utf8(&line) else {
+            skipped += 1;
+            continue;
+        };
+        if s.trim().is_empty() {
+            continue;
+        }
+        let where_ = || format!("{}:{n}", p.display());
+        let v: serde_json::Value = serde_json::from_str(s)
+            .map_err(|e| DataError::Invalid(format!("{}: not JSON: {e}", where_())))?;
+        let text = v.get(text_field).and_then(|t| t.as_str()).ok_or_else(|| {
+            DataError::Invalid(format!("{}: no string field `{text_field}`", where_()))
+        })?;
+        let source = v
+            .get("source")
+            .and_then(|s| s.as_str())
+            .map(String::from)
+            .unwrap_or_else(|| source_of_file(p));
+        if !text.trim().is_empty() {
+            sink(Doc {
+                source,
+                text: text.to_string(),
+            })?;
+        }
+    }
+    Ok(skipped)
+}
+
+/// Whether document `n` of `source` goes to validation.
+pub fn is_valid_doc(source: &str, n: u64, permille: u64) -> bool {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in source.bytes().chain(n.to_le_bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h % 1000 < permille
+}
+
+struct SourceWriter {
+    train: ShardWriter,
+    valid: ShardWriter,
+    summary: SourceSummary,
+}
+
+/// Tokenises `inputs` into `out/<source>/{train,valid}`; returns a summary per source.
+pub fn prepare(
+    inputs: &[PathBuf],
+    tok: &TextTokenizer,
+    out: &Path,
+    opts: &PrepareOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<BTreeMap<String, SourceSummary>, DataError> {
+    let files = expand_inputs(inputs)?;
+    let eos = tok.token_id("</s>").unwrap_or(2);
+    let vocab = tok.vocab_size();
+    let mut writers: BTreeMap<String, SourceWriter> = BTreeMap::new();
+    let mut done: BTreeMap<String, SourceSummary> = BTreeMap::new();
+    let mut pending: Vec<Doc> = Vec::with_capacity(opts.batch_docs);
+
+    let mut flush = |pending: &mut Vec<Doc>,
+                     writers: &mut BTreeMap<String, SourceWriter>|
+     -> Result<(), DataError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<&str> = pending.iter().map(|d| d.text.as_str()).collect();
+        let encoded = tok.encode_batch(&texts)?;
+        let mut bytes = 0;
+        for (doc, ids) in pending.iter().zip(encoded) {
+            let w = writers
+                .get_mut(&doc.source)
+                .expect("writer made when the document was queued");
+            let n = w.summary.documents;
+            w.summary.documents += 1;
+            w.summary.bytes += doc.text.len() as u64;
+            bytes += doc.text.len() as u64;
+            if is_valid_doc(&doc.source, n, opts.valid_permille) {
+                w.summary.valid_tokens += ids.len() as u64 + 1;
+                w.valid.push_document(&ids, doc.text.len() as u64)?;
+            } else {
+                w.summary.train_tokens += ids.len() as u64 + 1;
+                w.train.push_document(&ids, doc.text.len() as u64)?;
+            }
+        }
+        progress(bytes);
+        pending.clear();
+        Ok(())
+    };
+
+    let mut skipped_by_source: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &files {
+        let mut sink = |doc: Doc| -> Result<(), DataError> {
+            if done.contains_key(&doc.source) {
+                return Ok(());
+            }
+            if !writers.contains_key(&doc.source) {
+                let dir = out.join(&doc.source);
+                if dir.join("train").join(INDEX_FILE).exists()
+                    && dir.join("valid").join(INDEX_FILE).exists()
+                {
+                    done.insert(
+                        doc.source.clone(),
+                        SourceSummary {
+                            resumed: true,
+                            ..Default::default()
+                        },
+                    );
+                    return Ok(());
+                }
+                let w = SourceWriter {
+                    train: ShardWriter::create(&dir.join("train"), vocab, eos, opts.shard_tokens)?,
+                    valid: ShardWriter::create(&dir.join("valid"), vocab, eos, opts.shard_tokens)?,
+                    summary: SourceSummary::default(),
+                };
+                writers.insert(doc.source.clone(), w);
+            }
+            pending.push(doc);
+            if pending.len() >= opts.batch_docs {
+                flush(&mut pending, &mut writers)?;
+            }
+            Ok(())
+        };
+        let skipped = read_file(f, &opts.text_field, &mut sink)?;
+        if skipped > 0 {
+            *skipped_by_source.entry(source_of_file(f)).or_default() += skipped;
+        }
+    }
+    flush(&mut pending, &mut writers)?;
+    // Indexes are written last: a source counts as prepared only once both exist.
+    for (name, w) in writers {
+        let mut summary = w.summary;
+        if summary.documents == 0 {
+            return Err(DataError::Invalid(format!(
+                "source `{name}` has no documents"
+            )));
+        }
+        w.valid.finish()?;
+        w.train.finish()?;
+        summary.skipped_invalid_utf8 = skipped_by_source.get(&name).copied().unwrap_or(0);
+        done.insert(name, summary);
+    }
+    if done.is_empty() {
+        return Err(DataError::Invalid(
+            "the corpus is empty: no documents with text".into(),
+        ));
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shards::TokenDataset;
+
+    #[test]
+    fn shards_count_tokens_and_bytes_and_the_split_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("corpus.jsonl");
+        let docs: Vec<String> = (0..300)
+            .map(|i| format!("document {i}: the cat sat on the mat, then 汉字 {i}"))
+            .collect();
+        let mut text = String::new();
+        for (i, d) in docs.iter().enumerate() {
+            let source = if i % 3 == 0 { "code" } else { "prose" };
+            text += &serde_json::json!({"text": d, "source": source}).to_string();
+            text += "\n";
+        }
+        std::fs::write(&input, text).unwrap();
+        let tok = TextTokenizer::train_bpe(docs.iter(), 400).unwrap();
+        let opts = PrepareOptions {
+            valid_permille: 100,
+            batch_docs: 7,
+            ..Default::default()
+        };
+        let out = dir.path().join("out");
+        let summary = prepare(&[input.clone()], &tok, &out, &opts, |_| {}).unwrap();
+        assert_eq!(summary.len(), 2);
+        let mut total_bytes = 0;
+        for (source, s) in &summary {
+            let train = TokenDataset::open(&out.join(source).join("train")).unwrap();
+            let valid = TokenDataset::open(&out.join(source).join("valid")).unwrap();
+            assert_eq!(train.tokens.len() as u64, s.train_tokens);
+            assert_eq!(valid.tokens.len() as u64, s.valid_tokens);
+            assert_eq!(train.index.bytes() + valid.index.bytes(), s.bytes);
+            total_bytes += s.bytes;
+            // Token counts are the tokenizer's, document by document, plus one EOS each.
+            let mine: Vec<&String> = docs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (i % 3 == 0) == (source == "code"))
+                .map(|(_, d)| d)
+                .collect();
+            let want: u64 = mine
+                .iter()
+                .map(|d| tok.encode(d).unwrap().len() as u64 + 1)
+                .sum();
+            assert_eq!(s.train_tokens + s.valid_tokens, want, "{source}");
+            assert!(s.valid_tokens > 0 && s.train_tokens > 0);
+        }
+        assert_eq!(
+            total_bytes,
+            docs.iter().map(|d| d.len() as u64).sum::<u64>()
+        );
+        // Same split on a second run into another directory.
+        let out2 = dir.path().join("out2");
+        prepare(&[input], &tok, &out2, &opts, |_| {}).unwrap();
+        for source in ["code", "prose"] {
+            let a = std::fs::read(out.join(source).join("valid/shard-00000.bin")).unwrap();
+            let b = std::fs::read(out2.join(source).join("valid/shard-00000.bin")).unwrap();
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let tok = TextTokenizer::train_bpe(["some text to train on"; 20].iter(), 400).unwrap();
+        let opts = PrepareOptions::default();
+        let out = dir.path().join("out");
+        let e = prepare(
+            &[dir.path().join("missing.jsonl")],
+            &tok,
+            &out,
+            &opts,
+            |_| {},
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("missing.jsonl"), "{e}");
+        let f = dir.path().join("bad.jsonl");
+        std::fs::write(&f, "{\"text\": \"fine\"}\n{\"body\": \"no text field\"}\n").unwrap();
+        let e = prepare(&[f], &tok, &out, &opts, |_| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("bad.jsonl:2") && e.contains("`text`"), "{e}");
+        let empty = dir.path().join("empty.txt");
+        std::fs::write(&empty, "   \n").unwrap();
+        let e = prepare(&[empty], &tok, &out, &opts, |_| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("empty"), "{e}");
+        // Invalid UTF-8 is skipped and counted.
+        let mixed = dir.path().join("mixed.jsonl");
+        let mut bytes = b"{\"text\": \"good\"}\n".to_vec();
+        bytes.extend_from_slice(b"{\"text\": \"\xff\xfe\"}\n");
+        std::fs::write(&mixed, bytes).unwrap();
+        let s = prepare(&[mixed], &tok, &out, &opts, |_| {}).unwrap();
+        assert_eq!(s["mixed"].skipped_invalid_utf8, 1);
+        assert_eq!(s["mixed"].documents, 1);
+    }
+}

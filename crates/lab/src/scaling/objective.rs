@@ -1,0 +1,163 @@
+//! The objective of Besiroglu et al. (2024): a Huber loss on the log-space residual of the law.
+//!
+//! ln L(N, D) = logsumexp(a - alpha ln N, b - beta ln D, e) with a = ln A, b = ln B, e = ln E, so
+//! the fit works in log loss (relative errors) and stays finite for any parameter values.
+
+use std::cell::RefCell;
+
+use argmin::core::{CostFunction, Error, Gradient};
+
+use super::point::Point;
+
+/// Huber(delta) of r: quadratic within delta, linear beyond. The small delta (1e-3 by default)
+/// makes the fit close to least absolute deviations, hence robust to outlying runs.
+pub(crate) fn huber(r: f64, delta: f64) -> f64 {
+    if r.abs() <= delta {
+        0.5 * r * r
+    } else {
+        delta * (r.abs() - 0.5 * delta)
+    }
+}
+
+fn huber_slope(r: f64, delta: f64) -> f64 {
+    r.clamp(-delta, delta)
+}
+
+/// Sum over points of Huber(delta) of [predicted ln L - observed ln L], in the coordinates
+/// `[ln A, ln B, ln E, alpha, beta]`. The logs of the data are taken once, up front.
+#[derive(Debug, Clone)]
+pub(crate) struct HuberLogObjective {
+    ln_n: Vec<f64>,
+    ln_d: Vec<f64>,
+    ln_loss: Vec<f64>,
+    delta: f64,
+}
+
+impl HuberLogObjective {
+    pub(crate) fn new(points: &[Point], delta: f64) -> Self {
+        Self {
+            ln_n: points.iter().map(|p| p.n.ln()).collect(),
+            ln_d: points.iter().map(|p| p.d.ln()).collect(),
+            ln_loss: points.iter().map(|p| p.loss.ln()).collect(),
+            delta,
+        }
+    }
+
+    /// The objective and, when asked, its gradient: both come from the same softmax weights,
+    /// so computing them together costs little more than the value alone.
+    pub(crate) fn eval(&self, theta: &[f64], mut grad: Option<&mut [f64; 5]>) -> f64 {
+        let (a, b, e, alpha, beta) = (theta[0], theta[1], theta[2], theta[3], theta[4]);
+        if let Some(g) = grad.as_deref_mut() {
+            *g = [0.0; 5];
+        }
+        let mut total = 0.0;
+        for ((&ln_n, &ln_d), &ln_l) in self.ln_n.iter().zip(&self.ln_d).zip(&self.ln_loss) {
+            let t1 = a - alpha * ln_n;
+            let t2 = b - beta * ln_d;
+            // Shift by the largest term for stability; its weight is exactly 1, which also
+            // saves one of the three exponentials (they dominate the cost of a fit).
+            let (w1, w2, w3, m) = if t1 >= t2 && t1 >= e {
+                (1.0, (t2 - t1).exp(), (e - t1).exp(), t1)
+            } else if t2 >= e {
+                ((t1 - t2).exp(), 1.0, (e - t2).exp(), t2)
+            } else {
+                ((t1 - e).exp(), (t2 - e).exp(), 1.0, e)
+            };
+            let sum = w1 + w2 + w3;
+            let r = m + sum.ln() - ln_l;
+            total += huber(r, self.delta);
+            if let Some(g) = grad.as_deref_mut() {
+                let s = huber_slope(r, self.delta) / sum;
+                g[0] += s * w1;
+                g[1] += s * w2;
+                g[2] += s * w3;
+                g[3] -= s * w1 * ln_n;
+                g[4] -= s * w2 * ln_d;
+            }
+        }
+        total
+    }
+}
+
+/// A point, the objective there, and its gradient.
+type Evaluation = (Vec<f64>, f64, [f64; 5]);
+
+/// One optimiser run's view of the objective. The line search asks for the value and then the
+/// gradient at the same point, and L-BFGS asks for the gradient there once more; remembering the
+/// last point evaluated turns those three passes over the data into one.
+pub(crate) struct CachedObjective<'a> {
+    inner: &'a HuberLogObjective,
+    last: RefCell<Option<Evaluation>>,
+}
+
+impl<'a> CachedObjective<'a> {
+    pub(crate) fn new(inner: &'a HuberLogObjective) -> Self {
+        Self {
+            inner,
+            last: RefCell::new(None),
+        }
+    }
+
+    fn value_and_gradient(&self, theta: &[f64]) -> (f64, [f64; 5]) {
+        if let Some((at, value, grad)) = self.last.borrow().as_ref() {
+            if at.as_slice() == theta {
+                return (*value, *grad);
+            }
+        }
+        let mut grad = [0.0; 5];
+        let value = self.inner.eval(theta, Some(&mut grad));
+        *self.last.borrow_mut() = Some((theta.to_vec(), value, grad));
+        (value, grad)
+    }
+}
+
+impl CostFunction for CachedObjective<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, theta: &Self::Param) -> Result<f64, Error> {
+        Ok(self.value_and_gradient(theta).0)
+    }
+}
+
+impl Gradient for CachedObjective<'_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+
+    fn gradient(&self, theta: &Self::Param) -> Result<Vec<f64>, Error> {
+        Ok(self.value_and_gradient(theta).1.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let points: Vec<Point> = (0..12)
+            .map(|i| {
+                let n = 1e7 * 2f64.powi(i % 4);
+                let d = 2e8 * 3f64.powi(i / 4);
+                Point::new(n, d, 2.0 + 0.3 * ((i * 7 % 5) as f64) / 5.0)
+            })
+            .collect();
+        // A large delta keeps every residual on the smooth quadratic branch.
+        let obj = HuberLogObjective::new(&points, 10.0);
+        let theta = [5.0, 7.0, 0.5, 0.35, 0.3];
+        let mut g = [0.0; 5];
+        obj.eval(&theta, Some(&mut g));
+        for k in 0..5 {
+            let h = 1e-6;
+            let (mut up, mut down) = (theta, theta);
+            up[k] += h;
+            down[k] -= h;
+            let fd = (obj.eval(&up, None) - obj.eval(&down, None)) / (2.0 * h);
+            assert!(
+                (fd - g[k]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "k={k}: {fd} vs {}",
+                g[k]
+            );
+        }
+    }
+}
