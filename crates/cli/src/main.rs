@@ -3,6 +3,7 @@
 mod data_cmd;
 mod demo;
 mod info;
+mod scaling_cmd;
 mod util;
 
 use clap::{Args, Parser, Subcommand};
@@ -37,6 +38,9 @@ enum Command {
     /// Prepare training data.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Scaling laws from measured (N, D, loss) points.
+    #[command(subcommand, name = "scaling-law")]
+    ScalingLaw(scaling_cmd::ScalingCommand),
     /// The main job on built-in defaults: build a corpus from local text, train a tokenizer,
     /// train the demo model with WSD, print samples.
     Demo(demo::DemoArgs),
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),
+        Command::ScalingLaw(c) => scaling_cmd::run(c),
         Command::Tokenizer(data_cmd::TokenizerCommand::Train(a)) => data_cmd::train_tokenizer(a),
         Command::Data(data_cmd::DataCommand::Prepare(a)) => data_cmd::prepare_shards(a),
     };
@@ -101,11 +106,23 @@ fn main() -> ExitCode {
             // One line, naming the culprit; bad input exits 2.
             eprintln!(
                 "error: {}",
-                minicpm_model::strict::one_line(&format!("{e:#}"))
+                minicpm_model::strict::one_line(&error_chain(&e))
             );
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, skipping causes that the message already quotes.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg = format!("{msg}: {c}");
+        }
+    }
+    msg
 }
 
 fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
