@@ -79,7 +79,8 @@ impl<'a> BatchStream<'a> {
     }
 }
 
-/// Consecutive, unshuffled windows for evaluation: the same tokens every time.
+/// Evaluation windows: the same every time, spread evenly over the whole dataset, so that a
+/// held-out set made of several sources is sampled from all of them.
 pub fn eval_batches(
     data: &TokenDataset,
     seq_len: usize,
@@ -87,23 +88,25 @@ pub fn eval_batches(
     max_batches: usize,
 ) -> Vec<Batch> {
     let n = data.tokens.len().saturating_sub(1) / seq_len;
-    let mut out = Vec::new();
-    let mut w = 0;
-    while out.len() < max_batches && w + rows <= n {
-        let mut inputs = Vec::with_capacity(rows * seq_len);
-        let mut targets = Vec::with_capacity(rows * seq_len);
-        for r in 0..rows {
-            let s = &data.tokens[(w + r) * seq_len..(w + r) * seq_len + seq_len + 1];
-            inputs.extend_from_slice(&s[..seq_len]);
-            targets.extend_from_slice(&s[1..]);
-        }
-        out.push(Batch {
-            inputs,
-            targets,
-            rows,
-            seq_len,
-        });
-        w += rows;
-    }
-    out
+    let wanted = (rows * max_batches).min(n - n % rows.max(1));
+    let stride = if wanted == 0 { 1 } else { n / wanted };
+    let windows: Vec<usize> = (0..wanted).map(|i| i * stride).collect();
+    windows
+        .chunks_exact(rows)
+        .map(|chunk| {
+            let mut inputs = Vec::with_capacity(rows * seq_len);
+            let mut targets = Vec::with_capacity(rows * seq_len);
+            for &w in chunk {
+                let s = &data.tokens[w * seq_len..w * seq_len + seq_len + 1];
+                inputs.extend_from_slice(&s[..seq_len]);
+                targets.extend_from_slice(&s[1..]);
+            }
+            Batch {
+                inputs,
+                targets,
+                rows,
+                seq_len,
+            }
+        })
+        .collect()
 }

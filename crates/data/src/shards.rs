@@ -122,6 +122,32 @@ impl TokenDataset {
         })
     }
 
+    /// Several datasets read as one (e.g. the validation splits of every source). They must
+    /// share the vocabulary and EOS id.
+    pub fn open_many(dirs: &[PathBuf]) -> Result<Self, DataError> {
+        let mut all: Option<TokenDataset> = None;
+        for d in dirs {
+            let next = TokenDataset::open(d)?;
+            all = Some(match all {
+                None => next,
+                Some(mut acc) => {
+                    if (acc.index.vocab_size, acc.index.eos_id)
+                        != (next.index.vocab_size, next.index.eos_id)
+                    {
+                        return Err(DataError::file(
+                            d,
+                            "vocabulary or EOS id differs from the other datasets",
+                        ));
+                    }
+                    acc.tokens.extend(next.tokens);
+                    acc.index.shards.extend(next.index.shards);
+                    acc
+                }
+            });
+        }
+        all.ok_or_else(|| DataError::Invalid("no dataset directories given".into()))
+    }
+
     /// Average UTF-8 bytes per token, when the index records byte counts.
     pub fn bytes_per_token(&self) -> Option<f64> {
         let (b, t) = (self.index.bytes(), self.index.tokens());

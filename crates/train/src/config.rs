@@ -82,12 +82,29 @@ pub struct DataConfig {
     /// uses `decay` once the schedule enters its decay phase (falling back to `stable`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mixture: PhaseWeights,
-    /// Token-shard directory for held-out evaluation.
-    #[serde(default)]
-    pub valid: Option<PathBuf>,
+    /// Token-shard directory (or a list of them, e.g. one per source) for held-out evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid: Option<OneOrMany>,
     /// tokenizer.json, copied into every checkpoint so each is a complete HF directory.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+}
+
+/// A path or a list of paths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl OneOrMany {
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            OneOrMany::One(p) => vec![p.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }
 
 impl DataConfig {

@@ -51,13 +51,6 @@ pub struct TrainOutcome {
     pub last_checkpoint: Option<PathBuf>,
 }
 
-fn open_dataset(path: &Option<PathBuf>, what: &str) -> Result<TokenDataset, TrainError> {
-    let p = path.as_ref().ok_or_else(|| {
-        TrainError::Usage(format!("data.{what}: no token-shard directory configured"))
-    })?;
-    Ok(TokenDataset::open(p)?)
-}
-
 /// The first field where two model configs differ, for a one-line error.
 fn first_difference(a: &ModelConfig, b: &ModelConfig) -> Option<String> {
     let (va, vb) = (serde_json::to_value(a).ok()?, serde_json::to_value(b).ok()?);
@@ -108,7 +101,18 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     for (name, path) in &source_paths {
         sources.push((name.clone(), TokenDataset::open(path)?));
     }
-    let valid_data = open_dataset(&cfg.data.valid, "valid")?;
+    let valid_paths = cfg
+        .data
+        .valid
+        .as_ref()
+        .map(|v| v.paths())
+        .unwrap_or_default();
+    if valid_paths.is_empty() {
+        return Err(TrainError::Usage(
+            "data.valid: no held-out token-shard directory configured".into(),
+        ));
+    }
+    let valid_data = TokenDataset::open_many(&valid_paths)?;
     let mut all: Vec<(String, &TokenDataset)> = sources
         .iter()
         .map(|(n, d)| (format!("sources.{n}"), d))
