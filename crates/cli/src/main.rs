@@ -99,6 +99,9 @@ fn main() -> ExitCode {
         Command::ScalingLaw(c) => scaling_cmd::run(c),
         Command::Tokenizer(data_cmd::TokenizerCommand::Train(a)) => data_cmd::train_tokenizer(a),
         Command::Data(data_cmd::DataCommand::Prepare(a)) => data_cmd::prepare_shards(a),
+        Command::Data(data_cmd::DataCommand::FetchDemo { out, force }) => {
+            data_cmd::fetch_demo(&out, force)
+        }
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,7 @@
 
 pub mod batches;
 pub mod error;
-pub mod local_corpus;
+pub mod fetch;
 pub mod mixture;
 pub mod prepare;
 pub mod shards;

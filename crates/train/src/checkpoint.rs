@@ -74,10 +74,17 @@ pub fn save(
     std::fs::create_dir_all(&root).map_err(|e| ModelError::io(&root, e))?;
     let name = step_dir_name(state.step);
     let final_dir = root.join(&name);
-    let tmp = root.join(format!(".{name}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    // Hidden temp directories are never complete checkpoints: leftovers of a crash mid-write.
+    for e in std::fs::read_dir(&root)
+        .map_err(|e| ModelError::io(&root, e))?
+        .flatten()
+    {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(".step-") && n.ends_with(".tmp") {
+            std::fs::remove_dir_all(e.path()).map_err(|err| ModelError::io(&e.path(), err))?;
+        }
     }
+    let tmp = root.join(format!(".{name}.tmp"));
     hf::save(&model.valid(), &tmp)?;
     opt.save(&tmp.join(OPTIMIZER_FILE))?;
     let json = serde_json::to_vec_pretty(state).expect("state serialises");
