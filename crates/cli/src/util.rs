@@ -112,16 +112,20 @@ pub fn stream_generation(
     max_new_tokens: usize,
     params: SamplingParams,
 ) -> anyhow::Result<String> {
+    let prompt_ids = tok.encode(prompt)?;
     let mut ids = vec![model.config.bos_token_id];
-    ids.extend(tok.encode(prompt)?);
+    ids.extend(&prompt_ids);
     let mut out = std::io::stdout();
     write!(out, "{prompt}")?;
-    let mut generated: Vec<u32> = Vec::new();
-    let mut printed = String::new();
+    // Decode prompt and continuation together: decoders treat the start of a text specially
+    // (SentencePiece drops its leading space), and multi-byte characters split across tokens
+    // must print whole. Print what the decoded text gained since the last token.
+    let mut all = prompt_ids;
+    let mut printed = tok.decode(&all)?;
+    let start = printed.len();
     minicpm_serve::generate(model, &ids, max_new_tokens, params, |id| {
-        generated.push(id);
-        // Decode the whole continuation so multi-byte characters split across tokens print whole.
-        if let Ok(text) = tok.decode(&generated) {
+        all.push(id);
+        if let Ok(text) = tok.decode(&all) {
             if text.len() > printed.len()
                 && text.starts_with(printed.as_str())
                 && !text.ends_with('\u{fffd}')
@@ -133,6 +137,7 @@ pub fn stream_generation(
         }
         true
     });
+    let printed = printed[start..].to_string();
     writeln!(out)?;
     Ok(printed)
 }
