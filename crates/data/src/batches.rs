@@ -60,21 +60,33 @@ impl<'a> BatchStream<'a> {
 
     /// The next `rows` windows.
     pub fn next_batch(&mut self, rows: usize) -> Batch {
-        let t = self.seq_len;
-        let mut inputs = Vec::with_capacity(rows * t);
-        let mut targets = Vec::with_capacity(rows * t);
-        for _ in 0..rows {
-            let w = self.window_at(self.cursor);
-            self.cursor += 1;
-            let s = &self.data.tokens[w * t..w * t + t + 1];
-            inputs.extend_from_slice(&s[..t]);
+        let windows: Vec<usize> = (0..rows)
+            .map(|_| {
+                let w = self.window_at(self.cursor);
+                self.cursor += 1;
+                w
+            })
+            .collect();
+        Batch::from_windows(self.data, &windows, self.seq_len)
+    }
+}
+
+impl Batch {
+    /// Rows made of the given windows: inputs are a window's first `seq_len` tokens, targets the
+    /// same shifted by one.
+    pub fn from_windows(data: &TokenDataset, windows: &[usize], seq_len: usize) -> Batch {
+        let mut inputs = Vec::with_capacity(windows.len() * seq_len);
+        let mut targets = Vec::with_capacity(windows.len() * seq_len);
+        for &w in windows {
+            let s = &data.tokens[w * seq_len..w * seq_len + seq_len + 1];
+            inputs.extend_from_slice(&s[..seq_len]);
             targets.extend_from_slice(&s[1..]);
         }
         Batch {
             inputs,
             targets,
-            rows,
-            seq_len: t,
+            rows: windows.len(),
+            seq_len,
         }
     }
 }
@@ -93,20 +105,6 @@ pub fn eval_batches(
     let windows: Vec<usize> = (0..wanted).map(|i| i * stride).collect();
     windows
         .chunks_exact(rows)
-        .map(|chunk| {
-            let mut inputs = Vec::with_capacity(rows * seq_len);
-            let mut targets = Vec::with_capacity(rows * seq_len);
-            for &w in chunk {
-                let s = &data.tokens[w * seq_len..w * seq_len + seq_len + 1];
-                inputs.extend_from_slice(&s[..seq_len]);
-                targets.extend_from_slice(&s[1..]);
-            }
-            Batch {
-                inputs,
-                targets,
-                rows,
-                seq_len,
-            }
-        })
+        .map(|chunk| Batch::from_windows(data, chunk, seq_len))
         .collect()
 }
