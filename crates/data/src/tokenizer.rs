@@ -146,7 +146,7 @@ impl TextTokenizer {
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, DataError> {
         let encs = self
             .inner
-            .encode_batch(texts.to_vec(), false)
+            .encode_batch_fast(texts.to_vec(), false)
             .map_err(|e| DataError::Invalid(format!("encode: {e}")))?;
         Ok(encs.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
