@@ -62,7 +62,7 @@ pub struct PrepareArgs {
 }
 
 /// Reads every document of `inputs`, grouped by source.
-fn documents_by_source(
+pub fn documents_by_source(
     inputs: &[PathBuf],
     text_field: &str,
 ) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
@@ -79,6 +79,26 @@ fn documents_by_source(
     Ok(by_source)
 }
 
+/// Trains on up to `per_source` bytes of every source, so a large source cannot crowd out the
+/// vocabulary of a small one.
+pub fn train_balanced(
+    by_source: &BTreeMap<String, Vec<String>>,
+    per_source: usize,
+    vocab_size: usize,
+) -> anyhow::Result<TextTokenizer> {
+    let sample: Vec<&String> = by_source
+        .values()
+        .flat_map(|docs| take_bytes(docs, per_source))
+        .collect();
+    let bytes: usize = sample.iter().map(|d| d.len()).sum();
+    eprintln!(
+        "training on {:.1} MB from {} sources",
+        bytes as f64 / 1e6,
+        by_source.len()
+    );
+    Ok(TextTokenizer::train_bpe(sample.into_iter(), vocab_size)?)
+}
+
 /// Up to `budget` bytes of whole documents from the front of `docs`.
 fn take_bytes(docs: &[String], budget: usize) -> impl Iterator<Item = &String> {
     let mut used = 0;
@@ -92,18 +112,7 @@ fn take_bytes(docs: &[String], budget: usize) -> impl Iterator<Item = &String> {
 pub fn train_tokenizer(a: TokenizerTrainArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let by_source = documents_by_source(&a.input, &a.text_field)?;
-    let per_source = a.max_bytes / by_source.len();
-    let sample: Vec<&String> = by_source
-        .values()
-        .flat_map(|docs| take_bytes(docs, per_source))
-        .collect();
-    let bytes: usize = sample.iter().map(|d| d.len()).sum();
-    eprintln!(
-        "training on {:.1} MB from {} sources",
-        bytes as f64 / 1e6,
-        by_source.len()
-    );
-    let tok = TextTokenizer::train_bpe(sample.into_iter(), a.vocab_size)?;
+    let tok = train_balanced(&by_source, a.max_bytes / by_source.len(), a.vocab_size)?;
     if let Some(dir) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

@@ -4,15 +4,14 @@
 //! (MiniCPM's two-stage pre-training), and print samples. Each stage reuses what an earlier run
 //! finished, so running it again resumes.
 
-use crate::data_cmd::{compression_table, run_prepare};
+use crate::data_cmd::{compression_table, documents_by_source, run_prepare, train_balanced};
 use crate::util;
 use clap::Args;
 use minicpm_data::fetch::{fetch_demo, FetchOptions, Kind, Manifest};
-use minicpm_data::prepare::{read_file, PrepareOptions};
+use minicpm_data::prepare::PrepareOptions;
 use minicpm_data::shards::DatasetIndex;
 use minicpm_data::TextTokenizer;
 use minicpm_train::RunConfig;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -78,20 +77,10 @@ fn tokenizer(
     if path.exists() {
         return Ok(TextTokenizer::load(path)?);
     }
-    let mut by_source: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for s in sources {
-        let docs = by_source.entry(s.name.clone()).or_default();
-        let mut bytes = 0;
-        read_file(&s.jsonl, "text", &mut |d| {
-            if bytes < per_source {
-                bytes += d.text.len();
-                docs.push(d.text);
-            }
-            Ok(())
-        })?;
-    }
+    let inputs: Vec<PathBuf> = sources.iter().map(|s| s.jsonl.clone()).collect();
+    let by_source = documents_by_source(&inputs, "text")?;
     let t0 = std::time::Instant::now();
-    let tok = TextTokenizer::train_bpe(by_source.values().flatten(), vocab)?;
+    let tok = train_balanced(&by_source, per_source, vocab)?;
     tok.save(path)?;
     eprintln!(
         "tokenizer: {} tokens in {:.0} s; bytes per token:",
@@ -103,9 +92,7 @@ fn tokenizer(
 }
 
 fn train_tokens(dir: &Path) -> anyhow::Result<u64> {
-    let index: DatasetIndex =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json"))?)?;
-    Ok(index.tokens())
+    Ok(DatasetIndex::read(dir)?.tokens())
 }
 
 /// `--set` overrides naming the sources, the held-out sets and the two phases' weights: the

@@ -54,6 +54,13 @@ pub struct DatasetIndex {
 }
 
 impl DatasetIndex {
+    /// Reads `dir/index.json`.
+    pub fn read(dir: &Path) -> Result<Self, DataError> {
+        let path = dir.join(INDEX_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| DataError::file(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| DataError::file(&path, e))
+    }
+
     pub fn tokens(&self) -> u64 {
         self.shards.iter().map(|s| s.tokens).sum()
     }
@@ -71,11 +78,7 @@ pub struct TokenDataset {
 
 impl TokenDataset {
     pub fn open(dir: &Path) -> Result<Self, DataError> {
-        let index_path = dir.join(INDEX_FILE);
-        let text =
-            std::fs::read_to_string(&index_path).map_err(|e| DataError::file(&index_path, e))?;
-        let index: DatasetIndex =
-            serde_json::from_str(&text).map_err(|e| DataError::file(&index_path, e))?;
+        let index = DatasetIndex::read(dir)?;
         let mut tokens = Vec::with_capacity(index.tokens() as usize);
         let w = index.width.bytes();
         for s in &index.shards {
