@@ -94,10 +94,15 @@ pub fn save(
         write_atomic(&tmp.join("tokenizer.json"), &bytes)?;
     }
     if final_dir.exists() {
-        // Same step saved again (e.g. Ctrl-C right after a periodic save): replace it.
-        std::fs::remove_dir_all(&final_dir).map_err(|e| ModelError::io(&final_dir, e))?;
+        // The same step saved again (a resumed, already finished run): move the old one aside
+        // first, so that a complete checkpoint of this step exists at every moment but one rename.
+        let aside = root.join(format!(".{name}.old.tmp"));
+        std::fs::rename(&final_dir, &aside).map_err(|e| ModelError::io(&final_dir, e))?;
+        std::fs::rename(&tmp, &final_dir).map_err(|e| ModelError::io(&final_dir, e))?;
+        std::fs::remove_dir_all(&aside).map_err(|e| ModelError::io(&aside, e))?;
+    } else {
+        std::fs::rename(&tmp, &final_dir).map_err(|e| ModelError::io(&final_dir, e))?;
     }
-    std::fs::rename(&tmp, &final_dir).map_err(|e| ModelError::io(&final_dir, e))?;
     if keep > 0 {
         let all = list(run);
         for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
