@@ -106,10 +106,20 @@ pub fn save(
     if keep > 0 {
         let all = list(run);
         for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
-            std::fs::remove_dir_all(old).map_err(|e| ModelError::io(old, e))?;
+            retire(old)?;
         }
     }
     Ok(final_dir)
+}
+
+/// Removes a checkpoint without ever leaving a half-deleted `step-*` directory behind: it is
+/// renamed to a hidden temp name first (one atomic step), then deleted. A crash during the
+/// deletion leaves only a hidden leftover, which the next save clears.
+fn retire(dir: &Path) -> Result<(), ModelError> {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let aside = dir.with_file_name(format!(".{name}.retired.tmp"));
+    std::fs::rename(dir, &aside).map_err(|e| ModelError::io(dir, e))?;
+    std::fs::remove_dir_all(&aside).map_err(|e| ModelError::io(&aside, e))
 }
 
 pub fn read_state(dir: &Path) -> Result<TrainerState, ModelError> {
@@ -119,4 +129,40 @@ pub fn read_state(dir: &Path) -> Result<TrainerState, ModelError> {
         origin: p.display().to_string(),
         msg: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_checkpoint(run: &Path, step: u64) -> PathBuf {
+        let dir = checkpoints_dir(run).join(step_dir_name(step));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
+        std::fs::write(dir.join(STATE_FILE), b"{}").unwrap();
+        dir
+    }
+
+    #[test]
+    fn retiring_leaves_neither_the_checkpoint_nor_a_leftover() {
+        let run = tempfile::tempdir().unwrap();
+        let old = fake_checkpoint(run.path(), 10);
+        fake_checkpoint(run.path(), 20);
+        retire(&old).unwrap();
+        let names: Vec<String> = std::fs::read_dir(checkpoints_dir(run.path()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["step-0000020".to_string()]);
+    }
+
+    #[test]
+    fn directories_without_a_trainer_state_are_not_checkpoints() {
+        let run = tempfile::tempdir().unwrap();
+        fake_checkpoint(run.path(), 10);
+        let partial = fake_checkpoint(run.path(), 20);
+        std::fs::remove_file(partial.join(STATE_FILE)).unwrap();
+        let steps: Vec<u64> = list(run.path()).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![10]);
+    }
 }
