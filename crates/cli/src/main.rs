@@ -1,8 +1,11 @@
 //! `minicpm`: train, inspect and run MiniCPM models.
 
 mod data_cmd;
+mod decay_cmd;
 mod demo;
 mod info;
+mod plot_cmd;
+mod runs_cmd;
 mod scaling_cmd;
 mod util;
 
@@ -25,6 +28,16 @@ struct Cli {
 enum Command {
     /// Train a model from a TOML config, or continue a run with --resume.
     Train(TrainArgs),
+    /// Decay a stable checkpoint in a branch of its own (runs/<run>/branches/<name>).
+    Decay(decay_cmd::DecayArgs),
+    /// A table of the runs and decay branches under a directory.
+    Runs {
+        #[arg(default_value = "runs")]
+        dir: PathBuf,
+    },
+    /// Plot loss or learning-rate curves of runs and their branches (PNG and SVG).
+    #[command(subcommand)]
+    Plot(plot_cmd::PlotCommand),
     /// Generate text from an HF model directory, a checkpoint or a run (its latest checkpoint).
     Generate(GenerateArgs),
     /// Print shapes, parameter counts, muP multipliers and per-group learning rates.
@@ -90,9 +103,22 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // Usage errors too are one line naming the culprit (clap adds usage and a hint).
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: bad arguments");
+            eprintln!("{first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Train(a) => train(a),
+        Command::Decay(a) => decay_cmd::run(a),
+        Command::Runs { dir } => runs_cmd::run(&dir),
+        Command::Plot(c) => plot_cmd::run(c),
         Command::Generate(a) => generate(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),

@@ -36,7 +36,7 @@ pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
 }
 
-fn step_dir_name(step: u64) -> String {
+pub fn step_dir_name(step: u64) -> String {
     format!("step-{step:07}")
 }
 
@@ -61,14 +61,22 @@ pub fn latest(run: &Path) -> Option<(u64, PathBuf)> {
     list(run).pop()
 }
 
-/// Writes a checkpoint for `state.step` and keeps only the newest `keep` (0 keeps all).
+/// How many checkpoints to keep: the newest `keep` (0 keeps all), plus the `pinned` steps
+/// whatever their age (the starting points of decay branches).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention<'a> {
+    pub keep: usize,
+    pub pinned: &'a [u64],
+}
+
+/// Writes a checkpoint for `state.step`, then retires those that `retention` does not keep.
 pub fn save(
     run: &Path,
     model: &MiniCpm,
     opt: &AdamW,
     state: &TrainerState,
     tokenizer: Option<&Path>,
-    keep: usize,
+    retention: Retention,
 ) -> Result<PathBuf, ModelError> {
     let root = checkpoints_dir(run);
     std::fs::create_dir_all(&root).map_err(|e| ModelError::io(&root, e))?;
@@ -103,9 +111,12 @@ pub fn save(
     } else {
         std::fs::rename(&tmp, &final_dir).map_err(|e| ModelError::io(&final_dir, e))?;
     }
-    if keep > 0 {
-        let all = list(run);
-        for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
+    if retention.keep > 0 {
+        let all: Vec<_> = list(run)
+            .into_iter()
+            .filter(|(step, _)| !retention.pinned.contains(step))
+            .collect();
+        for (_, old) in all.iter().take(all.len().saturating_sub(retention.keep)) {
             retire(old)?;
         }
     }

@@ -2,6 +2,7 @@
 //! sections, `--set section.key=value` overrides, strict parsing (unknown keys are errors), and
 //! the resolved form written next to the results as `run.toml`.
 
+use crate::branch::{AutoBranches, BranchOrigin};
 use crate::optimizer::OptimConfig;
 use crate::schedule::ScheduleConfig;
 use minicpm_data::mixture::PhaseWeights;
@@ -35,6 +36,10 @@ pub struct TrainConfig {
     /// Checkpoints kept on disk; older ones are deleted (0 keeps all).
     #[serde(default = "d_keep")]
     pub keep_checkpoints: usize,
+    /// Log decay diagnostics (consecutive-gradient cosine, largest weight change) on logged
+    /// updates; they cost host copies of the gradients and weights there.
+    #[serde(default = "d_diagnostics")]
+    pub diagnostics: bool,
 }
 
 fn d_log_every() -> u64 {
@@ -52,6 +57,9 @@ fn d_ckpt_every() -> u64 {
 fn d_keep() -> usize {
     3
 }
+fn d_diagnostics() -> bool {
+    true
+}
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -65,6 +73,7 @@ impl Default for TrainConfig {
             eval_batches: d_eval_batches(),
             checkpoint_every: d_ckpt_every(),
             keep_checkpoints: d_keep(),
+            diagnostics: d_diagnostics(),
         }
     }
 }
@@ -88,6 +97,10 @@ pub struct DataConfig {
     /// tokenizer.json, copied into every checkpoint so each is a complete HF directory.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// The mixture phase drawn from while the schedule decays (default `decay`, which falls
+    /// back to `stable` when the mixture has no such phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay_phase: Option<String>,
 }
 
 /// A path or a list of paths.
@@ -108,6 +121,30 @@ impl OneOrMany {
 }
 
 impl DataConfig {
+    /// The phase the decay draws from.
+    pub fn decay_phase(&self) -> &str {
+        self.decay_phase.as_deref().unwrap_or("decay")
+    }
+
+    /// A phase named explicitly must exist (`stable` always does).
+    pub fn check_decay_phase(&self) -> Result<(), String> {
+        match &self.decay_phase {
+            Some(p) if p != "stable" && !self.mixture.contains_key(p) => Err(format!(
+                "data.decay_phase: the mixture has no phase `{p}` (it has: {})",
+                std::iter::once("stable")
+                    .chain(
+                        self.mixture
+                            .keys()
+                            .map(String::as_str)
+                            .filter(|k| *k != "stable")
+                    )
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The training sources and their phase weights, with `train = ...` as a one-source mixture.
     pub fn resolved_mixture(&self) -> Result<(BTreeMap<String, PathBuf>, PhaseWeights), String> {
         match (&self.train, self.sources.is_empty()) {
@@ -154,6 +191,12 @@ pub struct RunConfig {
     pub train: TrainConfig,
     #[serde(default)]
     pub data: DataConfig,
+    /// Decay branches to make automatically as the run passes given token counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branches: Option<AutoBranches>,
+    /// Set in a decay branch: the run and checkpoint it starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<BranchOrigin>,
 }
 
 fn d_seed() -> u64 {
@@ -236,6 +279,13 @@ impl RunConfig {
                 "train.micro_batch",
                 "micro_batch and seq_len must be positive".into(),
             ));
+        }
+        self.data
+            .check_decay_phase()
+            .map_err(|m| field("data.decay_phase", m))?;
+        if let Some(b) = &self.branches {
+            b.spec().map_err(|m| field("branches", m))?;
+            b.steps(self).map_err(|m| field("branches.at_tokens", m))?;
         }
         let micro_tokens = (t.micro_batch * t.seq_len) as u64;
         if t.batch_tokens % micro_tokens != 0 {

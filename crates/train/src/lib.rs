@@ -1,11 +1,14 @@
 //! Training: AdamW with muP parameter groups, LR schedules, the step loop, checkpoints and exact
 //! resume.
 
+pub mod branch;
 pub mod checkpoint;
 pub mod config;
+pub mod diagnostics;
 pub mod loss;
 pub mod metrics;
 pub mod optimizer;
+pub mod runs;
 pub mod schedule;
 pub mod trainer;
 

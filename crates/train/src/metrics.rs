@@ -24,6 +24,12 @@ pub struct Record {
     pub eval_loss: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_bpb: Option<f64>,
+    /// Cosine similarity of this update's gradient with the previous update's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_cos: Option<f64>,
+    /// The largest absolute change of any single weight in this update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_update: Option<f64>,
 }
 
 pub struct MetricsLog {

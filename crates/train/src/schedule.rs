@@ -24,21 +24,29 @@ pub enum DecayFn {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ScheduleConfig {
-    /// Warmup, stable at the peak, then a decay over the last `decay_fraction` of the run.
+    /// Warmup, stable at the peak, then a decay over the last `decay_fraction` of the run (or
+    /// its last `decay_steps` updates, which is how a decay branch states its length).
     Wsd {
         #[serde(default)]
         warmup_steps: u64,
-        #[serde(default = "default_decay_fraction")]
-        decay_fraction: f64,
+        /// Share of the run spent decaying; 0.1 when neither this nor `decay_steps` is given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decay_fraction: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decay_steps: Option<u64>,
         #[serde(default = "default_decay_fn")]
         decay: DecayFn,
         /// Half-life of the exponential decay in steps; by default the one that reaches 0.1 of
-        /// the peak at the end of the decay.
-        #[serde(default)]
+        /// the starting rate at the end of the decay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         half_life: Option<f64>,
         /// Fraction of the peak the decay ends at (exp: never goes below it).
         #[serde(default)]
         floor: f64,
+        /// Fraction of the peak the decay starts from: 1 (the peak) except for a branch forced
+        /// from a checkpoint that was already below the peak, which decays on from where it was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decay_from: Option<f64>,
     },
     /// The paper's Cosine(T): from the peak down to `floor` (0.1) over `period` steps (default:
     /// the run length), constant after.
@@ -56,9 +64,7 @@ pub enum ScheduleConfig {
     },
 }
 
-fn default_decay_fraction() -> f64 {
-    0.1
-}
+const DEFAULT_DECAY_FRACTION: f64 = 0.1;
 fn default_decay_fn() -> DecayFn {
     DecayFn::Exp
 }
@@ -68,13 +74,7 @@ fn default_cosine_floor() -> f64 {
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        ScheduleConfig::Wsd {
-            warmup_steps: 0,
-            decay_fraction: default_decay_fraction(),
-            decay: default_decay_fn(),
-            half_life: None,
-            floor: 0.0,
-        }
+        ScheduleConfig::wsd(0, DEFAULT_DECAY_FRACTION, default_decay_fn())
     }
 }
 
@@ -88,6 +88,8 @@ pub enum Schedule {
         decay: DecayFn,
         half_life: f64,
         floor: f64,
+        /// The factor at the first decay update (1 unless the decay continues a lower rate).
+        start: f64,
     },
     Cosine {
         warmup: u64,
@@ -100,6 +102,28 @@ pub enum Schedule {
 }
 
 impl ScheduleConfig {
+    /// WSD with a decay over the last `decay_fraction` of the run, default half-life and no floor.
+    pub fn wsd(warmup_steps: u64, decay_fraction: f64, decay: DecayFn) -> Self {
+        ScheduleConfig::Wsd {
+            warmup_steps,
+            decay_fraction: Some(decay_fraction),
+            decay_steps: None,
+            decay,
+            half_life: None,
+            floor: 0.0,
+            decay_from: None,
+        }
+    }
+
+    /// Warmup steps of any schedule kind.
+    pub fn warmup_steps(&self) -> u64 {
+        match *self {
+            ScheduleConfig::Wsd { warmup_steps, .. }
+            | ScheduleConfig::Cosine { warmup_steps, .. }
+            | ScheduleConfig::Constant { warmup_steps } => warmup_steps,
+        }
+    }
+
     /// Resolves against a run of `total_steps`; errors name the offending field.
     pub fn resolve(&self, total_steps: u64) -> Result<Schedule, String> {
         let check_floor = |floor: f64| {
@@ -113,17 +137,39 @@ impl ScheduleConfig {
             ScheduleConfig::Wsd {
                 warmup_steps,
                 decay_fraction,
+                decay_steps,
                 decay,
                 half_life,
                 floor,
+                decay_from,
             } => {
-                if !(0.0..=1.0).contains(&decay_fraction) {
+                check_floor(floor)?;
+                let decay_steps = match (decay_fraction, decay_steps) {
+                    (Some(_), Some(_)) => {
+                        return Err("schedule: give decay_fraction or decay_steps, not both".into())
+                    }
+                    (_, Some(d)) if d > total_steps => {
+                        return Err(format!(
+                        "schedule.decay_steps ({d}) is longer than the run ({total_steps} steps)"
+                    ))
+                    }
+                    (_, Some(d)) => d,
+                    (f, None) => {
+                        let f = f.unwrap_or(DEFAULT_DECAY_FRACTION);
+                        if !(0.0..=1.0).contains(&f) {
+                            return Err(format!(
+                                "schedule.decay_fraction must be in [0, 1], got {f}"
+                            ));
+                        }
+                        (total_steps as f64 * f).round() as u64
+                    }
+                };
+                let start = decay_from.unwrap_or(1.0);
+                if !(floor..=1.0).contains(&start) {
                     return Err(format!(
-                        "schedule.decay_fraction must be in [0, 1], got {decay_fraction}"
+                        "schedule.decay_from must be in [floor, 1] = [{floor}, 1], got {start}"
                     ));
                 }
-                check_floor(floor)?;
-                let decay_steps = (total_steps as f64 * decay_fraction).round() as u64;
                 let stable_end = total_steps - decay_steps;
                 if warmup_steps > stable_end {
                     return Err(format!(
@@ -142,6 +188,7 @@ impl ScheduleConfig {
                     decay,
                     half_life,
                     floor,
+                    start,
                 })
             }
             ScheduleConfig::Cosine {
@@ -186,6 +233,7 @@ impl Schedule {
                 decay,
                 half_life,
                 floor,
+                start,
                 ..
             } => {
                 if s < stable_end {
@@ -194,12 +242,12 @@ impl Schedule {
                 let x = (s - stable_end) as f64;
                 let d = (end - stable_end) as f64;
                 match decay {
-                    DecayFn::Exp => 0.5f64.powf(x / half_life).max(floor),
-                    DecayFn::Linear => 1.0 - (1.0 - floor) * x / d,
+                    DecayFn::Exp => (start * 0.5f64.powf(x / half_life)).max(floor),
+                    DecayFn::Linear => start - (start - floor) * x / d,
                     DecayFn::Cosine => {
-                        floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * x / d).cos())
+                        floor + (start - floor) * 0.5 * (1.0 + (std::f64::consts::PI * x / d).cos())
                     }
-                    DecayFn::OneMinusSqrt => floor + (1.0 - floor) * (1.0 - (x / d).sqrt()),
+                    DecayFn::OneMinusSqrt => floor + (start - floor) * (1.0 - (x / d).sqrt()),
                 }
             }
             Schedule::Cosine {
@@ -232,13 +280,10 @@ mod tests {
 
     #[test]
     fn wsd_follows_the_formulas() {
-        let cfg = ScheduleConfig::Wsd {
-            warmup_steps: 10,
-            decay_fraction: 0.2,
-            decay: DecayFn::Exp,
-            half_life: Some(5.0),
-            floor: 0.0,
-        };
+        let mut cfg = ScheduleConfig::wsd(10, 0.2, DecayFn::Exp);
+        if let ScheduleConfig::Wsd { half_life, .. } = &mut cfg {
+            *half_life = Some(5.0);
+        }
         let s = cfg.resolve(100).unwrap();
         assert!(close(s.factor(0), 0.0));
         assert!(close(s.factor(5), 0.5));
@@ -249,13 +294,7 @@ mod tests {
         assert!(close(s.factor(85), 0.5));
         assert!(close(s.factor(90), 0.25));
         // Defaults: the half-life that reaches 0.1 at the end of the decay.
-        let d = ScheduleConfig::Wsd {
-            warmup_steps: 0,
-            decay_fraction: 0.1,
-            decay: DecayFn::Exp,
-            half_life: None,
-            floor: 0.0,
-        };
+        let d = ScheduleConfig::wsd(0, 0.1, DecayFn::Exp);
         assert!((d.resolve(1000).unwrap().factor(1000) - 0.1).abs() < 1e-12);
     }
 
@@ -266,15 +305,11 @@ mod tests {
             (DecayFn::Cosine, 0.1 + 0.9 * 0.5),
             (DecayFn::OneMinusSqrt, 0.1 + 0.9 * (1.0 - 0.5f64.sqrt())),
         ] {
-            let s = ScheduleConfig::Wsd {
-                warmup_steps: 0,
-                decay_fraction: 0.5,
-                decay,
-                half_life: None,
-                floor: 0.1,
+            let mut cfg = ScheduleConfig::wsd(0, 0.5, decay);
+            if let ScheduleConfig::Wsd { floor, .. } = &mut cfg {
+                *floor = 0.1;
             }
-            .resolve(100)
-            .unwrap();
+            let s = cfg.resolve(100).unwrap();
             assert!(close(s.factor(50), 1.0), "{decay:?}");
             assert!(close(s.factor(75), mid), "{decay:?}");
             assert!(close(s.factor(100), 0.1), "{decay:?}");
@@ -299,25 +334,38 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let e = ScheduleConfig::Wsd {
-            warmup_steps: 95,
-            decay_fraction: 0.1,
-            decay: DecayFn::Exp,
-            half_life: None,
-            floor: 0.0,
-        }
-        .resolve(100)
-        .unwrap_err();
+        let e = ScheduleConfig::wsd(95, 0.1, DecayFn::Exp)
+            .resolve(100)
+            .unwrap_err();
         assert!(e.contains("warmup_steps"), "{e}");
-        let e = ScheduleConfig::Wsd {
-            warmup_steps: 0,
-            decay_fraction: 1.5,
-            decay: DecayFn::Exp,
+        let e = ScheduleConfig::wsd(0, 1.5, DecayFn::Exp)
+            .resolve(100)
+            .unwrap_err();
+        assert!(e.contains("decay_fraction"), "{e}");
+        let mut both = ScheduleConfig::wsd(0, 0.1, DecayFn::Exp);
+        if let ScheduleConfig::Wsd { decay_steps, .. } = &mut both {
+            *decay_steps = Some(10);
+        }
+        let e = both.resolve(100).unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn a_decay_of_fixed_length_can_start_below_the_peak() {
+        // A branch from update 400: 100 decay updates, linear from 0.6 of the peak to 0.
+        let cfg = ScheduleConfig::Wsd {
+            warmup_steps: 10,
+            decay_fraction: None,
+            decay_steps: Some(100),
+            decay: DecayFn::Linear,
             half_life: None,
             floor: 0.0,
-        }
-        .resolve(100)
-        .unwrap_err();
-        assert!(e.contains("decay_fraction"), "{e}");
+            decay_from: Some(0.6),
+        };
+        let s = cfg.resolve(500).unwrap();
+        assert!(!s.in_decay(399) && s.in_decay(400));
+        assert!(close(s.factor(400), 0.6));
+        assert!(close(s.factor(450), 0.3));
+        assert!(close(s.factor(500), 0.0));
     }
 }

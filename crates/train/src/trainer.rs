@@ -1,8 +1,10 @@
 //! The step loop: micro-batches accumulated into one AdamW update at the scheduled learning
 //! rate, periodic logging, evaluation and checkpoints, Ctrl-C saving, and exact resume.
 
-use crate::checkpoint::{self, TrainerState};
+use crate::branch::{self, DecaySpec};
+use crate::checkpoint::{self, Retention, TrainerState};
 use crate::config::RunConfig;
+use crate::diagnostics::{cosine, flat_gradients, flat_weights, max_abs_change};
 use crate::loss::{evaluate, lm_loss, EvalResult};
 use crate::metrics::{MetricsLog, Record};
 use crate::optimizer::AdamW;
@@ -13,7 +15,7 @@ use minicpm_data::batches::eval_batches;
 use minicpm_data::mixture::{Mixture, MixtureCursor};
 use minicpm_data::{DataError, TokenDataset};
 use minicpm_model::{hf, init, mup, MiniCpm, ModelConfig, ModelError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -190,6 +192,20 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let t = &cfg.train;
     let tokenizer = cfg.data.tokenizer.as_deref().filter(|p| p.exists());
 
+    // Decay branches made on the way: a checkpoint is kept at each start, and a resumed run
+    // first finishes any branch that an interruption left undone.
+    let (branch_steps, branch_spec) = match &cfg.branches {
+        Some(b) => (
+            b.steps(&cfg).map_err(TrainError::Usage)?,
+            Some(b.spec().map_err(TrainError::Usage)?),
+        ),
+        None => (vec![], None),
+    };
+    let retention = Retention {
+        keep: t.keep_checkpoints,
+        pinned: &branch_steps,
+    };
+
     let bar = if opts.progress {
         ProgressBar::new(t.steps)
     } else {
@@ -213,6 +229,18 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         final_eval: None,
         last_checkpoint: None,
     };
+    if let Some(spec) = &branch_spec {
+        for &at in branch_steps.iter().filter(|&&at| at <= state.step) {
+            if decay_branch(run, at, spec, t.batch_tokens, &opts, &bar)? {
+                outcome.interrupted = true;
+                return Ok(outcome);
+            }
+        }
+    }
+    // Updates that log a record: every `log_every`-th, and each one followed by an evaluation.
+    let evaluates_after = |n: u64| n == t.steps || (t.eval_every > 0 && n % t.eval_every == 0);
+    let logged = |s: u64| evaluates_after(s + 1) || s % t.log_every.max(1) == 0;
+    let mut prev_grads: Option<(u64, Vec<f32>)> = None;
     let session_start = Instant::now();
     let wall_before = state.wall_time_s;
     let mut window_start = Instant::now();
@@ -222,7 +250,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         let lr = cfg.optim.lr * schedule.factor(s);
         // MiniCPM's two-stage pre-training: the decay phase draws from the `decay` mixture.
         let phase = if schedule.in_decay(s) {
-            "decay"
+            cfg.data.decay_phase()
         } else {
             "stable"
         };
@@ -240,8 +268,23 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             acc.accumulate(&model, grads);
             loss_sum += loss.into_scalar::<f32>() as f64;
         }
-        let (updated, stats) = opt.step(model, acc.grads(), lr);
+        let grads = acc.grads();
+        let (mut grad_cos, mut max_update) = (None, None);
+        let weights_before = (t.diagnostics && logged(s)).then(|| flat_weights(&model));
+        if t.diagnostics && (logged(s) || logged(s + 1)) {
+            let g = flat_gradients(&model, &grads);
+            if let Some((prev_step, prev)) = &prev_grads {
+                if *prev_step + 1 == s && logged(s) {
+                    grad_cos = cosine(prev, &g);
+                }
+            }
+            prev_grads = Some((s, g));
+        }
+        let (updated, stats) = opt.step(model, grads, lr);
         model = updated;
+        if let Some(before) = weights_before {
+            max_update = max_abs_change(&before, &flat_weights(&model));
+        }
         state.step += 1;
         state.tokens += t.batch_tokens;
         state.data_cursor = mixture.cursor();
@@ -249,9 +292,9 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
 
         let done = state.step == t.steps;
         let stop = opts.stop.load(Ordering::SeqCst);
-        let eval_now = done || (t.eval_every > 0 && state.step % t.eval_every == 0);
+        let eval_now = evaluates_after(state.step);
         let eval = eval_now.then(|| evaluate(&model, &evals, bpt, device));
-        if eval_now || s % t.log_every.max(1) == 0 {
+        if logged(s) {
             let elapsed = window_start.elapsed().as_secs_f64();
             let record = Record {
                 step: s,
@@ -262,6 +305,8 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                 tok_s: window_tokens as f64 / elapsed.max(1e-9),
                 eval_loss: eval.map(|e| e.loss),
                 eval_bpb: eval.and_then(|e| e.bits_per_byte),
+                grad_cos,
+                max_update,
             };
             log.append(&record)?;
             bar.set_message(format!(
@@ -280,12 +325,21 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         }
         bar.set_position(state.step);
 
-        let ckpt_now =
-            done || stop || (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0);
+        let branch_now = branch_steps.contains(&state.step);
+        let ckpt_now = done
+            || stop
+            || branch_now
+            || (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0);
         if ckpt_now {
             state.wall_time_s = wall_before + session_start.elapsed().as_secs_f64();
-            let dir = checkpoint::save(run, &model, &opt, &state, tokenizer, t.keep_checkpoints)?;
+            let dir = checkpoint::save(run, &model, &opt, &state, tokenizer, retention)?;
             outcome.last_checkpoint = Some(dir);
+        }
+        if let (true, false, Some(spec)) = (branch_now, stop, &branch_spec) {
+            if decay_branch(run, state.step, spec, t.batch_tokens, &opts, &bar)? {
+                outcome.interrupted = true;
+                break;
+            }
         }
         if stop && !done {
             outcome.interrupted = true;
@@ -298,4 +352,41 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         outcome.last_checkpoint = checkpoint::latest(run).map(|(_, p)| p);
     }
     Ok(outcome)
+}
+
+/// Makes (if needed) and trains to its end the automatic decay branch from update `at`;
+/// returns whether it was interrupted.
+fn decay_branch(
+    run: &Path,
+    at: u64,
+    spec: &DecaySpec,
+    batch_tokens: u64,
+    opts: &TrainOptions,
+    bar: &ProgressBar,
+) -> Result<bool, TrainError> {
+    let dir = run
+        .join(branch::BRANCHES_DIR)
+        .join(spec.default_name(at, batch_tokens));
+    if !dir.join(RUN_CONFIG_FILE).is_file() {
+        let from = checkpoint::checkpoints_dir(run).join(checkpoint::step_dir_name(at));
+        branch::create(&from, spec, None, false)?;
+    }
+    let sub = TrainOptions {
+        run_dir: dir.clone(),
+        config: None,
+        resume: true,
+        stop: opts.stop.clone(),
+        progress: opts.progress,
+        device: opts.device.clone(),
+    };
+    let outcome = bar.suspend(|| train(sub))?;
+    if let Some(e) = outcome.final_eval {
+        tracing::info!(
+            "branch {}: held-out loss {:.4} after {} updates",
+            dir.display(),
+            e.loss,
+            outcome.steps_done
+        );
+    }
+    Ok(outcome.interrupted)
 }

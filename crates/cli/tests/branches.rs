@@ -1,0 +1,305 @@
+//! Decay branches end to end: independence from the parent, bitwise-identical twins, exact
+//! resume inside a branch, automatic branches equal to manual ones, the run table, plots, and
+//! bad input.
+
+mod common;
+
+use common::*;
+use minicpm_train::RunConfig;
+use std::collections::BTreeMap;
+
+/// The tiny config with a constant schedule (warmup 5): a pure stable run to branch from.
+fn stable_config(dir: &Path, steps: u64, extra: &str) -> PathBuf {
+    let cfg = write_config(dir, steps);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "kind = \"wsd\"\nwarmup_steps = 5\ndecay_fraction = 0.25\ndecay = \"exp\"",
+        "kind = \"constant\"\nwarmup_steps = 5",
+    );
+    assert!(
+        text.contains("\"constant\""),
+        "the tiny config changed shape"
+    );
+    let p = dir.join("stable.toml");
+    std::fs::write(&p, format!("{text}\n{extra}")).unwrap();
+    p
+}
+
+/// Every file under `dir` (except `branches/`), by relative path.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap() == "branches" {
+                continue;
+            }
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Records without the timing field, which differs between any two runs.
+fn trace(run: &Path) -> Vec<String> {
+    read(&run.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .map(|mut r| {
+            r.tok_s = 0.0;
+            serde_json::to_string(&r).unwrap()
+        })
+        .collect()
+}
+
+fn weights(run: &Path, step: u64) -> Vec<u8> {
+    std::fs::read(run.join(format!("checkpoints/step-{step:07}/model.safetensors"))).unwrap()
+}
+
+fn decay(from: &Path, args: &[&str]) -> Command {
+    let mut c = bin();
+    c.args(["decay", "--quiet", "--from"]).arg(from).args(args);
+    c
+}
+
+#[test]
+fn a_branch_starts_where_its_parent_stood_and_never_changes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let cfg = stable_config(dir.path(), 20, "");
+    let run = dir.path().join("run");
+    run_ok(train_new(&cfg, &run).args(["--set", "train.keep_checkpoints=0"]));
+    let parent_before = snapshot(&run);
+    let from = run.join("checkpoints/step-0000010");
+
+    // Two branches with the same settings, one more made but trained later.
+    let args = ["--fraction", "0.5", "--fn", "linear"];
+    run_ok(decay(&from, &args).args(["--name", "a"]));
+    run_ok(decay(&from, &args).args(["--name", "b"]));
+    run_ok(decay(&from, &args).args(["--name", "c", "--no-train"]));
+    assert_eq!(
+        snapshot(&run),
+        parent_before,
+        "branching changed the parent"
+    );
+
+    let (a, b) = (run.join("branches/a"), run.join("branches/b"));
+    assert_eq!(trace(&a), trace(&b), "twin branches differ");
+    assert_eq!(weights(&a, 20), weights(&b, 20));
+
+    // Lineage.
+    let branch_cfg = RunConfig::load(&a.join("run.toml"), &[]).unwrap();
+    let origin = branch_cfg.branch.expect("the branch records its origin");
+    assert_eq!(
+        (origin.parent.as_str(), origin.step, origin.tokens),
+        ("run", 10, 10 * 128)
+    );
+
+    // The decay: 10 updates (0.5 of the branch), linear from the peak to 0.
+    let records = read(&a.join("metrics.jsonl")).unwrap();
+    assert_eq!(records.first().unwrap().step, 10);
+    assert_eq!(records.last().unwrap().step, 19);
+    for r in &records {
+        let want = 0.01 * (1.0 - (r.step - 10) as f64 / 10.0);
+        assert!((r.lr - want).abs() < 1e-15, "update {}: {}", r.step, r.lr);
+    }
+
+    // Weights, optimizer state and data cursor all carried over: update 10 is taken at the same
+    // rate as the parent's, so the losses of updates 10 and 11 match the parent's bit for bit,
+    // and only then do they part.
+    let parent: Vec<Record> = read(&run.join("metrics.jsonl")).unwrap();
+    let at = |rs: &[Record], s: u64| rs.iter().find(|r| r.step == s).unwrap().clone();
+    for s in [10, 11] {
+        assert_eq!(
+            at(&records, s).loss.to_bits(),
+            at(&parent, s).loss.to_bits(),
+            "update {s}"
+        );
+        assert_eq!(
+            at(&records, s).grad_norm.to_bits(),
+            at(&parent, s).grad_norm.to_bits()
+        );
+    }
+    assert_ne!(at(&records, 12).loss, at(&parent, 12).loss);
+
+    // Resume inside a branch is exact: kill -9 after its first checkpoint, resume.
+    let c = run.join("branches/c");
+    let mut child = bin()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&c)
+        .spawn()
+        .unwrap();
+    wait_for(&c.join("checkpoints/step-0000015/trainer_state.json"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    run_ok(bin().args(["train", "--quiet", "--resume"]).arg(&c));
+    // The gradient cosine needs the previous update's gradient, which checkpoints do not keep:
+    // it is absent at the first update after the resume, and everything else is identical.
+    let mut straight = read(&a.join("metrics.jsonl")).unwrap();
+    straight.iter_mut().find(|r| r.step == 15).unwrap().grad_cos = None;
+    let straight: Vec<String> = straight
+        .into_iter()
+        .map(|mut r| {
+            r.tok_s = 0.0;
+            serde_json::to_string(&r).unwrap()
+        })
+        .collect();
+    assert_eq!(trace(&c), straight, "resumed branch differs");
+    assert_eq!(weights(&c, 20), weights(&a, 20));
+    assert_eq!(snapshot(&run), parent_before);
+}
+
+#[test]
+fn automatic_branches_equal_manual_ones_and_are_listed_and_plotted() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let cfg = stable_config(
+        dir.path(),
+        20,
+        "[branches]\nat_tokens = [1280, 768]\ndecay_fraction = 0.5\ndecay = \"linear\"\n",
+    );
+    let run = dir.path().join("run");
+    run_ok(&mut train_new(&cfg, &run));
+
+    // Retention keeps the newest two and, whatever their age, the branch points.
+    let mut kept: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            "step-0000006",
+            "step-0000010",
+            "step-0000015",
+            "step-0000020"
+        ]
+    );
+    let auto = run.join("branches/step-0000010-linear-10");
+    assert_eq!(
+        read(&auto.join("metrics.jsonl"))
+            .unwrap()
+            .last()
+            .unwrap()
+            .step,
+        19
+    );
+    let early = run.join("branches/step-0000006-linear-6");
+    assert_eq!(
+        read(&early.join("metrics.jsonl"))
+            .unwrap()
+            .last()
+            .unwrap()
+            .step,
+        11
+    );
+
+    run_ok(&mut decay(
+        &run.join("checkpoints/step-0000010"),
+        &["--fraction", "0.5", "--fn", "linear", "--name", "manual"],
+    ));
+    let manual = run.join("branches/manual");
+    assert_eq!(trace(&manual), trace(&auto));
+    assert_eq!(weights(&manual, 20), weights(&auto, 20));
+
+    // The table: the trunk and its three branches with their origins.
+    let out = run_ok(bin().arg("runs").arg(dir.path()));
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    assert!(
+        lines[0].starts_with("run") && lines[0].contains("eval"),
+        "{table}"
+    );
+    assert_eq!(table.matches("run@10").count(), 2, "{table}");
+    assert_eq!(table.matches("run@6").count(), 1, "{table}");
+    assert!(table.contains("20/20"), "{table}");
+
+    // Plots of the trunk with its branches.
+    for what in ["loss", "lr"] {
+        let stem = dir.path().join(format!("plots/{what}"));
+        run_ok(bin().args(["plot", what]).arg(&run).arg("--out").arg(&stem));
+        let png = std::fs::read(stem.with_extension("png")).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        assert!(png.len() > 10_000, "{what}: {} bytes", png.len());
+        let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+        assert!(svg.contains("step-0000010-linear-10") && svg.contains("manual"));
+        assert!(
+            svg.matches("<polyline").count() >= 4,
+            "{what}: a curve per run"
+        );
+    }
+}
+
+#[test]
+fn bad_branch_requests_are_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let cfg = write_config(dir.path(), 20); // WSD: decays over updates 15..20
+    let run = dir.path().join("run");
+    run_ok(train_new(&cfg, &run).args(["--set", "train.keep_checkpoints=0"]));
+    let before = snapshot(&run);
+
+    let e = run_bad(&mut decay(
+        &run.join("checkpoints/step-0000012"),
+        &["--fraction", "0.1"],
+    ));
+    assert!(
+        e.contains("step-0000012") && e.contains("no such checkpoint"),
+        "{e}"
+    );
+
+    let decayed = run.join("checkpoints/step-0000020");
+    let e = run_bad(&mut decay(&decayed, &["--fraction", "0.1"]));
+    assert!(
+        e.contains("--force") && e.contains("already decaying"),
+        "{e}"
+    );
+    let e = run_bad(&mut decay(
+        &run.join("checkpoints/step-0000010"),
+        &["--fraction", "1.5"],
+    ));
+    assert!(e.contains("(0, 1)"), "{e}");
+    let e = run_bad(&mut decay(
+        &run.join("checkpoints/step-0000010"),
+        &["--fn", "square", "--fraction", "0.1"],
+    ));
+    assert!(e.contains("square"), "{e}");
+    let e = run_bad(&mut decay(
+        &run.join("checkpoints/step-0000010"),
+        &["--fraction", "0.1", "--tokens", "128"],
+    ));
+    assert!(e.contains("cannot be used with"), "{e}");
+    assert_eq!(snapshot(&run), before, "a refused branch touched the run");
+    assert!(
+        !run.join("branches").exists()
+            || std::fs::read_dir(run.join("branches"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+
+    // Forced: a warning, and the decay continues from the rate the parent was at.
+    let out = run_ok(&mut decay(
+        &decayed,
+        &["--tokens", "256", "--force", "--name", "more"],
+    ));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning:"));
+    let parent = read(&run.join("metrics.jsonl")).unwrap();
+    let last_lr = parent.last().unwrap().lr;
+    let branch = read(&run.join("branches/more/metrics.jsonl")).unwrap();
+    assert!(
+        branch[0].lr <= last_lr * (1.0 + 1e-12),
+        "{} > {last_lr}",
+        branch[0].lr
+    );
+    assert!(branch[1].lr < branch[0].lr);
+}

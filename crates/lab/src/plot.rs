@@ -1,0 +1,257 @@
+//! Line charts written as PNG and SVG side by side: labelled axes, a legend, optional log
+//! scales. Text is drawn with a font built into the binary, so charts look the same on every
+//! machine and need no font configuration.
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+const FONT: &str = "sans-serif";
+static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {msg}")]
+pub struct PlotError {
+    pub path: String,
+    pub msg: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    /// Dashed lines mark derived curves (e.g. the decay branches of a stable run).
+    pub dashed: bool,
+    /// Draw markers only, no line (measurements rather than curves).
+    pub markers_only: bool,
+    /// Index into the palette; series that belong together can share a colour.
+    pub color: usize,
+}
+
+impl Series {
+    pub fn line(label: impl Into<String>, points: Vec<(f64, f64)>, color: usize) -> Self {
+        Series {
+            label: label.into(),
+            points,
+            dashed: false,
+            markers_only: false,
+            color,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Chart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub log_x: bool,
+    pub log_y: bool,
+    pub series: Vec<Series>,
+}
+
+/// Ten colours that stay distinguishable (Tableau 10).
+const PALETTE: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
+fn color(i: usize) -> RGBColor {
+    let (r, g, b) = PALETTE[i % PALETTE.len()];
+    RGBColor(r, g, b)
+}
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TrueType font compiled into the binary; the unit tests render
+        // with it, so a failure here cannot reach users.
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES)
+            .unwrap_or_else(|_| panic!("built-in font is invalid"));
+    });
+}
+
+/// Writes `<stem>.png` and `<stem>.svg`; returns their paths.
+pub fn render(chart: &Chart, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    register_font();
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    let err = |p: &Path, e: String| PlotError {
+        path: p.display().to_string(),
+        msg: e,
+    };
+    let (x, y) = ranges(chart).ok_or_else(|| err(stem, "nothing to plot".into()))?;
+    if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
+    }
+    let size = (1200, 800);
+    {
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
+        draw_scaled(&root, chart, x, y).map_err(|e| err(&png, e))?;
+        root.present().map_err(|e| err(&png, e.to_string()))?;
+    }
+    {
+        let root = SVGBackend::new(&svg, size).into_drawing_area();
+        draw_scaled(&root, chart, x, y).map_err(|e| err(&svg, e))?;
+        root.present().map_err(|e| err(&svg, e.to_string()))?;
+    }
+    Ok(vec![png, svg])
+}
+
+/// Data ranges with a margin; on log axes only positive values count.
+fn ranges(chart: &Chart) -> Option<((f64, f64), (f64, f64))> {
+    let pts = || {
+        chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|(x, y)| {
+                x.is_finite()
+                    && y.is_finite()
+                    && (!chart.log_x || *x > 0.0)
+                    && (!chart.log_y || *y > 0.0)
+            })
+    };
+    let bounds = |v: Vec<f64>, log: bool| -> Option<(f64, f64)> {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !lo.is_finite() {
+            return None;
+        }
+        Some(if log {
+            let (l, h) = (lo.ln(), hi.ln().max(lo.ln() + 1e-9));
+            let pad = 0.04 * (h - l).max(0.1);
+            ((l - pad).exp(), (h + pad).exp())
+        } else {
+            let pad = 0.04 * (hi - lo).max(hi.abs() * 1e-3).max(1e-9);
+            (lo - pad, hi + pad)
+        })
+    };
+    let x = bounds(pts().map(|p| p.0).collect(), chart.log_x)?;
+    let y = bounds(pts().map(|p| p.1).collect(), chart.log_y)?;
+    Some((x, y))
+}
+
+fn draw_scaled<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    chart: &Chart,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> Result<(), String> {
+    match (chart.log_x, chart.log_y) {
+        (false, false) => draw(root, chart, x0..x1, y0..y1),
+        (true, false) => draw(root, chart, (x0..x1).log_scale(), y0..y1),
+        (false, true) => draw(root, chart, x0..x1, (y0..y1).log_scale()),
+        (true, true) => draw(root, chart, (x0..x1).log_scale(), (y0..y1).log_scale()),
+    }
+}
+
+fn draw<DB, X, Y>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    chart: &Chart,
+    x: X,
+    y: Y,
+) -> Result<(), String>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let mut ctx = ChartBuilder::on(root)
+        .caption(&chart.title, (FONT, 28))
+        .margin(20)
+        .x_label_area_size(60)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, y)
+        .map_err(|x| e(&x))?;
+    ctx.configure_mesh()
+        .x_desc(&chart.x_label)
+        .y_desc(&chart.y_label)
+        .label_style((FONT, 16))
+        .axis_desc_style((FONT, 20))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(|x| e(&x))?;
+    for s in &chart.series {
+        let c = color(s.color);
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        let anno = if s.markers_only {
+            ctx.draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))
+                .map_err(|x| e(&x))?
+        } else if s.dashed {
+            ctx.draw_series(DashedLineSeries::new(pts, 8, 5, c.stroke_width(2)))
+                .map_err(|x| e(&x))?
+        } else {
+            ctx.draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                .map_err(|x| e(&x))?
+        };
+        anno.label(&s.label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
+    }
+    ctx.configure_series_labels()
+        .label_font((FONT, 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|x| e(&x))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_png_and_an_svg_with_the_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let chart = Chart {
+            title: "loss".into(),
+            x_label: "tokens".into(),
+            y_label: "held-out loss".into(),
+            log_x: true,
+            log_y: false,
+            series: vec![
+                Series::line(
+                    "stable",
+                    (1..50)
+                        .map(|i| (i as f64 * 1e3, 5.0 / (i as f64).sqrt()))
+                        .collect(),
+                    0,
+                ),
+                Series {
+                    dashed: true,
+                    ..Series::line("branch", vec![(2e4, 1.2), (3e4, 0.9)], 0)
+                },
+            ],
+        };
+        let files = render(&chart, &dir.path().join("plot")).unwrap();
+        let png = std::fs::read(&files[0]).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        // A blank canvas compresses to almost nothing; axes, text and curves do not.
+        assert!(png.len() > 10_000, "{} bytes", png.len());
+        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        for text in ["held-out loss", "tokens", "stable", "branch", "<polyline"] {
+            assert!(svg.contains(text), "{text} missing from the SVG");
+        }
+        assert!(render(&Chart::default(), &dir.path().join("empty")).is_err());
+    }
+}
