@@ -153,6 +153,9 @@ fn label(dir: &Path, root: &Path) -> String {
 }
 
 fn title_of(args: &[PathBuf]) -> String {
+    if args.len() > 2 {
+        return format!("{} runs", args.len());
+    }
     let names: Vec<String> = args
         .iter()
         .map(|p| {

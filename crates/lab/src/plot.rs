@@ -178,6 +178,8 @@ where
         .build_cartesian_2d(x, y)
         .map_err(|x| e(&x))?;
     ctx.configure_mesh()
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
         .label_style((FONT, 16))
@@ -216,8 +218,44 @@ where
     Ok(())
 }
 
+/// Tick labels: 1.5M rather than 1500000.0, 0.001 rather than 0.0010000.
+pub fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e15 {
+        return format!("{v:.1e}");
+    }
+    let scaled = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+        .into_iter()
+        .find(|(s, _)| a >= *s);
+    let (x, unit) = match scaled {
+        Some((s, u)) => (v / s, u),
+        None => (v, ""),
+    };
+    if x == 0.0 {
+        return "0".into();
+    }
+    let digits = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
+    let text = format!("{x:.digits$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text}{unit}")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ticks_are_short() {
+        assert_eq!(super::tick(1_500_000.0), "1.5M");
+        assert_eq!(super::tick(200_000.0), "200k");
+        assert_eq!(super::tick(0.001), "0.001");
+        assert_eq!(super::tick(4.25), "4.25");
+        assert_eq!(super::tick(0.0), "0");
+        assert_eq!(super::tick(3e18), "3.0e18");
+    }
+
     use super::*;
 
     #[test]
