@@ -3,6 +3,7 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 use minicpm_lab::plot::{self, Chart, Series};
+use minicpm_train::metrics::Record;
 use minicpm_train::runs::{self, RunSummary};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -75,45 +76,33 @@ pub fn run(cmd: PlotCommand) -> anyhow::Result<ExitCode> {
         log_y: a.log && what == "loss",
         series: vec![],
     };
-    // Top-level runs get a colour each; a branch shares its trunk's colour, dashed.
-    let mut color = 0;
-    let mut trunk_color = std::collections::HashMap::new();
-    for (label, s) in &found {
-        let c = match &s.config.branch {
-            Some(b) => *trunk_color.get(&b.parent).unwrap_or(&color),
-            None => {
-                color += 1;
-                let name = s.dir.file_name().map(|n| n.to_string_lossy().into_owned());
-                trunk_color.insert(name.unwrap_or_default(), color - 1);
-                color - 1
-            }
-        };
+    // Every curve gets its own colour; branches are dashed. A branch's curve starts at the
+    // trunk's last point before the branch, so each decay visibly leaves its stable run.
+    for (color, (label, s)) in found.iter().enumerate() {
+        let (records, own) = lineage(s, &found);
         let x_of = |tokens: u64| match a.x {
             XAxis::Tokens => tokens as f64,
             XAxis::Flops => 6.0 * s.non_embedding_params as f64 * tokens as f64,
         };
-        let points: Vec<(f64, f64)> = match (what, a.eval) {
-            ("lr", _) => s.records.iter().map(|r| (x_of(r.tokens), r.lr)).collect(),
-            (_, true) => s
-                .records
-                .iter()
-                .filter_map(|r| r.eval_loss.map(|l| (x_of(r.tokens), l)))
-                .collect(),
-            _ => smooth(
-                &s.records
-                    .iter()
-                    .map(|r| (x_of(r.tokens), r.loss))
-                    .collect::<Vec<_>>(),
-                a.smooth,
-            ),
+        let value = |r: &Record| match (what, a.eval) {
+            ("lr", _) => Some(r.lr),
+            (_, true) => r.eval_loss,
+            _ => Some(r.loss),
         };
+        let window = if what == "loss" && !a.eval {
+            a.smooth
+        } else {
+            1
+        };
+        let points = curve(&records, own, value, |r| x_of(r.tokens), window);
         if points.is_empty() {
             eprintln!("warning: {}: nothing logged yet", s.dir.display());
             continue;
         }
         chart.series.push(Series {
             dashed: s.config.branch.is_some(),
-            ..Series::line(label.clone(), points, c)
+            markers: a.eval,
+            ..Series::line(label.clone(), points, color)
         });
     }
     let out = a
@@ -166,6 +155,62 @@ fn title_of(args: &[PathBuf]) -> String {
     names.join(", ")
 }
 
+/// A run's records, preceded for a branch by its ancestors' records before the branch point;
+/// also the index where the run's own records begin.
+fn lineage(s: &RunSummary, found: &[(String, RunSummary)]) -> (Vec<Record>, usize) {
+    let Some(origin) = &s.config.branch else {
+        return (s.records.clone(), 0);
+    };
+    // A branch lives in <parent>/branches/<name>.
+    let Some(parent_dir) = s.dir.parent().and_then(Path::parent) else {
+        return (s.records.clone(), 0);
+    };
+    let loaded;
+    let parent = match found.iter().find(|(_, f)| f.dir == parent_dir) {
+        Some((_, f)) => f,
+        None => match runs::summarize(parent_dir) {
+            Ok(f) => {
+                loaded = f;
+                &loaded
+            }
+            Err(_) => return (s.records.clone(), 0),
+        },
+    };
+    let (mut records, _) = lineage(parent, found);
+    records.retain(|r| r.step < origin.step);
+    let own = records.len();
+    records.extend(s.records.iter().cloned());
+    (records, own)
+}
+
+/// The points of one curve: `value` of the records from index `own` on (a branch's own), joined
+/// to the last valued record before it (where the branch left its trunk), after a moving average
+/// over the whole history so that a branch's average does not restart. Empty when the run has
+/// logged no value of its own yet.
+fn curve(
+    records: &[Record],
+    own: usize,
+    value: impl Fn(&Record) -> Option<f64>,
+    x: impl Fn(&Record) -> f64,
+    window: usize,
+) -> Vec<(f64, f64)> {
+    let mut points = Vec::new();
+    let mut first_own = None;
+    for (i, r) in records.iter().enumerate() {
+        if let Some(v) = value(r) {
+            if i >= own && first_own.is_none() {
+                first_own = Some(points.len());
+            }
+            points.push((x(r), v));
+        }
+    }
+    let Some(first_own) = first_own else {
+        return Vec::new();
+    };
+    let mut points = smooth(&points, window);
+    points.split_off(first_own.saturating_sub(usize::from(own > 0)))
+}
+
 /// Trailing moving average over `window` points.
 fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
     if window <= 1 {
@@ -183,4 +228,54 @@ fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
             (x, sum / (i + 1).min(window) as f64)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(step: u64, loss: f64, eval_loss: Option<f64>) -> Record {
+        Record {
+            step,
+            tokens: (step + 1) * 100,
+            lr: 0.01,
+            loss,
+            grad_norm: 1.0,
+            tok_s: 1.0,
+            eval_loss,
+            eval_bpb: None,
+            grad_cos: None,
+            max_update: None,
+        }
+    }
+
+    /// Trunk updates 0..10 (evaluated after 5 and 10 updates), then a branch from update 10 with
+    /// updates 10..14 (evaluated after 14).
+    fn branch_history() -> Vec<Record> {
+        (0..14)
+            .map(|s| {
+                let eval = [4, 9, 13].contains(&s).then_some(30.0 - s as f64);
+                record(s, 20.0 - s as f64, eval)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_branch_curve_starts_where_it_left_the_trunk() {
+        let h = branch_history();
+        let x = |r: &Record| r.tokens as f64;
+        let train = curve(&h, 10, |r| Some(r.loss), x, 1);
+        assert_eq!(train.first(), Some(&(1000.0, 11.0)), "joined at update 9");
+        assert_eq!(train.len(), 5);
+        // A branch evaluated once still draws a segment from the trunk's last evaluation.
+        let eval = curve(&h, 10, |r| r.eval_loss, x, 1);
+        assert_eq!(eval, vec![(1000.0, 21.0), (1400.0, 17.0)]);
+        // The moving average runs over the trunk's records too: at update 10 it is the mean of
+        // updates 8..=10 (12, 11, 10), not the branch's first loss alone.
+        let smoothed = curve(&h, 10, |r| Some(r.loss), x, 3);
+        assert_eq!(smoothed[1], (1100.0, 11.0));
+        // A trunk keeps all its points; a run with nothing of its own has no curve.
+        assert_eq!(curve(&h, 0, |r| r.eval_loss, x, 1).len(), 3);
+        assert!(curve(&h[..10], 10, |r| Some(r.loss), x, 1).is_empty());
+    }
 }

@@ -25,6 +25,9 @@ pub struct Series {
     pub dashed: bool,
     /// Draw markers only, no line (measurements rather than curves).
     pub markers_only: bool,
+    /// Mark every point on the line too (sparse measurements such as evaluations, where a
+    /// single point would otherwise not show).
+    pub markers: bool,
     /// Index into the palette; series that belong together can share a colour.
     pub color: usize,
 }
@@ -36,6 +39,7 @@ impl Series {
             points,
             dashed: false,
             markers_only: false,
+            markers: false,
             color,
         }
     }
@@ -195,6 +199,10 @@ where
             .copied()
             .filter(|(x, y)| x.is_finite() && y.is_finite())
             .collect();
+        if s.markers && !s.markers_only {
+            ctx.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .map_err(|x| e(&x))?;
+        }
         let anno = if s.markers_only {
             ctx.draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))
                 .map_err(|x| e(&x))?
