@@ -2,7 +2,8 @@
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use minicpm_data::prepare::{expand_inputs, prepare, read_file, PrepareOptions};
+use minicpm_data::inputs::{expand_inputs, read_file};
+use minicpm_data::prepare::{prepare, PrepareOptions};
 use minicpm_data::TextTokenizer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

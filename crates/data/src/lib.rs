@@ -4,6 +4,7 @@
 pub mod batches;
 pub mod error;
 pub mod fetch;
+pub mod inputs;
 pub mod mixture;
 pub mod prepare;
 pub mod shards;

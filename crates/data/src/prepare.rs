@@ -1,20 +1,16 @@
-//! Corpus -> token shards. Documents are read from plain text (one document per file) and JSONL
-//! (one per line, text field configurable), grouped into sources (a JSONL line's `source` field,
-//! else the file's name), tokenised in parallel batches and written as shards per source:
-//! `out/<source>/train` and `out/<source>/valid`. The split is by document, decided by a hash of
-//! (source, document number), so it is the same on every run and never cuts a document.
+//! Corpus -> token shards. Documents (see `inputs` for the formats read) are grouped into
+//! sources, tokenised in parallel batches and written as shards per source: `out/<source>/train`
+//! and `out/<source>/valid`. The split is by document, decided by a hash of (source, document
+//! number), so it is the same on every run and never cuts a document.
 //!
 //! Memory stays bounded: documents stream through fixed-size batches. A source whose shards are
 //! complete (index written) is skipped, so an interrupted preparation resumes.
-//!
-//! Invalid UTF-8 is skipped and counted, never fatal: real corpora carry stray bytes, and one bad
-//! file should not stop a long job. A JSONL line without the text field is an error.
 
 use crate::error::DataError;
+use crate::inputs::{expand_inputs, read_file, source_of_file, Doc};
 use crate::shards::{ShardWriter, INDEX_FILE};
 use crate::tokenizer::TextTokenizer;
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 pub struct PrepareOptions {
@@ -46,143 +42,6 @@ pub struct SourceSummary {
     pub bytes: u64,
     pub skipped_invalid_utf8: u64,
     pub resumed: bool,
-}
-
-/// Expands files, directories (recursively, sorted) and `*` globs into input files.
-pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-        if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| DataError::file(p, e))?
-                .flatten()
-                .map(|e| e.path())
-                .collect();
-            entries.sort();
-            for e in entries {
-                walk(&e, out)?;
-            }
-        } else if p.is_file() {
-            let name = p.to_string_lossy();
-            if name.ends_with(".jsonl")
-                || name.ends_with(".txt")
-                || name.ends_with(".md")
-                || name.ends_with(".py")
-            {
-                out.push(p.to_path_buf());
-            }
-        } else {
-            return Err(DataError::file(p, "no such file or directory"));
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for i in inputs {
-        let s = i.to_string_lossy();
-        if let Some(star) = s.find('*') {
-            // A simple glob: `dir/prefix*suffix` within one directory.
-            let (dir, pattern) = s.rsplit_once('/').unwrap_or((".", &s));
-            let (pre, post) = pattern.split_at(star - (s.len() - pattern.len()));
-            let post = &post[1..];
-            let mut matched: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| DataError::file(Path::new(dir), e))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name().is_some_and(|n| {
-                        n.to_string_lossy().starts_with(pre) && n.to_string_lossy().ends_with(post)
-                    })
-                })
-                .collect();
-            if matched.is_empty() {
-                return Err(DataError::file(i, "the pattern matches no file"));
-            }
-            matched.sort();
-            for m in matched {
-                walk(&m, &mut out)?;
-            }
-        } else {
-            walk(i, &mut out)?;
-        }
-    }
-    if out.is_empty() {
-        return Err(DataError::Invalid(
-            "no input files (.jsonl, .txt, .md, .py) found".into(),
-        ));
-    }
-    Ok(out)
-}
-
-/// A document and its source.
-pub struct Doc {
-    pub source: String,
-    pub text: String,
-}
-
-fn source_of_file(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "input".into())
-}
-
-/// Streams the documents of one file into `sink`; returns the invalid-UTF-8 items skipped.
-pub fn read_file(
-    p: &Path,
-    text_field: &str,
-    sink: &mut dyn FnMut(Doc) -> Result<(), DataError>,
-) -> Result<u64, DataError> {
-    let is_jsonl = p.extension().is_some_and(|e| e == "jsonl");
-    if !is_jsonl {
-        let bytes = std::fs::read(p).map_err(|e| DataError::file(p, e))?;
-        return match String::from_utf8(bytes) {
-            Ok(text) if text.trim().is_empty() => Ok(0),
-            Ok(text) => sink(Doc {
-                source: source_of_file(p),
-                text,
-            })
-            .map(|_| 0),
-            Err(_) => Ok(1),
-        };
-    }
-    let file = std::fs::File::open(p).map_err(|e| DataError::file(p, e))?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut line = Vec::new();
-    let mut skipped = 0;
-    let mut n = 0;
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| DataError::file(p, e))?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        let Ok(s) = std::str::from_utf8(&line) else {
-            skipped += 1;
-            continue;
-        };
-        if s.trim().is_empty() {
-            continue;
-        }
-        let where_ = || format!("{}:{n}", p.display());
-        let v: serde_json::Value = serde_json::from_str(s)
-            .map_err(|e| DataError::Invalid(format!("{}: not JSON: {e}", where_())))?;
-        let text = v.get(text_field).and_then(|t| t.as_str()).ok_or_else(|| {
-            DataError::Invalid(format!("{}: no string field `{text_field}`", where_()))
-        })?;
-        let source = v
-            .get("source")
-            .and_then(|s| s.as_str())
-            .map(String::from)
-            .unwrap_or_else(|| source_of_file(p));
-        if !text.trim().is_empty() {
-            sink(Doc {
-                source,
-                text: text.to_string(),
-            })?;
-        }
-    }
-    Ok(skipped)
 }
 
 /// Whether document `n` of `source` goes to validation.
