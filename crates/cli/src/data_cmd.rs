@@ -18,7 +18,7 @@ pub enum TokenizerCommand {
 
 #[derive(Args)]
 pub struct TokenizerTrainArgs {
-    /// Text files, JSONL files, directories or `dir/*.jsonl` patterns.
+    /// Text, JSONL and Parquet files, directories or `dir/*.jsonl` patterns.
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
     #[arg(long)]
@@ -50,11 +50,12 @@ pub enum DataCommand {
 pub struct PrepareArgs {
     #[arg(long)]
     pub tokenizer: PathBuf,
-    /// Text files, JSONL files, directories or `dir/*.jsonl` patterns.
+    /// Text, JSONL and Parquet files, directories or `dir/*.jsonl` patterns.
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
     #[arg(long)]
     pub out: PathBuf,
+    /// The JSONL field or Parquet column holding the text.
     #[arg(long, default_value = "text")]
     pub text_field: String,
     /// Documents per thousand held out for validation.
@@ -198,15 +199,27 @@ pub fn run_prepare(
                 s.bytes,
                 s.train_tokens,
                 s.valid_tokens,
-                if s.skipped_invalid_utf8 > 0 {
-                    format!(" ({} invalid UTF-8 skipped)", s.skipped_invalid_utf8)
-                } else {
-                    String::new()
-                }
+                skipped_note(s)
             );
         }
     }
     Ok(summary)
+}
+
+/// What a source left out, e.g. " (3 invalid UTF-8, 2 null texts skipped)", or nothing.
+fn skipped_note(s: &minicpm_data::prepare::SourceSummary) -> String {
+    let mut parts = Vec::new();
+    if s.skipped_invalid_utf8 > 0 {
+        parts.push(format!("{} invalid UTF-8", s.skipped_invalid_utf8));
+    }
+    if s.skipped_null_text > 0 {
+        parts.push(format!("{} null texts", s.skipped_null_text));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} skipped)", parts.join(", "))
+    }
 }
 
 pub fn fetch_demo(out: &Path, force: bool) -> anyhow::Result<ExitCode> {

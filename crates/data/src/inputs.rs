@@ -1,13 +1,19 @@
 //! The corpus on disk: which files are inputs, and the documents each one holds. Plain text is one
 //! document per file; JSONL one per line, its text in a configurable field and its source in the
-//! `source` field (else the file's name).
+//! `source` field (else the file's name); Parquet one per row, its text in the column of that
+//! name (see `parquet_input`), its source the file's name.
 //!
 //! Invalid UTF-8 is skipped and counted, never fatal: real corpora carry stray bytes, and one bad
-//! file should not stop a long job. A JSONL line without the text field is an error.
+//! file should not stop a long job. So are Parquet rows whose text is null. A JSONL line without
+//! the text field, or a Parquet file without the text column, is an error.
 
 use crate::error::DataError;
+use crate::parquet_input::read_parquet;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+
+/// The file name endings read as input; anything else in a directory is passed over.
+pub const INPUT_EXTENSIONS: [&str; 5] = ["jsonl", "parquet", "txt", "md", "py"];
 
 /// Expands files, directories (recursively, sorted) and `*` globs into input files.
 pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
@@ -23,12 +29,10 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
                 walk(&e, out)?;
             }
         } else if p.is_file() {
-            let name = p.to_string_lossy();
-            if name.ends_with(".jsonl")
-                || name.ends_with(".txt")
-                || name.ends_with(".md")
-                || name.ends_with(".py")
-            {
+            let is_input = p
+                .extension()
+                .is_some_and(|e| INPUT_EXTENSIONS.iter().any(|known| e == *known));
+            if is_input {
                 out.push(p.to_path_buf());
             }
         } else {
@@ -66,9 +70,10 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
         }
     }
     if out.is_empty() {
-        return Err(DataError::Invalid(
-            "no input files (.jsonl, .txt, .md, .py) found".into(),
-        ));
+        return Err(DataError::Invalid(format!(
+            "no input files (.{}) found",
+            INPUT_EXTENSIONS.join(", .")
+        )));
     }
     Ok(out)
 }
@@ -85,29 +90,59 @@ pub(crate) fn source_of_file(p: &Path) -> String {
         .unwrap_or_else(|| "input".into())
 }
 
-/// Streams the documents of one file into `sink`; returns the invalid-UTF-8 items skipped.
+/// Documents of a file left out without failing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub invalid_utf8: u64,
+    /// Parquet rows whose text is null.
+    pub null_text: u64,
+}
+
+/// Streams the documents of one file into `sink`; returns what was skipped.
 pub fn read_file(
     p: &Path,
     text_field: &str,
     sink: &mut dyn FnMut(Doc) -> Result<(), DataError>,
-) -> Result<u64, DataError> {
-    let is_jsonl = p.extension().is_some_and(|e| e == "jsonl");
-    if !is_jsonl {
-        let bytes = std::fs::read(p).map_err(|e| DataError::file(p, e))?;
-        return match String::from_utf8(bytes) {
-            Ok(text) if text.trim().is_empty() => Ok(0),
-            Ok(text) => sink(Doc {
-                source: source_of_file(p),
-                text,
-            })
-            .map(|_| 0),
-            Err(_) => Ok(1),
-        };
+) -> Result<Skipped, DataError> {
+    match p.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") => read_jsonl(p, text_field, sink),
+        Some("parquet") => read_parquet(p, text_field, sink),
+        _ => read_plain_text(p, sink),
     }
+}
+
+/// One document: the whole file.
+fn read_plain_text(
+    p: &Path,
+    sink: &mut dyn FnMut(Doc) -> Result<(), DataError>,
+) -> Result<Skipped, DataError> {
+    let bytes = std::fs::read(p).map_err(|e| DataError::file(p, e))?;
+    match String::from_utf8(bytes) {
+        Ok(text) if text.trim().is_empty() => {}
+        Ok(text) => sink(Doc {
+            source: source_of_file(p),
+            text,
+        })?,
+        Err(_) => {
+            return Ok(Skipped {
+                invalid_utf8: 1,
+                ..Default::default()
+            })
+        }
+    }
+    Ok(Skipped::default())
+}
+
+/// One document per line.
+fn read_jsonl(
+    p: &Path,
+    text_field: &str,
+    sink: &mut dyn FnMut(Doc) -> Result<(), DataError>,
+) -> Result<Skipped, DataError> {
     let file = std::fs::File::open(p).map_err(|e| DataError::file(p, e))?;
     let mut reader = std::io::BufReader::new(file);
     let mut line = Vec::new();
-    let mut skipped = 0;
+    let mut skipped = Skipped::default();
     let mut n = 0;
     loop {
         line.clear();
@@ -119,7 +154,7 @@ pub fn read_file(
         }
         n += 1;
         let Ok(s) = std::str::from_utf8(&line) else {
-            skipped += 1;
+            skipped.invalid_utf8 += 1;
             continue;
         };
         if s.trim().is_empty() {

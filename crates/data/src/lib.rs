@@ -6,6 +6,7 @@ pub mod error;
 pub mod fetch;
 pub mod inputs;
 pub mod mixture;
+pub mod parquet_input;
 pub mod prepare;
 pub mod shards;
 pub mod tokenizer;

@@ -7,14 +7,14 @@
 //! complete (index written) is skipped, so an interrupted preparation resumes.
 
 use crate::error::DataError;
-use crate::inputs::{expand_inputs, read_file, source_of_file, Doc};
+use crate::inputs::{expand_inputs, read_file, source_of_file, Doc, Skipped};
 use crate::shards::{ShardWriter, INDEX_FILE};
 use crate::tokenizer::TextTokenizer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct PrepareOptions {
-    /// JSONL field holding the text.
+    /// JSONL field or Parquet column holding the text.
     pub text_field: String,
     /// Documents per thousand that go to validation.
     pub valid_permille: u64,
@@ -41,6 +41,8 @@ pub struct SourceSummary {
     pub valid_tokens: u64,
     pub bytes: u64,
     pub skipped_invalid_utf8: u64,
+    /// Parquet rows whose text is null.
+    pub skipped_null_text: u64,
     pub resumed: bool,
 }
 
@@ -105,7 +107,7 @@ pub fn prepare(
         Ok(())
     };
 
-    let mut skipped_by_source: BTreeMap<String, u64> = BTreeMap::new();
+    let mut skipped_by_source: BTreeMap<String, Skipped> = BTreeMap::new();
     for f in &files {
         let mut sink = |doc: Doc| -> Result<(), DataError> {
             if done.contains_key(&doc.source) {
@@ -139,8 +141,10 @@ pub fn prepare(
             Ok(())
         };
         let skipped = read_file(f, &opts.text_field, &mut sink)?;
-        if skipped > 0 {
-            *skipped_by_source.entry(source_of_file(f)).or_default() += skipped;
+        if skipped != Skipped::default() {
+            let total = skipped_by_source.entry(source_of_file(f)).or_default();
+            total.invalid_utf8 += skipped.invalid_utf8;
+            total.null_text += skipped.null_text;
         }
     }
     flush(&mut pending, &mut writers)?;
@@ -154,7 +158,9 @@ pub fn prepare(
         }
         w.valid.finish()?;
         w.train.finish()?;
-        summary.skipped_invalid_utf8 = skipped_by_source.get(&name).copied().unwrap_or(0);
+        let skipped = skipped_by_source.get(&name).copied().unwrap_or_default();
+        summary.skipped_invalid_utf8 = skipped.invalid_utf8;
+        summary.skipped_null_text = skipped.null_text;
         done.insert(name, summary);
     }
     if done.is_empty() {
