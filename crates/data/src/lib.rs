@@ -3,10 +3,13 @@
 
 pub mod batches;
 pub mod error;
+pub mod fast_encoder;
 pub mod fetch;
 pub mod inputs;
+mod memo;
 pub mod mixture;
 pub mod parquet_input;
+pub mod pre_tokens;
 pub mod prepare;
 pub mod shards;
 pub mod tokenizer;
