@@ -46,7 +46,13 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
         if let Some(star) = s.find('*') {
             // A simple glob: `dir/prefix*suffix` within one directory.
             let (dir, pattern) = s.rsplit_once('/').unwrap_or((".", &s));
-            let (pre, post) = pattern.split_at(star - (s.len() - pattern.len()));
+            let Some(star_in_name) = star.checked_sub(s.len() - pattern.len()) else {
+                return Err(DataError::file(
+                    i,
+                    "only the file name may hold a `*` (dir/prefix*suffix)",
+                ));
+            };
+            let (pre, post) = pattern.split_at(star_in_name);
             let post = &post[1..];
             let mut matched: Vec<PathBuf> = std::fs::read_dir(dir)
                 .map_err(|e| DataError::file(Path::new(dir), e))?
@@ -179,4 +185,18 @@ fn read_jsonl(
         }
     }
     Ok(skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_star_outside_the_file_name_is_refused() {
+        let e = expand_inputs(&[PathBuf::from("data*/corpus.jsonl")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("only the file name"), "{e}");
+    }
 }
