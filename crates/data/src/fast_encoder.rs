@@ -5,27 +5,33 @@
 //! allocation and in the offset bookkeeping of its normalised strings, once per pre-token. For
 //! our family the normaliser and pre-tokeniser are simple enough to do on the raw text
 //! (`pre_tokens`), and the ids of a pre-token never depend on its context, so they are
-//! remembered (`memo`); the HF BPE model is only asked about pre-tokens not seen before.
+//! remembered (`memo`); only pre-tokens not seen before go through BPE, the model's own
+//! algorithm run on prebuilt tables (`bpe_merges`).
 //!
 //! Any other tokenizer (a released MiniCPM tokenizer.json included) keeps the generic HF path:
 //! `FastEncoder::for_tokenizer` accepts only the exact shape it reproduces.
 
-use crate::error::DataError;
+use crate::bpe_merges::{BpeMerges, MergeScratch};
 use crate::memo::Memo;
 use crate::pre_tokens::{PreTokens, MARKER};
 use crate::tokenizer::{family_normalizer, family_pre_tokenizer};
 use aho_corasick::{AhoCorasick, MatchKind};
 use rayon::prelude::*;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use tokenizers::models::bpe::BPE;
-use tokenizers::{Model, ModelWrapper, Tokenizer};
+use tokenizers::{ModelWrapper, Tokenizer};
 
 pub struct FastEncoder {
-    bpe: BPE,
+    bpe: BpeMerges,
     added: Option<AddedTokens>,
-    /// One memo per thread of rayon's pool, plus one shared by callers outside it; a memo is
+    /// One state per thread of rayon's pool, plus one shared by callers outside it; a state is
     /// locked for a whole document, so each pool thread always finds its own free.
-    memos: Vec<Mutex<Memo>>,
+    states: Vec<Mutex<ThreadState>>,
+}
+
+#[derive(Default)]
+struct ThreadState {
+    memo: Memo,
+    scratch: MergeScratch,
 }
 
 /// The added tokens (`<s>`, `</s>`, ...), which the HF pipeline cuts out of the raw text before
@@ -41,9 +47,7 @@ impl FastEncoder {
         let ModelWrapper::BPE(bpe) = tok.get_model() else {
             return None;
         };
-        // With dropout the ids of a pre-token are random, so they cannot be remembered.
-        let shape_matches = bpe.dropout.is_none()
-            && same_json(tok.get_normalizer(), family_normalizer().ok().as_ref())
+        let shape_matches = same_json(tok.get_normalizer(), family_normalizer().ok().as_ref())
             && same_json(tok.get_pre_tokenizer(), Some(&family_pre_tokenizer()))
             && tok.get_post_processor().is_none()
             && tok.get_truncation().is_none()
@@ -73,47 +77,42 @@ impl FastEncoder {
                 ids: added.iter().map(|&(id, _)| id).collect(),
             })
         };
-        let memos = (0..=rayon::current_num_threads())
-            .map(|_| Mutex::new(Memo::default()))
+        let states = (0..=rayon::current_num_threads())
+            .map(|_| Mutex::new(ThreadState::default()))
             .collect();
         Some(FastEncoder {
-            bpe: bpe.clone(),
+            bpe: BpeMerges::for_model(bpe)?,
             added,
-            memos,
+            states,
         })
     }
 
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, DataError> {
-        let mut memo = self.memo_of_this_thread();
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut state = self.state_of_this_thread();
         // About 3 bytes per token is typical; the guess only saves reallocations.
         let mut ids = Vec::with_capacity(text.len() / 3 + 1);
         let mut plain_start = 0;
         if let Some(added) = &self.added {
             for m in added.patterns.find_iter(text) {
-                self.encode_plain(&text[plain_start..m.start()], &mut memo, &mut ids)?;
+                self.encode_plain(&text[plain_start..m.start()], &mut state, &mut ids);
                 ids.push(added.ids[m.pattern().as_usize()]);
                 plain_start = m.end();
             }
         }
-        self.encode_plain(&text[plain_start..], &mut memo, &mut ids)?;
-        Ok(ids)
+        self.encode_plain(&text[plain_start..], &mut state, &mut ids);
+        ids
     }
 
     /// Encodes many texts in parallel on rayon's pool; the output order is the input order.
-    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, DataError> {
+    pub fn encode_batch(&self, texts: &[&str]) -> Vec<Vec<u32>> {
         texts.par_iter().map(|text| self.encode(text)).collect()
     }
 
     /// Encodes text that holds no added tokens.
-    fn encode_plain(
-        &self,
-        text: &str,
-        memo: &mut Memo,
-        ids: &mut Vec<u32>,
-    ) -> Result<(), DataError> {
+    fn encode_plain(&self, text: &str, state: &mut ThreadState, ids: &mut Vec<u32>) {
         let mut spelled = String::new();
         for token in PreTokens::new(text) {
-            if let Some(known) = memo.get(token) {
+            if let Some(known) = state.memo.get(token) {
                 ids.extend_from_slice(known);
                 continue;
             }
@@ -123,23 +122,19 @@ impl FastEncoder {
             }
             spelled.push_str(token.body);
             let start = ids.len();
-            let tokens = self
-                .bpe
-                .tokenize(&spelled)
-                .map_err(|e| DataError::Invalid(format!("encode: {e}")))?;
-            ids.extend(tokens.iter().map(|t| t.id));
-            memo.insert(token, &ids[start..]);
+            self.bpe.encode_word(&spelled, &mut state.scratch, ids);
+            state.memo.insert(token, &ids[start..]);
         }
-        Ok(())
     }
 
-    fn memo_of_this_thread(&self) -> MutexGuard<'_, Memo> {
-        let shared = self.memos.len() - 1;
+    fn state_of_this_thread(&self) -> MutexGuard<'_, ThreadState> {
+        let shared = self.states.len() - 1;
         let slot = rayon::current_thread_index()
             .filter(|&i| i < shared)
             .unwrap_or(shared);
-        // A panic while a memo was locked leaves it a valid map, so poisoning is ignored.
-        self.memos[slot]
+        // A panic while a state was locked leaves valid (if partial) buffers, so poisoning is
+        // ignored.
+        self.states[slot]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

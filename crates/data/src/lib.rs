@@ -2,6 +2,7 @@
 //! trainer reads.
 
 pub mod batches;
+mod bpe_merges;
 pub mod error;
 pub mod fast_encoder;
 pub mod fetch;

@@ -163,7 +163,7 @@ impl TextTokenizer {
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, DataError> {
         if let Some(fast) = &self.fast {
-            return fast.encode(text);
+            return Ok(fast.encode(text));
         }
         let enc = self
             .inner
@@ -175,7 +175,7 @@ impl TextTokenizer {
     /// Encodes many texts at once, in parallel on all cores.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, DataError> {
         if let Some(fast) = &self.fast {
-            return fast.encode_batch(texts);
+            return Ok(fast.encode_batch(texts));
         }
         let encs = self
             .inner
