@@ -42,7 +42,7 @@ impl<'a> Iterator for PreTokens<'a> {
         if !self.word_tail.is_empty() {
             let tail = self.word_tail;
             let first = tail.chars().next().expect("tail is not empty");
-            let end = if first.is_numeric() {
+            let end = if is_numeric(first) {
                 first.len_utf8()
             } else {
                 first_numeric(tail).unwrap_or(tail.len())
@@ -86,13 +86,28 @@ fn word_end(text: &str) -> Option<(usize, usize)> {
     None
 }
 
-/// Byte offset of the first numeric character (`char::is_numeric`, as the Digits pre-tokenizer
-/// uses: Unicode digits, numerals and fractions, not only ASCII digits).
+/// Byte offset of the first numeric character.
 fn first_numeric(text: &str) -> Option<usize> {
     text.char_indices()
-        .find(|&(_, c)| c.is_numeric())
+        .find(|&(_, c)| is_numeric(c))
         .map(|(i, _)| i)
 }
+
+/// `char::is_numeric`, as the Digits pre-tokenizer uses (Unicode digits, numerals and fractions,
+/// not only ASCII digits), with the commonest characters answered before the Unicode table
+/// lookup, which showed in profiles of Chinese text.
+fn is_numeric(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_digit()
+    } else if CJK_IDEOGRAPHS.contains(&c) {
+        // Ideographs are letters (Lo), even those for numbers.
+        false
+    } else {
+        c.is_numeric()
+    }
+}
+
+const CJK_IDEOGRAPHS: std::ops::RangeInclusive<char> = '\u{4E00}'..='\u{9FFF}';
 
 #[cfg(test)]
 mod tests {
@@ -119,5 +134,12 @@ mod tests {
         assert_eq!(spelled("½²٣"), ["▁", "½", "²", "٣"]);
         assert_eq!(spelled("tab\there\nnew"), ["▁tab\there\nnew"]);
         assert!(spelled("").is_empty());
+    }
+
+    #[test]
+    fn the_shortcuts_agree_with_char_is_numeric() {
+        for c in ('\0'..='\u{7F}').chain(CJK_IDEOGRAPHS) {
+            assert_eq!(is_numeric(c), c.is_numeric(), "{c:?}");
+        }
     }
 }
