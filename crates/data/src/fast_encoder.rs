@@ -22,6 +22,9 @@ use tokenizers::{ModelWrapper, Tokenizer};
 
 pub struct FastEncoder {
     bpe: BpeMerges,
+    /// The ids of a lone "▁": every space after the first of a run is one, and in indented code
+    /// they are most pre-tokens.
+    marker_ids: Vec<u32>,
     added: Option<AddedTokens>,
     /// One state per thread of rayon's pool, plus one shared by callers outside it; a state is
     /// locked for a whole document, so each pool thread always finds its own free.
@@ -80,8 +83,16 @@ impl FastEncoder {
         let states = (0..=rayon::current_num_threads())
             .map(|_| Mutex::new(ThreadState::default()))
             .collect();
+        let bpe = BpeMerges::for_model(bpe)?;
+        let mut marker_ids = Vec::new();
+        bpe.encode_word(
+            &MARKER.to_string(),
+            &mut MergeScratch::default(),
+            &mut marker_ids,
+        );
         Some(FastEncoder {
-            bpe: BpeMerges::for_model(bpe)?,
+            bpe,
+            marker_ids,
             added,
             states,
         })
@@ -112,6 +123,10 @@ impl FastEncoder {
     fn encode_plain(&self, text: &str, state: &mut ThreadState, ids: &mut Vec<u32>) {
         let mut spelled = String::new();
         for token in PreTokens::new(text) {
+            if token.marked && token.body.is_empty() {
+                ids.extend_from_slice(&self.marker_ids);
+                continue;
+            }
             if let Some(known) = state.memo.get(token) {
                 ids.extend_from_slice(known);
                 continue;
