@@ -12,6 +12,7 @@ pub mod mixture;
 pub mod parquet_input;
 pub mod pre_tokens;
 pub mod prepare;
+mod read_ahead;
 pub mod shards;
 pub mod tokenizer;
 

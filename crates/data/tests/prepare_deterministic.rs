@@ -58,6 +58,7 @@ fn shards_do_not_depend_on_threads_or_encoder() {
         valid_permille: 100,
         // Small batches and shards, so batches straddle sources and shards roll over.
         batch_docs: 13,
+        batch_bytes: 700,
         shard_tokens: 2_000,
         ..Default::default()
     };
