@@ -61,6 +61,10 @@ pub struct PrepareArgs {
     /// Documents per thousand held out for validation.
     #[arg(long, default_value_t = 10)]
     pub valid_permille: u64,
+    /// Encode through the generic HF tokenizers pipeline even for a tokenizer made by
+    /// `tokenizer train`, which otherwise takes a faster path to the same ids: to compare them.
+    #[arg(long)]
+    pub generic_encoder: bool,
 }
 
 /// Reads every document of `inputs`, grouped by source.
@@ -151,7 +155,10 @@ pub fn compression_table(
 }
 
 pub fn prepare_shards(a: PrepareArgs) -> anyhow::Result<ExitCode> {
-    let tok = TextTokenizer::load(&a.tokenizer)?;
+    let mut tok = TextTokenizer::load(&a.tokenizer)?;
+    if a.generic_encoder {
+        tok = tok.with_generic_encoder();
+    }
     let opts = PrepareOptions {
         text_field: a.text_field.clone(),
         valid_permille: a.valid_permille,
@@ -174,6 +181,14 @@ pub fn run_prepare(
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
+    eprintln!(
+        "encoder: {}",
+        if tok.uses_fast_encoder() {
+            "fast path for this tokenizer family"
+        } else {
+            "generic HF tokenizers pipeline"
+        }
+    );
     let bar = ProgressBar::new(total);
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} [{eta_precise}]",
