@@ -64,10 +64,16 @@ pub fn read_parquet(
             }
             rows += read as i64;
             // Values hold only the non-null rows; a definition level below the maximum marks a
-            // null. A required column (maximum 0) has no levels and no nulls.
+            // null. A required column (maximum 0) has no levels: every row holds a value.
+            if max_def_level == 0 {
+                def_levels.resize(read, 0);
+            }
+            let levels = def_levels.get(..read).ok_or_else(|| {
+                DataError::file(p, format!("row group {group}: fewer levels than rows"))
+            })?;
             let mut texts = values.iter();
-            for row in 0..read {
-                if max_def_level > 0 && def_levels[row] < max_def_level {
+            for &level in levels {
+                if level < max_def_level {
                     skipped.null_text += 1;
                     continue;
                 }

@@ -115,7 +115,8 @@ fn other_tokenizer_shapes_keep_the_generic_path() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("tokenizer.json")).unwrap())
             .unwrap();
-    let variants: [(&str, fn(&mut serde_json::Value)); 4] = [
+    type Change = fn(&mut serde_json::Value);
+    let variants: [(&str, Change); 4] = [
         ("digits kept together", |j| {
             j["pre_tokenizer"]["pretokenizers"][1]["individual_digits"] = false.into()
         }),

@@ -145,6 +145,27 @@ fn row_groups_stream_into_shards_with_the_tokenizers_counts() {
     }
 }
 
+#[test]
+fn a_required_text_column_has_no_nulls_to_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("required.parquet");
+    let groups = [vec!["first", "second"], vec!["third"]];
+    write_groups(
+        &f,
+        "message corpus { required binary text (STRING); }",
+        Compression::SNAPPY,
+        |w, group| {
+            let values: Vec<ByteArray> =
+                groups[group].iter().map(|t| ByteArray::from(*t)).collect();
+            w.typed::<ByteArrayType>()
+                .write_batch(&values, None, None)
+                .unwrap();
+        },
+        groups.len(),
+    );
+    assert_eq!(documents(&f, "text"), ["first", "second", "third"]);
+}
+
 /// Runs `prepare` on `input`, expecting an error; checks that it is one line naming the file and
 /// that nothing under `out` looks complete.
 fn prepare_error(input: &Path, column: &str) -> String {
@@ -155,8 +176,7 @@ fn prepare_error(input: &Path, column: &str) -> String {
         ..Default::default()
     };
     let e = prepare(&[input.to_path_buf()], &tok, &out, &opts, |_| {})
-        .err()
-        .expect("prepare should fail")
+        .expect_err("prepare should fail")
         .to_string();
     assert!(!e.contains('\n'), "{e}");
     let name = input.file_name().unwrap().to_string_lossy();
