@@ -2,7 +2,8 @@
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use minicpm_data::prepare::{expand_inputs, prepare, read_file, PrepareOptions};
+use minicpm_data::inputs::{expand_inputs, read_file};
+use minicpm_data::prepare::{prepare, PrepareOptions};
 use minicpm_data::TextTokenizer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ pub enum TokenizerCommand {
 
 #[derive(Args)]
 pub struct TokenizerTrainArgs {
-    /// Text files, JSONL files, directories or `dir/*.jsonl` patterns.
+    /// Text, JSONL and Parquet files, directories or `dir/*.jsonl` patterns.
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
     #[arg(long)]
@@ -49,16 +50,21 @@ pub enum DataCommand {
 pub struct PrepareArgs {
     #[arg(long)]
     pub tokenizer: PathBuf,
-    /// Text files, JSONL files, directories or `dir/*.jsonl` patterns.
+    /// Text, JSONL and Parquet files, directories or `dir/*.jsonl` patterns.
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
     #[arg(long)]
     pub out: PathBuf,
+    /// The JSONL field or Parquet column holding the text.
     #[arg(long, default_value = "text")]
     pub text_field: String,
     /// Documents per thousand held out for validation.
     #[arg(long, default_value_t = 10)]
     pub valid_permille: u64,
+    /// Encode through the generic HF tokenizers pipeline even for a tokenizer made by
+    /// `tokenizer train`, which otherwise takes a faster path to the same ids: to compare them.
+    #[arg(long)]
+    pub generic_encoder: bool,
 }
 
 /// Reads every document of `inputs`, grouped by source.
@@ -149,7 +155,10 @@ pub fn compression_table(
 }
 
 pub fn prepare_shards(a: PrepareArgs) -> anyhow::Result<ExitCode> {
-    let tok = TextTokenizer::load(&a.tokenizer)?;
+    let mut tok = TextTokenizer::load(&a.tokenizer)?;
+    if a.generic_encoder {
+        tok = tok.with_generic_encoder();
+    }
     let opts = PrepareOptions {
         text_field: a.text_field.clone(),
         valid_permille: a.valid_permille,
@@ -172,6 +181,14 @@ pub fn run_prepare(
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
+    eprintln!(
+        "encoder: {}",
+        if tok.uses_fast_encoder() {
+            "fast path for this tokenizer family"
+        } else {
+            "generic HF tokenizers pipeline"
+        }
+    );
     let bar = ProgressBar::new(total);
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} [{eta_precise}]",
@@ -197,15 +214,27 @@ pub fn run_prepare(
                 s.bytes,
                 s.train_tokens,
                 s.valid_tokens,
-                if s.skipped_invalid_utf8 > 0 {
-                    format!(" ({} invalid UTF-8 skipped)", s.skipped_invalid_utf8)
-                } else {
-                    String::new()
-                }
+                skipped_note(s)
             );
         }
     }
     Ok(summary)
+}
+
+/// What a source left out, e.g. " (3 invalid UTF-8, 2 null texts skipped)", or nothing.
+fn skipped_note(s: &minicpm_data::prepare::SourceSummary) -> String {
+    let mut parts = Vec::new();
+    if s.skipped_invalid_utf8 > 0 {
+        parts.push(format!("{} invalid UTF-8", s.skipped_invalid_utf8));
+    }
+    if s.skipped_null_text > 0 {
+        parts.push(format!("{} null texts", s.skipped_null_text));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} skipped)", parts.join(", "))
+    }
 }
 
 pub fn fetch_demo(out: &Path, force: bool) -> anyhow::Result<ExitCode> {

@@ -1,5 +1,5 @@
 //! End-to-end tests of the `minicpm` binary: info, exact resume after kill -9, the logged LR
-//! against the schedule, generation, and bad input.
+//! against the schedule, generation, shard preparation, and bad input.
 
 mod common;
 
@@ -238,4 +238,80 @@ fn generate_with_a_corrupt_checkpoint_exits_2_naming_the_file() {
         e.contains("model.safetensors") && e.contains("truncated"),
         "{e}"
     );
+}
+
+/// Every file under `dir`, by relative path.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn data_prepare_writes_the_same_shards_with_either_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let corpus = dir.path().join("corpus.jsonl");
+    let lines: String = (0..50)
+        .map(|i| {
+            serde_json::json!({"text": format!("{i}: {TEXT}\n\tindented  </s> 汉字")}).to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&corpus, lines).unwrap();
+    let prepare = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let run = run_ok(
+            bin()
+                .args(["data", "prepare", "--tokenizer"])
+                .arg(dir.path().join("tokenizer.json"))
+                .arg("--input")
+                .arg(&corpus)
+                .arg("--out")
+                .arg(&out)
+                .args(extra),
+        );
+        (
+            String::from_utf8_lossy(&run.stderr).into_owned(),
+            tree(&out),
+        )
+    };
+    let (fast_log, fast) = prepare("fast", &[]);
+    let (generic_log, generic) = prepare("generic", &["--generic-encoder"]);
+    assert!(fast_log.contains("encoder: fast"), "{fast_log}");
+    assert!(generic_log.contains("encoder: generic"), "{generic_log}");
+    assert!(fast.keys().any(|p| p.ends_with("index.json")));
+    assert_eq!(fast, generic);
+}
+
+#[test]
+fn data_prepare_with_a_corrupt_parquet_file_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let bad = dir.path().join("broken.parquet");
+    std::fs::write(&bad, b"PAR1 this is not the rest of a parquet file").unwrap();
+    let e = run_bad(
+        bin()
+            .args(["data", "prepare", "--tokenizer"])
+            .arg(dir.path().join("tokenizer.json"))
+            .arg("--input")
+            .arg(&bad)
+            .arg("--out")
+            .arg(dir.path().join("out")),
+    );
+    assert!(e.contains("broken.parquet"), "{e}");
+    assert!(!dir.path().join("out/broken/train/index.json").exists());
 }

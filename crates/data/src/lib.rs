@@ -2,10 +2,17 @@
 //! trainer reads.
 
 pub mod batches;
+mod bpe_merges;
 pub mod error;
+pub mod fast_encoder;
 pub mod fetch;
+pub mod inputs;
+mod memo;
 pub mod mixture;
+pub mod parquet_input;
+pub mod pre_tokens;
 pub mod prepare;
+mod read_ahead;
 pub mod shards;
 pub mod tokenizer;
 

@@ -1,29 +1,29 @@
-//! Corpus -> token shards. Documents are read from plain text (one document per file) and JSONL
-//! (one per line, text field configurable), grouped into sources (a JSONL line's `source` field,
-//! else the file's name), tokenised in parallel batches and written as shards per source:
-//! `out/<source>/train` and `out/<source>/valid`. The split is by document, decided by a hash of
-//! (source, document number), so it is the same on every run and never cuts a document.
+//! Corpus -> token shards. Documents (see `inputs` for the formats read) are grouped into
+//! sources, tokenised in parallel batches and written as shards per source: `out/<source>/train`
+//! and `out/<source>/valid`. The split is by document, decided by a hash of (source, document
+//! number), so it is the same on every run and never cuts a document.
 //!
-//! Memory stays bounded: documents stream through fixed-size batches. A source whose shards are
-//! complete (index written) is skipped, so an interrupted preparation resumes.
-//!
-//! Invalid UTF-8 is skipped and counted, never fatal: real corpora carry stray bytes, and one bad
-//! file should not stop a long job. A JSONL line without the text field is an error.
+//! Memory stays bounded: documents stream through batches of bounded size. A source whose shards
+//! are complete (index written) is skipped, so an interrupted preparation resumes.
 
 use crate::error::DataError;
+use crate::inputs::{expand_inputs, Doc, Skipped};
+use crate::read_ahead::{read_ahead, BatchLimits, FromReader};
 use crate::shards::{ShardWriter, INDEX_FILE};
 use crate::tokenizer::TextTokenizer;
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 
 pub struct PrepareOptions {
-    /// JSONL field holding the text.
+    /// JSONL field or Parquet column holding the text.
     pub text_field: String,
     /// Documents per thousand that go to validation.
     pub valid_permille: u64,
-    /// Documents tokenised per parallel batch.
+    /// Documents tokenised per parallel batch, at most.
     pub batch_docs: usize,
+    /// Bytes of text per batch, at most (a batch holds at least one document, however long).
+    pub batch_bytes: usize,
     pub shard_tokens: usize,
 }
 
@@ -33,6 +33,7 @@ impl Default for PrepareOptions {
             text_field: "text".into(),
             valid_permille: 10,
             batch_docs: 512,
+            batch_bytes: 8 << 20,
             shard_tokens: 1 << 24,
         }
     }
@@ -45,144 +46,9 @@ pub struct SourceSummary {
     pub valid_tokens: u64,
     pub bytes: u64,
     pub skipped_invalid_utf8: u64,
+    /// Parquet rows whose text is null.
+    pub skipped_null_text: u64,
     pub resumed: bool,
-}
-
-/// Expands files, directories (recursively, sorted) and `*` globs into input files.
-pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-        if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| DataError::file(p, e))?
-                .flatten()
-                .map(|e| e.path())
-                .collect();
-            entries.sort();
-            for e in entries {
-                walk(&e, out)?;
-            }
-        } else if p.is_file() {
-            let name = p.to_string_lossy();
-            if name.ends_with(".jsonl")
-                || name.ends_with(".txt")
-                || name.ends_with(".md")
-                || name.ends_with(".py")
-            {
-                out.push(p.to_path_buf());
-            }
-        } else {
-            return Err(DataError::file(p, "no such file or directory"));
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for i in inputs {
-        let s = i.to_string_lossy();
-        if let Some(star) = s.find('*') {
-            // A simple glob: `dir/prefix*suffix` within one directory.
-            let (dir, pattern) = s.rsplit_once('/').unwrap_or((".", &s));
-            let (pre, post) = pattern.split_at(star - (s.len() - pattern.len()));
-            let post = &post[1..];
-            let mut matched: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| DataError::file(Path::new(dir), e))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name().is_some_and(|n| {
-                        n.to_string_lossy().starts_with(pre) && n.to_string_lossy().ends_with(post)
-                    })
-                })
-                .collect();
-            if matched.is_empty() {
-                return Err(DataError::file(i, "the pattern matches no file"));
-            }
-            matched.sort();
-            for m in matched {
-                walk(&m, &mut out)?;
-            }
-        } else {
-            walk(i, &mut out)?;
-        }
-    }
-    if out.is_empty() {
-        return Err(DataError::Invalid(
-            "no input files (.jsonl, .txt, .md, .py) found".into(),
-        ));
-    }
-    Ok(out)
-}
-
-/// A document and its source.
-pub struct Doc {
-    pub source: String,
-    pub text: String,
-}
-
-fn source_of_file(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "input".into())
-}
-
-/// Streams the documents of one file into `sink`; returns the invalid-UTF-8 items skipped.
-pub fn read_file(
-    p: &Path,
-    text_field: &str,
-    sink: &mut dyn FnMut(Doc) -> Result<(), DataError>,
-) -> Result<u64, DataError> {
-    let is_jsonl = p.extension().is_some_and(|e| e == "jsonl");
-    if !is_jsonl {
-        let bytes = std::fs::read(p).map_err(|e| DataError::file(p, e))?;
-        return match String::from_utf8(bytes) {
-            Ok(text) if text.trim().is_empty() => Ok(0),
-            Ok(text) => sink(Doc {
-                source: source_of_file(p),
-                text,
-            })
-            .map(|_| 0),
-            Err(_) => Ok(1),
-        };
-    }
-    let file = std::fs::File::open(p).map_err(|e| DataError::file(p, e))?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut line = Vec::new();
-    let mut skipped = 0;
-    let mut n = 0;
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| DataError::file(p, e))?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        let Ok(s) = std::str::from_utf8(&line) else {
-            skipped += 1;
-            continue;
-        };
-        if s.trim().is_empty() {
-            continue;
-        }
-        let where_ = || format!("{}:{n}", p.display());
-        let v: serde_json::Value = serde_json::from_str(s)
-            .map_err(|e| DataError::Invalid(format!("{}: not JSON: {e}", where_())))?;
-        let text = v.get(text_field).and_then(|t| t.as_str()).ok_or_else(|| {
-            DataError::Invalid(format!("{}: no string field `{text_field}`", where_()))
-        })?;
-        let source = v
-            .get("source")
-            .and_then(|s| s.as_str())
-            .map(String::from)
-            .unwrap_or_else(|| source_of_file(p));
-        if !text.trim().is_empty() {
-            sink(Doc {
-                source,
-                text: text.to_string(),
-            })?;
-        }
-    }
-    Ok(skipped)
 }
 
 /// Whether document `n` of `source` goes to validation.
@@ -195,13 +61,10 @@ pub fn is_valid_doc(source: &str, n: u64, permille: u64) -> bool {
     h % 1000 < permille
 }
 
-struct SourceWriter {
-    train: ShardWriter,
-    valid: ShardWriter,
-    summary: SourceSummary,
-}
-
 /// Tokenises `inputs` into `out/<source>/{train,valid}`; returns a summary per source.
+///
+/// Documents are read one batch ahead on a thread of their own (`read_ahead`) and tokenised on
+/// rayon's pool; writing stays in document order, so shards do not depend on thread timing.
 pub fn prepare(
     inputs: &[PathBuf],
     tok: &TextTokenizer,
@@ -210,100 +73,163 @@ pub fn prepare(
     mut progress: impl FnMut(u64),
 ) -> Result<BTreeMap<String, SourceSummary>, DataError> {
     let files = expand_inputs(inputs)?;
-    let eos = tok.token_id("</s>").unwrap_or(2);
-    let vocab = tok.vocab_size();
-    let mut writers: BTreeMap<String, SourceWriter> = BTreeMap::new();
-    let mut done: BTreeMap<String, SourceSummary> = BTreeMap::new();
-    let mut pending: Vec<Doc> = Vec::with_capacity(opts.batch_docs);
+    let mut sources = Sources {
+        out,
+        vocab: tok.vocab_size(),
+        eos: tok.token_id("</s>").unwrap_or(2),
+        opts,
+        writers: BTreeMap::new(),
+        done: BTreeMap::new(),
+        skipped: BTreeMap::new(),
+    };
+    let limits = BatchLimits {
+        docs: opts.batch_docs,
+        bytes: opts.batch_bytes,
+    };
+    std::thread::scope(|scope| {
+        let (batches, reader) = read_ahead(scope, &files, &opts.text_field, limits);
+        let written = write_batches(batches, tok, &mut sources, &mut progress);
+        let read = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // A failed write stops the reader, whose own error then only says so.
+        written.and(read)
+    })?;
+    sources.finish()
+}
 
-    let mut flush = |pending: &mut Vec<Doc>,
-                     writers: &mut BTreeMap<String, SourceWriter>|
-     -> Result<(), DataError> {
-        if pending.is_empty() {
-            return Ok(());
+/// Tokenises and writes each batch as it arrives, until the reader is done.
+fn write_batches(
+    batches: Receiver<FromReader>,
+    tok: &TextTokenizer,
+    sources: &mut Sources,
+    progress: &mut impl FnMut(u64),
+) -> Result<(), DataError> {
+    for message in batches {
+        let mut docs = match message {
+            FromReader::Docs(docs) => docs,
+            FromReader::Skipped { source, skipped } => {
+                let total = sources.skipped.entry(source).or_default();
+                total.invalid_utf8 += skipped.invalid_utf8;
+                total.null_text += skipped.null_text;
+                continue;
+            }
+        };
+        let mut kept = Vec::with_capacity(docs.len());
+        for doc in docs.drain(..) {
+            if sources.wants(&doc.source)? {
+                kept.push(doc);
+            }
         }
-        let texts: Vec<&str> = pending.iter().map(|d| d.text.as_str()).collect();
+        let texts: Vec<&str> = kept.iter().map(|d| d.text.as_str()).collect();
         let encoded = tok.encode_batch(&texts)?;
         let mut bytes = 0;
-        for (doc, ids) in pending.iter().zip(encoded) {
-            let w = writers
-                .get_mut(&doc.source)
-                .expect("writer made when the document was queued");
-            let n = w.summary.documents;
-            w.summary.documents += 1;
-            w.summary.bytes += doc.text.len() as u64;
+        for (doc, ids) in kept.iter().zip(encoded) {
+            sources.write(doc, &ids)?;
             bytes += doc.text.len() as u64;
-            if is_valid_doc(&doc.source, n, opts.valid_permille) {
-                w.summary.valid_tokens += ids.len() as u64 + 1;
-                w.valid.push_document(&ids, doc.text.len() as u64)?;
-            } else {
-                w.summary.train_tokens += ids.len() as u64 + 1;
-                w.train.push_document(&ids, doc.text.len() as u64)?;
-            }
         }
         progress(bytes);
-        pending.clear();
-        Ok(())
-    };
+    }
+    Ok(())
+}
 
-    let mut skipped_by_source: BTreeMap<String, u64> = BTreeMap::new();
-    for f in &files {
-        let mut sink = |doc: Doc| -> Result<(), DataError> {
-            if done.contains_key(&doc.source) {
-                return Ok(());
-            }
-            if !writers.contains_key(&doc.source) {
-                let dir = out.join(&doc.source);
-                if dir.join("train").join(INDEX_FILE).exists()
-                    && dir.join("valid").join(INDEX_FILE).exists()
-                {
-                    done.insert(
-                        doc.source.clone(),
-                        SourceSummary {
-                            resumed: true,
-                            ..Default::default()
-                        },
-                    );
-                    return Ok(());
-                }
-                let w = SourceWriter {
-                    train: ShardWriter::create(&dir.join("train"), vocab, eos, opts.shard_tokens)?,
-                    valid: ShardWriter::create(&dir.join("valid"), vocab, eos, opts.shard_tokens)?,
-                    summary: SourceSummary::default(),
-                };
-                writers.insert(doc.source.clone(), w);
-            }
-            pending.push(doc);
-            if pending.len() >= opts.batch_docs {
-                flush(&mut pending, &mut writers)?;
-            }
-            Ok(())
+struct SourceWriter {
+    train: ShardWriter,
+    valid: ShardWriter,
+    summary: SourceSummary,
+}
+
+/// The sources met so far: being written, or complete from an earlier run.
+struct Sources<'a> {
+    out: &'a Path,
+    vocab: usize,
+    eos: u32,
+    opts: &'a PrepareOptions,
+    writers: BTreeMap<String, SourceWriter>,
+    done: BTreeMap<String, SourceSummary>,
+    skipped: BTreeMap<String, Skipped>,
+}
+
+impl Sources<'_> {
+    /// Whether documents of `source` are to be written: not when an earlier run completed it.
+    /// Makes its writers when it is new.
+    fn wants(&mut self, source: &str) -> Result<bool, DataError> {
+        if self.writers.contains_key(source) {
+            return Ok(true);
+        }
+        if self.done.contains_key(source) {
+            return Ok(false);
+        }
+        let dir = self.out.join(source);
+        if dir.join("train").join(INDEX_FILE).exists()
+            && dir.join("valid").join(INDEX_FILE).exists()
+        {
+            let resumed = SourceSummary {
+                resumed: true,
+                ..Default::default()
+            };
+            self.done.insert(source.to_string(), resumed);
+            return Ok(false);
+        }
+        let shard = |split: &str| {
+            ShardWriter::create(
+                &dir.join(split),
+                self.vocab,
+                self.eos,
+                self.opts.shard_tokens,
+            )
         };
-        let skipped = read_file(f, &opts.text_field, &mut sink)?;
-        if skipped > 0 {
-            *skipped_by_source.entry(source_of_file(f)).or_default() += skipped;
+        let w = SourceWriter {
+            train: shard("train")?,
+            valid: shard("valid")?,
+            summary: SourceSummary::default(),
+        };
+        self.writers.insert(source.to_string(), w);
+        Ok(true)
+    }
+
+    /// Writes one document of a source `wants` accepted, to its train or valid split.
+    fn write(&mut self, doc: &Doc, ids: &[u32]) -> Result<(), DataError> {
+        let w = self
+            .writers
+            .get_mut(&doc.source)
+            .expect("writers are made when a source is first wanted");
+        let n = w.summary.documents;
+        w.summary.documents += 1;
+        w.summary.bytes += doc.text.len() as u64;
+        if is_valid_doc(&doc.source, n, self.opts.valid_permille) {
+            w.summary.valid_tokens += ids.len() as u64 + 1;
+            w.valid.push_document(ids, doc.text.len() as u64)
+        } else {
+            w.summary.train_tokens += ids.len() as u64 + 1;
+            w.train.push_document(ids, doc.text.len() as u64)
         }
     }
-    flush(&mut pending, &mut writers)?;
-    // Indexes are written last: a source counts as prepared only once both exist.
-    for (name, w) in writers {
-        let mut summary = w.summary;
-        if summary.documents == 0 {
-            return Err(DataError::Invalid(format!(
-                "source `{name}` has no documents"
-            )));
+
+    /// Writes the indexes, last: a source counts as prepared only once both exist.
+    fn finish(self) -> Result<BTreeMap<String, SourceSummary>, DataError> {
+        let mut done = self.done;
+        for (name, w) in self.writers {
+            let mut summary = w.summary;
+            if summary.documents == 0 {
+                return Err(DataError::Invalid(format!(
+                    "source `{name}` has no documents"
+                )));
+            }
+            w.valid.finish()?;
+            w.train.finish()?;
+            let skipped = self.skipped.get(&name).copied().unwrap_or_default();
+            summary.skipped_invalid_utf8 = skipped.invalid_utf8;
+            summary.skipped_null_text = skipped.null_text;
+            done.insert(name, summary);
         }
-        w.valid.finish()?;
-        w.train.finish()?;
-        summary.skipped_invalid_utf8 = skipped_by_source.get(&name).copied().unwrap_or(0);
-        done.insert(name, summary);
+        if done.is_empty() {
+            return Err(DataError::Invalid(
+                "the corpus is empty: no documents with text".into(),
+            ));
+        }
+        Ok(done)
     }
-    if done.is_empty() {
-        return Err(DataError::Invalid(
-            "the corpus is empty: no documents with text".into(),
-        ));
-    }
-    Ok(done)
 }
 
 #[cfg(test)]
@@ -368,6 +294,28 @@ mod tests {
             let b = std::fs::read(out2.join(source).join("valid/shard-00000.bin")).unwrap();
             assert_eq!(a, b);
         }
+    }
+
+    #[test]
+    fn a_failed_write_stops_the_reader_and_is_the_error_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("many.jsonl");
+        let line = serde_json::json!({"text": "a short document"}).to_string() + "\n";
+        std::fs::write(&input, line.repeat(1000)).unwrap();
+        let tok = TextTokenizer::train_bpe(["a short document"; 20].iter(), 400).unwrap();
+        // The output directory cannot be made: a file is in the way.
+        let out = dir.path().join("taken");
+        std::fs::write(&out, "not a directory").unwrap();
+        let opts = PrepareOptions {
+            batch_docs: 1,
+            ..Default::default()
+        };
+        let e = prepare(&[input], &tok, &out, &opts, |_| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("taken"), "{e}");
+        assert!(!e.contains("consumer"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! and decodes back exactly.
 
 use crate::error::DataError;
+use crate::fast_encoder::FastEncoder;
 use std::path::Path;
 use std::str::FromStr;
 use tokenizers::decoders::byte_fallback::ByteFallback;
@@ -37,6 +38,25 @@ type Impl = TokenizerImpl<
 
 pub struct TextTokenizer {
     inner: Tokenizer,
+    /// Present for tokenizers of the family `train_bpe` makes: same ids, many times faster.
+    fast: Option<FastEncoder>,
+}
+
+/// The normaliser of the tokenizers `train_bpe` makes, SentencePiece's layout: spaces become "▁"
+/// and one "▁" is always prepended.
+pub(crate) fn family_normalizer() -> Result<NormalizerWrapper, tokenizers::Error> {
+    Ok(NormalizerSequence::new(vec![
+        Prepend::new("▁".into()).into(),
+        Replace::new(" ", "▁")?.into(),
+    ])
+    .into())
+}
+
+/// The pre-tokeniser of the tokenizers `train_bpe` makes: words split before each "▁", digits
+/// one by one.
+pub(crate) fn family_pre_tokenizer() -> PreTokenizerWrapper {
+    let split_words = Metaspace::new('▁', PrependScheme::Never, true);
+    PreTokenizerSequence::new(vec![split_words.into(), Digits::new(true).into()]).into()
 }
 
 fn byte_token(b: u8) -> String {
@@ -47,7 +67,24 @@ impl TextTokenizer {
     pub fn load(path: &Path) -> Result<Self, DataError> {
         let inner = Tokenizer::from_file(path)
             .map_err(|e| DataError::file(path, format!("cannot load tokenizer: {e}")))?;
-        Ok(TextTokenizer { inner })
+        Ok(Self::new(inner))
+    }
+
+    fn new(inner: Tokenizer) -> Self {
+        let fast = FastEncoder::for_tokenizer(&inner);
+        TextTokenizer { inner, fast }
+    }
+
+    /// Encodes through the HF pipeline only, even when the fast encoder applies: to compare the
+    /// two, or to rule the fast one out.
+    pub fn with_generic_encoder(mut self) -> Self {
+        self.fast = None;
+        self
+    }
+
+    /// Whether encoding goes through the fast encoder of our tokenizer family.
+    pub fn uses_fast_encoder(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Trains a byte-fallback BPE of `vocab_size` tokens on `texts`.
@@ -81,14 +118,7 @@ impl TextTokenizer {
             .unk_token("<unk>".into())
             .build()
             .map_err(setup)?;
-        // SentencePiece's layout: spaces become "▁" and one "▁" is always prepended (normaliser);
-        // words split before each "▁", digits one by one (pre-tokeniser); decoding undoes exactly
-        // that, removing the one prepended space.
-        let normalizer = NormalizerSequence::new(vec![
-            Prepend::new("▁".into()).into(),
-            Replace::new(" ", "▁").map_err(setup)?.into(),
-        ]);
-        let split_words = Metaspace::new('▁', PrependScheme::Never, true);
+        // Decoding undoes the family's normaliser exactly, removing the one prepended space.
         let decoder = DecoderSequence::new(vec![
             Replace::new("▁", " ").map_err(setup)?.into(),
             ByteFallback::default().into(),
@@ -97,11 +127,8 @@ impl TextTokenizer {
         ]);
         let mut tok: Impl = TokenizerBuilder::new()
             .with_model(model)
-            .with_normalizer(Some(normalizer.into()))
-            .with_pre_tokenizer(Some(
-                PreTokenizerSequence::new(vec![split_words.into(), Digits::new(true).into()])
-                    .into(),
-            ))
+            .with_normalizer(Some(family_normalizer().map_err(setup)?))
+            .with_pre_tokenizer(Some(family_pre_tokenizer()))
             .with_post_processor(None)
             .with_decoder(Some(decoder.into()))
             .build()
@@ -121,7 +148,7 @@ impl TextTokenizer {
             });
         }
         let inner = Tokenizer::from_str(&json.to_string()).map_err(setup)?;
-        Ok(TextTokenizer { inner })
+        Ok(Self::new(inner))
     }
 
     pub fn save(&self, path: &Path) -> Result<(), DataError> {
@@ -135,6 +162,9 @@ impl TextTokenizer {
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, DataError> {
+        if let Some(fast) = &self.fast {
+            return Ok(fast.encode(text));
+        }
         let enc = self
             .inner
             .encode(text, false)
@@ -144,6 +174,9 @@ impl TextTokenizer {
 
     /// Encodes many texts at once, in parallel on all cores.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, DataError> {
+        if let Some(fast) = &self.fast {
+            return Ok(fast.encode_batch(texts));
+        }
         let encs = self
             .inner
             .encode_batch_fast(texts.to_vec(), false)
