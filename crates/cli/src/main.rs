@@ -1,7 +1,9 @@
 //! `minicpm`: train, inspect and run MiniCPM models.
 
+mod bench_cmd;
 mod data_cmd;
 mod demo;
+mod gemm_peak;
 mod info;
 mod scaling_cmd;
 mod util;
@@ -44,6 +46,9 @@ enum Command {
     /// The main job on built-in defaults: build a corpus from local text, train a tokenizer,
     /// train the demo model with WSD, print samples.
     Demo(demo::DemoArgs),
+    /// Measure training speed.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
 }
 
 #[derive(Args)]
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(c) => bench_cmd::run(c),
         Command::ScalingLaw(c) => scaling_cmd::run(c),
         Command::Tokenizer(data_cmd::TokenizerCommand::Train(a)) => data_cmd::train_tokenizer(a),
         Command::Data(data_cmd::DataCommand::Prepare(a)) => data_cmd::prepare_shards(a),

@@ -1,8 +1,10 @@
 //! Training: AdamW with muP parameter groups, LR schedules, the step loop, checkpoints and exact
 //! resume.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod flops;
 pub mod loss;
 pub mod metrics;
 pub mod optimizer;
