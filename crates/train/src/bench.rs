@@ -6,7 +6,7 @@
 //! so the phase times also hold on asynchronous backends.
 
 use crate::config::RunConfig;
-use crate::loss::{batch_tensors, cross_entropy};
+use crate::loss::{batch_loss, input_tensor};
 use crate::optimizer::AdamW;
 use crate::trainer::TrainError;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -122,13 +122,13 @@ pub fn run(
         }
         let mut acc = GradientsAccumulator::<MiniCpm>::new();
         for _ in 0..accum {
-            let (inputs, targets) = timed(device, &mut phases.data, || {
-                batch_tensors(&tokens.batch(t.micro_batch, t.seq_len, vocab), device)
+            let (batch, inputs) = timed(device, &mut phases.data, || {
+                let batch = tokens.batch(t.micro_batch, t.seq_len, vocab);
+                let inputs = input_tensor(&batch, device);
+                (batch, inputs)
             });
             let loss = timed(device, &mut phases.forward, || {
-                let logits = model.forward(inputs, None);
-                let [b, s, v] = logits.dims();
-                let loss = cross_entropy(logits.reshape([b * s, v]), targets);
+                let loss = batch_loss(&model, inputs, &batch.targets);
                 if accum > 1 {
                     loss.div_scalar(accum as f64)
                 } else {

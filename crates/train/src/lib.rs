@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod flops;
+pub mod lm_head_loss;
 pub mod loss;
 pub mod metrics;
 pub mod optimizer;
