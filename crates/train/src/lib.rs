@@ -1,6 +1,7 @@
 //! Training: AdamW with muP parameter groups, LR schedules, the step loop, checkpoints and exact
 //! resume.
 
+mod adamw_host;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;

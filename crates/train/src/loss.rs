@@ -57,7 +57,7 @@ pub fn batch_loss(model: &MiniCpm, inputs: Tensor<2, Int>, targets: &[u32]) -> T
 
 /// Whether tensors on `device` live in host memory (the CPU backend), where the fused loss
 /// reads and writes the logits directly.
-fn runs_on_host(device: &Device) -> bool {
+pub(crate) fn runs_on_host(device: &Device) -> bool {
     device.clone().inner() == Device::flex()
 }
 
