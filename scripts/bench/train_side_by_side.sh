@@ -39,7 +39,8 @@ ours, theirs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 mib = lambda b: b / 2**20
 print(f"minicpm  {ours['tokens_per_s']:8.0f} tok/s  peak RSS {mib(ours['peak_rss_bytes']):6.0f} MiB  "
       f"MFU {100 * ours['mfu']:.1f}% of {ours['gemm_peak_flops'] / 1e9:.0f} GFLOP/s GEMM")
-print(f"pytorch  {theirs['tokens_per_s']:8.0f} tok/s  peak RSS {mib(theirs['peak_rss_bytes']):6.0f} MiB")
+print(f"pytorch  {theirs['tokens_per_s']:8.0f} tok/s  peak RSS {mib(theirs['peak_rss_bytes']):6.0f} MiB  "
+      f"MFU {100 * theirs['mfu']:.1f}% of {theirs['gemm_peak_flops'] / 1e9:.0f} GFLOP/s GEMM")
 print(f"ratio    {ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x tokens/s, "
       f"{ours['peak_rss_bytes'] / theirs['peak_rss_bytes']:.2f}x peak memory (minicpm / pytorch)")
 PY

@@ -93,6 +93,35 @@ def optimizer(model: GraniteForCausalLM, cfg: dict, optim: dict) -> torch.optim.
     )
 
 
+def train_flops_per_token(cfg: dict, seq: int) -> float:
+    """The model FLOPs formula of `minicpm bench train` (crates/train/src/flops.rs)."""
+    d, ff, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = d // heads
+    attention = d * heads * hd + 2 * d * kv * hd + heads * hd * d
+    matmul = layers * (attention + 3 * d * ff) + cfg["vocab_size"] * d
+    return 6.0 * matmul + 6.0 * layers * heads * hd * seq
+
+
+def gemm_peak(m: int, k: int, n: int, device: str, seconds: float = 2.0) -> float:
+    """Best f32 FLOP/s of torch.matmul at [m, k] x [k, n] (the MLP's shape), as the Rust bench does."""
+    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+    a @ b
+    sync(device)
+    best, start = float("inf"), time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * m * k * n / best
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True)
@@ -100,6 +129,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -111,7 +141,8 @@ def main() -> None:
     rows, seq = train["micro_batch"], train["seq_len"]
     accum = train["batch_tokens"] // (rows * seq)
     clip = run.get("optim", {}).get("grad_clip", 1.0)
-    model = build(cfg, args.attn, run.get("seed", 42))
+    dev = args.device
+    model = build(cfg, args.attn, run.get("seed", 42)).to(dev)
     opt = optimizer(model, cfg, run.get("optim", {}))
     gen = torch.Generator().manual_seed(run.get("seed", 42))
 
@@ -124,14 +155,17 @@ def main() -> None:
             start = time.perf_counter()
         for _ in range(accum):
             t0 = time.perf_counter()
-            window = torch.randint(0, cfg["vocab_size"], (rows, seq + 1), generator=gen)
+            window = torch.randint(0, cfg["vocab_size"], (rows, seq + 1), generator=gen).to(dev)
             inputs, targets = window[:, :-1].contiguous(), window[:, 1:].contiguous()
+            sync(dev)
             t1 = time.perf_counter()
             logits = model(input_ids=inputs).logits
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
             loss = loss / accum
+            sync(dev)
             t2 = time.perf_counter()
             loss.backward()
+            sync(dev)
             t3 = time.perf_counter()
             loss_value = loss.item() * accum
             phases["data"] += t1 - t0
@@ -142,16 +176,22 @@ def main() -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        sync(dev)
         phases["optimizer"] += time.perf_counter() - t4
     elapsed = time.perf_counter() - start
 
     tokens_per_s = args.steps * train["batch_tokens"] / elapsed
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     total = sum(phases.values())
+    flops = train_flops_per_token(cfg, seq) * tokens_per_s
+    peak = gemm_peak(rows * seq, cfg["hidden_size"], cfg["intermediate_size"], dev)
     print(
-        f"pytorch {torch.__version__} eager ({args.attn} attention), {torch.get_num_threads()} threads\n"
+        f"pytorch {torch.__version__} eager ({args.attn} attention) on {dev}, {torch.get_num_threads()} threads\n"
         f"tokens/s       {tokens_per_s:.0f}\n"
         f"step time      {1e3 * elapsed / args.steps:.1f} ms/update\n"
+        f"achieved       {flops / 1e9:.1f} GFLOP/s\n"
+        f"GEMM peak      {peak / 1e9:.1f} GFLOP/s (torch.matmul f32, measured now)\n"
+        f"MFU            {100 * flops / peak:.1f}% of the GEMM peak\n"
         f"peak memory    {peak_rss / 2**20:.0f} MiB (peak RSS)\n"
         + "".join(
             f"  {k:<12} {1e3 * v / args.steps:8.1f} ms/update {100 * v / total:5.1f}%\n"
@@ -167,6 +207,9 @@ def main() -> None:
                     "tokens_per_s": tokens_per_s,
                     "step_ms": 1e3 * elapsed / args.steps,
                     "peak_rss_bytes": peak_rss,
+                    "achieved_flops": flops,
+                    "gemm_peak_flops": peak,
+                    "mfu": flops / peak,
                     "phase_ms": {k: 1e3 * v / args.steps for k, v in phases.items()},
                     "last_loss": loss_value,
                 }

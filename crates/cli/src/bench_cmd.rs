@@ -2,7 +2,7 @@
 //! phase of a run config's model on synthetic tokens.
 
 use crate::gemm_peak;
-use crate::util::training_device;
+use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use minicpm_train::bench::{self, BenchResult};
 use minicpm_train::flops;
@@ -34,6 +34,9 @@ pub struct TrainBenchArgs {
     /// Also print the results as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Where to train: `cpu` (burn's Flex backend) or `cuda` (needs the `cuda` build feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 pub fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -52,7 +55,7 @@ fn peak_rss_bytes() -> Option<u64> {
 
 fn train(a: TrainBenchArgs) -> anyhow::Result<ExitCode> {
     let cfg = RunConfig::load(&a.config, &a.set)?;
-    let device = training_device();
+    let device = bench_device(&a.device)?;
     let m = &cfg.model;
     let t = &cfg.train;
     eprintln!(
@@ -84,6 +87,17 @@ fn train(a: TrainBenchArgs) -> anyhow::Result<ExitCode> {
         println!("{}", report.json());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn bench_device(name: &str) -> anyhow::Result<Device> {
+    match name {
+        "cpu" => Ok(Device::flex().autodiff()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0).autodiff()),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => anyhow::bail!("--device cuda: this minicpm was built without the `cuda` feature"),
+        other => anyhow::bail!("--device {other:?}: expected cpu or cuda"),
+    }
 }
 
 fn rayon_threads() -> usize {
