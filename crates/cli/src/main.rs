@@ -1,8 +1,10 @@
 //! `minicpm`: train, inspect and run MiniCPM models.
 
+mod bench_cmd;
 mod data_cmd;
 mod decay_cmd;
 mod demo;
+mod gemm_peak;
 mod info;
 mod plot_cmd;
 mod runs_cmd;
@@ -57,6 +59,9 @@ enum Command {
     /// The main job on built-in defaults: build a corpus from local text, train a tokenizer,
     /// train the demo model with WSD, print samples.
     Demo(demo::DemoArgs),
+    /// Measure training speed.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
 }
 
 #[derive(Args)]
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(c) => bench_cmd::run(c),
         Command::ScalingLaw(c) => scaling_cmd::run(c),
         Command::Tokenizer(data_cmd::TokenizerCommand::Train(a)) => data_cmd::train_tokenizer(a),
         Command::Data(data_cmd::DataCommand::Prepare(a)) => data_cmd::prepare_shards(a),

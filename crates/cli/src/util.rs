@@ -17,7 +17,13 @@ pub fn inference_device() -> Device {
     Device::flex()
 }
 
+/// The CPU backend, or the first CUDA GPU when built with the `cuda` feature and
+/// MINICPM_DEVICE=cuda is set.
 pub fn training_device() -> Device {
+    #[cfg(feature = "cuda")]
+    if std::env::var("MINICPM_DEVICE").is_ok_and(|d| d == "cuda") {
+        return Device::cuda(0).autodiff();
+    }
     Device::flex().autodiff()
 }
 

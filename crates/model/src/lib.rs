@@ -4,6 +4,7 @@ pub mod config;
 pub mod error;
 pub mod hf;
 pub mod init;
+pub mod kernels;
 pub mod kv_cache;
 pub mod model;
 pub mod mup;

@@ -5,6 +5,7 @@
 //! layout: import and export need no renaming and no transposes.
 
 use crate::config::ModelConfig;
+use crate::kernels;
 use crate::kv_cache::{KvCache, LayerCache};
 use crate::rope::{self, RopeTables};
 use burn::module::{Module, Param};
@@ -38,6 +39,9 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn forward(&self, x: Tensor<3>, eps: f64) -> Tensor<3> {
+        if kernels::available(&x.device()) {
+            return kernels::rms_norm(x, self.weight.val(), eps);
+        }
         let inv_rms = x
             .clone()
             .square()
@@ -66,6 +70,12 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        if kernels::available(&x.device()) {
+            let gate = self.gate_proj.forward(x.clone());
+            return self
+                .down_proj
+                .forward(kernels::swiglu(gate, self.up_proj.forward(x)));
+        }
         let gate = silu(self.gate_proj.forward(x.clone()));
         self.down_proj.forward(gate * self.up_proj.forward(x))
     }
@@ -311,6 +321,15 @@ fn self_attention(
 ) -> Tensor<3> {
     let [b, t, _] = x.dims();
     let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
+    if cache.is_none() && kernels::available(&x.device()) {
+        // One fused kernel for RoPE and causal attention, in the projections' own layout.
+        let q = attn.q_proj.forward(x.clone()).reshape([b, t, h, hd]);
+        let k = attn.k_proj.forward(x.clone()).reshape([b, t, kv, hd]);
+        let v = attn.v_proj.forward(x).reshape([b, t, kv, hd]);
+        let table = |x: &Tensor<4>| x.clone().reshape([t, hd]);
+        let y = kernels::rope_causal_attention(q, k, v, table(&rope.cos), table(&rope.sin));
+        return attn.o_proj.forward(y.reshape([b, t, h * hd]));
+    }
     let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
     let q = rope::apply(heads(attn.q_proj.forward(x.clone()), h), rope);
     let mut k = rope::apply(heads(attn.k_proj.forward(x.clone()), kv), rope);

@@ -1,10 +1,14 @@
 //! Training: AdamW with muP parameter groups, LR schedules, the step loop, checkpoints and exact
 //! resume.
 
+mod adamw_host;
+pub mod bench;
 pub mod branch;
 pub mod checkpoint;
 pub mod config;
 pub mod diagnostics;
+pub mod flops;
+pub mod lm_head_loss;
 pub mod loss;
 pub mod metrics;
 pub mod optimizer;

@@ -1,5 +1,6 @@
 //! The language-modelling objective and held-out evaluation.
 
+use crate::lm_head_loss::lm_head_cross_entropy;
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -27,10 +28,37 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
 
 /// Mean cross-entropy of the model on one batch.
 pub fn lm_loss(model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1> {
-    let (inputs, targets) = batch_tensors(batch, device);
-    let logits = model.forward(inputs, None);
-    let [b, t, v] = logits.dims();
-    cross_entropy(logits.reshape([b * t, v]), targets)
+    let inputs = input_tensor(batch, device);
+    batch_loss(model, inputs, &batch.targets)
+}
+
+/// Token ids of a batch's inputs as a device tensor `[rows, len]`.
+pub fn input_tensor(batch: &Batch, device: &Device) -> Tensor<2, Int> {
+    let ids = batch.inputs.iter().map(|&x| x as i64).collect::<Vec<i64>>();
+    Tensor::from_data(TensorData::new(ids, [batch.rows, batch.seq_len]), device)
+}
+
+/// Mean cross-entropy of the model on `inputs [rows, len]` against `targets` (`rows * len` ids).
+/// On the CPU the LM head and the loss run fused and chunked ([`lm_head_cross_entropy`]);
+/// elsewhere the logits are materialised and [`cross_entropy`] applies.
+pub fn batch_loss(model: &MiniCpm, inputs: Tensor<2, Int>, targets: &[u32]) -> Tensor<1> {
+    let device = inputs.device();
+    let hidden = model.hidden(inputs, None);
+    let [b, t, d] = hidden.dims();
+    let hidden = hidden.reshape([b * t, d]);
+    if runs_on_host(&device) {
+        return lm_head_cross_entropy(hidden, model.head_weight(), targets);
+    }
+    let logits = hidden.matmul(model.head_weight().transpose());
+    let ids = targets.iter().map(|&x| x as i64).collect::<Vec<i64>>();
+    let targets = Tensor::from_data(TensorData::new(ids, [b * t, 1]), &device);
+    cross_entropy(logits, targets)
+}
+
+/// Whether tensors on `device` live in host memory (the CPU backend), where the fused loss
+/// reads and writes the logits directly.
+pub(crate) fn runs_on_host(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
 }
 
 /// Held-out results: mean loss in nats per token, and bits per byte when byte counts are known.

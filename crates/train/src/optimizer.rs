@@ -2,6 +2,7 @@
 //! from the muP rules (by HF name), global-norm gradient clipping, and state that is saved to and
 //! restored from `optimizer.safetensors` exactly.
 
+use crate::adamw_host;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -298,26 +299,27 @@ impl ModuleMapper for Update<'_> {
         let require_grad = value.is_require_grad();
         let w = value.inner().reshape([-1]);
         let g = grad.reshape([-1]);
-        let g = if self.clip != 1.0 {
-            g.mul_scalar(self.clip)
-        } else {
-            g
-        };
         let (m, v) = match self.opt.state.remove(&name) {
             Some(s) => (s.m, s.v),
             None => (g.zeros_like(), g.zeros_like()),
         };
-        let m = m.mul_scalar(cfg.beta1) + g.clone().mul_scalar(1.0 - cfg.beta1);
-        let v = v.mul_scalar(cfg.beta2) + g.square().mul_scalar(1.0 - cfg.beta2);
         let lr = self.lr * rule.lr_scale;
-        let denom = v.clone().div_scalar(self.bias2).sqrt().add_scalar(cfg.eps);
-        let update = m.clone().div_scalar(self.bias1).div(denom);
-        let w = if rule.weight_decay && cfg.weight_decay > 0.0 {
-            w.mul_scalar(1.0 - lr * cfg.weight_decay)
-        } else {
-            w
+        let decays = rule.weight_decay && cfg.weight_decay > 0.0;
+        let hyper = adamw_host::Hyper {
+            lr,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+            weight_decay: if decays { cfg.weight_decay } else { 0.0 },
+            clip: self.clip,
+            bias1: self.bias1,
+            bias2: self.bias2,
         };
-        let w = w - update.mul_scalar(lr);
+        let (w, m, v) = if crate::loss::runs_on_host(&w.device()) {
+            adamw_host::update(w, g, m, v, &hyper)
+        } else {
+            adamw_host::update_with_tensor_ops(w, g, m, v, &hyper)
+        };
         self.opt.state.insert(name, Moments { m, v });
         let mut w = Tensor::from_inner(w.reshape(dims));
         if require_grad {

@@ -1,0 +1,206 @@
+//! `minicpm bench train`: training throughput, model FLOP/s, MFU, peak memory and the time per
+//! phase of a run config's model on synthetic tokens.
+
+use crate::gemm_peak;
+use burn::tensor::Device;
+use clap::{Args, Subcommand};
+use minicpm_train::bench::{self, BenchResult};
+use minicpm_train::flops;
+use minicpm_train::RunConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Time training steps of a config's model on random tokens (no dataset needed).
+    Train(TrainBenchArgs),
+}
+
+#[derive(Args)]
+pub struct TrainBenchArgs {
+    /// Run config (TOML): the model, optimizer and train.micro_batch / seq_len / batch_tokens.
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a config value, e.g. --set train.micro_batch=4 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Timed optimizer updates.
+    #[arg(long, default_value_t = 10)]
+    steps: u64,
+    /// Untimed updates first (allocator and thread-pool warm-up).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Also print the results as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Where to train: `cpu` (burn's Flex backend) or `cuda` (needs the `cuda` build feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        BenchCommand::Train(a) => train(a),
+    }
+}
+
+/// Peak resident memory of this process in bytes (Linux's VmHWM), if the platform reports it.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn train(a: TrainBenchArgs) -> anyhow::Result<ExitCode> {
+    let cfg = RunConfig::load(&a.config, &a.set)?;
+    let device = bench_device(&a.device)?;
+    let m = &cfg.model;
+    let t = &cfg.train;
+    eprintln!(
+        "bench: d{} L{} heads {} d_ff {} vocab {}, {} x {} tokens per micro-batch, {} per update, {} warm-up + {} timed updates, {} threads",
+        m.hidden_size,
+        m.num_hidden_layers,
+        m.num_attention_heads,
+        m.intermediate_size,
+        m.vocab_size,
+        t.micro_batch,
+        t.seq_len,
+        t.batch_tokens,
+        a.warmup,
+        a.steps,
+        rayon_threads(),
+    );
+    let result = bench::run(&cfg, a.steps, a.warmup, &device)?;
+    // The GEMM peak at the MLP's shape (tokens x hidden x d_ff), the step's commonest product.
+    let gemm = gemm_peak::measure(
+        &device.clone().inner(),
+        t.micro_batch * t.seq_len,
+        m.hidden_size,
+        m.intermediate_size,
+        Duration::from_secs(2),
+    );
+    let report = Report::new(&cfg, &result, gemm, peak_rss_bytes());
+    eprint!("{}", report.text());
+    if a.json {
+        println!("{}", report.json());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_device(name: &str) -> anyhow::Result<Device> {
+    match name {
+        "cpu" => Ok(Device::flex().autodiff()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0).autodiff()),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => anyhow::bail!("--device cuda: this minicpm was built without the `cuda` feature"),
+        other => anyhow::bail!("--device {other:?}: expected cpu or cuda"),
+    }
+}
+
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+struct Report<'a> {
+    result: &'a BenchResult,
+    flops_per_token: f64,
+    gemm_flops: f64,
+    peak_rss: Option<u64>,
+}
+
+impl<'a> Report<'a> {
+    fn new(
+        cfg: &RunConfig,
+        result: &'a BenchResult,
+        gemm_flops: f64,
+        peak_rss: Option<u64>,
+    ) -> Self {
+        Report {
+            result,
+            flops_per_token: flops::train_flops_per_token(&cfg.model, cfg.train.seq_len),
+            gemm_flops,
+            peak_rss,
+        }
+    }
+
+    fn achieved_flops(&self) -> f64 {
+        self.result.tokens_per_second() * self.flops_per_token
+    }
+
+    fn text(&self) -> String {
+        let r = self.result;
+        let p = &r.phases;
+        let total = p.total().as_secs_f64().max(1e-12);
+        let share = |d: Duration| {
+            format!(
+                "{:8.1} ms/update {:5.1}%",
+                d.as_secs_f64() * 1e3 / r.steps as f64,
+                100.0 * d.as_secs_f64() / total
+            )
+        };
+        let mut s = String::new();
+        s += &format!("tokens/s       {:.0}\n", r.tokens_per_second());
+        s += &format!(
+            "step time      {:.1} ms/update\n",
+            r.elapsed.as_secs_f64() * 1e3 / r.steps as f64
+        );
+        s += &format!(
+            "model FLOPs    {:.3} GFLOP/token = {}\n",
+            self.flops_per_token / 1e9,
+            flops::FORMULA
+        );
+        s += &format!(
+            "achieved       {:.1} GFLOP/s\n",
+            self.achieved_flops() / 1e9
+        );
+        s += &format!(
+            "GEMM peak      {:.1} GFLOP/s (backend matmul, measured now)\n",
+            self.gemm_flops / 1e9
+        );
+        s += &format!(
+            "MFU            {:.1}% of the GEMM peak\n",
+            100.0 * self.achieved_flops() / self.gemm_flops
+        );
+        s += &format!(
+            "peak memory    {}\n",
+            self.peak_rss.map_or("unknown".into(), |b| format!(
+                "{:.0} MiB (peak RSS)",
+                b as f64 / (1 << 20) as f64
+            ))
+        );
+        s += &format!("  data         {}\n", share(p.data));
+        s += &format!("  forward      {}\n", share(p.forward));
+        s += &format!("  backward     {}\n", share(p.backward));
+        s += &format!("  optimizer    {}\n", share(p.optimizer));
+        s += &format!("last loss      {:.4}\n", r.last_loss);
+        s
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let r = self.result;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3 / r.steps as f64;
+        serde_json::json!({
+            "tokens_per_s": r.tokens_per_second(),
+            "step_ms": ms(r.elapsed),
+            "flops_per_token": self.flops_per_token,
+            "achieved_flops": self.achieved_flops(),
+            "gemm_peak_flops": self.gemm_flops,
+            "mfu": self.achieved_flops() / self.gemm_flops,
+            "peak_rss_bytes": self.peak_rss,
+            "phase_ms": {
+                "data": ms(r.phases.data),
+                "forward": ms(r.phases.forward),
+                "backward": ms(r.phases.backward),
+                "optimizer": ms(r.phases.optimizer),
+            },
+            "last_loss": r.last_loss,
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! Fused CPU kernels for training, exposed to burn as a backend extension (`FusedKernels`) with
+//! hand-written backward passes, and used by the model when its tensors live on the CPU backend.
+//!
+//! Each kernel replaces a chain of generic tensor operations whose intermediate results autodiff
+//! would otherwise keep and walk again: it has one forward and one backward implementation, and
+//! a test against the unfused composition (values and gradients).
+
+pub mod attention_cpu;
+mod autodiff;
+pub mod rms_norm;
+mod strided_gemm;
+pub mod swiglu;
+#[cfg(test)]
+mod tests;
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, Dispatch, Flex};
+use burn::tensor::{Device, Tensor, TensorData};
+
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedKernels: Backend {
+    /// RoPE on `q [batch, len, heads, head_dim]` and `k [batch, len, kv_heads, head_dim]` with
+    /// the tables `cos`, `sin [len, head_dim]`, then causal softmax attention (scale
+    /// 1/sqrt(head_dim)) over `v` (k's shape); the result has q's shape.
+    fn rope_causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// RMSNorm of `x [.., d]` with `weight [d]`: `x * rsqrt(mean(x^2) + eps) * weight`.
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
+
+    /// SwiGLU's gate: `silu(gate) * up`, element-wise.
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+impl FusedKernels for Flex {
+    fn rope_causal_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        cos: FlexTensor,
+        sin: FlexTensor,
+    ) -> FlexTensor {
+        attention_flex(&q, &k, &v, &cos, &sin).0
+    }
+
+    fn rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
+        rms_norm::forward_flex(&x, &weight, eps).0
+    }
+
+    fn swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+        swiglu::forward_flex(&gate, &up)
+    }
+}
+
+/// Whether the fused kernels can run on `device` (the CPU backend, with or without autodiff).
+pub fn available(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
+/// [`FusedKernels::rope_causal_attention`] on high-level tensors.
+pub fn rope_causal_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedKernels>::rope_causal_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+    ))
+}
+
+/// [`FusedKernels::rms_norm`] on high-level tensors.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedKernels>::rms_norm(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        eps,
+    ))
+}
+
+/// [`FusedKernels::swiglu`] on high-level tensors.
+pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedKernels>::swiglu(
+        gate.into_dispatch(),
+        up.into_dispatch(),
+    ))
+}
+
+/// The contiguous f32 elements of a CPU tensor (copied only when it is a strided view).
+fn host_values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("f32 tensors (the fused kernels compute in f32)")
+                .to_vec(),
+        ),
+    }
+}
+
+fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> attention_cpu::Dims {
+    let (qs, ks) = (q.layout().shape(), k.layout().shape());
+    attention_cpu::Dims {
+        batch: qs[0],
+        len: qs[1],
+        heads: qs[2],
+        kv_heads: ks[2],
+        head_dim: qs[3],
+    }
+}
+
+fn attention_scale(dims: &attention_cpu::Dims) -> f32 {
+    1.0 / (dims.head_dim as f32).sqrt()
+}
+
+/// Forward pass on CPU tensors: the output and the probabilities for the backward pass.
+fn attention_flex(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    cos: &FlexTensor,
+    sin: &FlexTensor,
+) -> (FlexTensor, FlexTensor) {
+    let dims = attention_dims(q, k);
+    let (cos, sin) = (host_values(cos), host_values(sin));
+    let rope = attention_cpu::Rope {
+        cos: &cos,
+        sin: &sin,
+    };
+    let (out, probs) = attention_cpu::forward(
+        dims,
+        &host_values(q),
+        &host_values(k),
+        &host_values(v),
+        &rope,
+        attention_scale(&dims),
+    );
+    let q_shape = q.layout().shape().to_vec();
+    let probs_shape = vec![dims.batch, dims.heads, dims.len, dims.len];
+    (flex_tensor(out, q_shape), flex_tensor(probs, probs_shape))
+}

@@ -1,0 +1,195 @@
+//! Each fused kernel against the unfused composition of burn operations it replaces, values and
+//! gradients, through autodiff.
+
+use super::rope_causal_attention;
+use crate::rope;
+use crate::ModelConfig;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+fn config(heads: usize, kv_heads: usize, head_dim: usize) -> ModelConfig {
+    serde_json::from_value(serde_json::json!({
+        "vocab_size": 16, "hidden_size": heads * head_dim, "intermediate_size": 8,
+        "num_hidden_layers": 1, "num_attention_heads": heads, "num_key_value_heads": kv_heads
+    }))
+    .unwrap()
+}
+
+/// RoPE + causal attention as the model computes it without the kernel, on `[b, len, n, hd]`.
+fn unfused(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, tables: &rope::RopeTables) -> Tensor<4> {
+    let [b, len, heads, hd] = q.dims();
+    let kv = k.dims()[2];
+    let repeat = |x: Tensor<4>| {
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, kv, heads / kv, len, hd])
+            .reshape([b, heads, len, hd])
+    };
+    let q = rope::apply(q.swap_dims(1, 2), tables);
+    let k = repeat(rope::apply(k.swap_dims(1, 2), tables));
+    let v = repeat(v.swap_dims(1, 2));
+    let opts = AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal: true,
+    };
+    attention(q, k, v, None, None, opts).swap_dims(1, 2)
+}
+
+fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
+fn check_attention(heads: usize, kv_heads: usize, len: usize) {
+    let device = Device::flex().autodiff();
+    let (b, hd) = (2, 8);
+    let cfg = config(heads, kv_heads, hd);
+    let tables = rope::tables(&cfg, 0, len, &device);
+    let normal =
+        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let (q, k, v) = (
+        normal([b, len, heads, hd]),
+        normal([b, len, kv_heads, hd]),
+        normal([b, len, kv_heads, hd]),
+    );
+    // A random linear read-out makes every output element's gradient distinct.
+    let readout = normal([b, len, heads, hd]);
+    let run = |fused: bool| {
+        let (q, k, v) = (
+            q.clone().require_grad(),
+            k.clone().require_grad(),
+            v.clone().require_grad(),
+        );
+        let y = if fused {
+            let table = |x: &Tensor<4>| x.clone().reshape([len, hd]);
+            rope_causal_attention(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                table(&tables.cos),
+                table(&tables.sin),
+            )
+        } else {
+            unfused(q.clone(), k.clone(), v.clone(), &tables)
+        };
+        let grads = (y.clone() * readout.clone()).sum().backward();
+        let grad = |x: &Tensor<4>| x.grad(&grads).expect("gradient");
+        (y.inner(), grad(&q), grad(&k), grad(&v))
+    };
+    let (y, dq, dk, dv) = run(true);
+    let (y_ref, dq_ref, dk_ref, dv_ref) = run(false);
+    for (what, diff) in [
+        ("output", max_abs_diff(y, y_ref)),
+        ("dq", max_abs_diff(dq, dq_ref)),
+        ("dk", max_abs_diff(dk, dk_ref)),
+        ("dv", max_abs_diff(dv, dv_ref)),
+    ] {
+        assert!(
+            diff < 1e-4,
+            "{heads}/{kv_heads} heads, len {len}: {what} differs by {diff}"
+        );
+    }
+}
+
+#[test]
+fn fused_attention_matches_the_unfused_composition() {
+    // Lengths below, at and across the kernel's 64-row blocks; plain and grouped-query heads.
+    check_attention(2, 2, 5);
+    check_attention(4, 2, 64);
+    check_attention(4, 1, 130);
+}
+
+#[test]
+fn fused_attention_without_autodiff_matches_too() {
+    let device = Device::flex();
+    let cfg = config(2, 1, 8);
+    let tables = rope::tables(&cfg, 0, 9, &device);
+    let normal =
+        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let (q, k, v) = (
+        normal([1, 9, 2, 8]),
+        normal([1, 9, 1, 8]),
+        normal([1, 9, 1, 8]),
+    );
+    let table = |x: &Tensor<4>| x.clone().reshape([9, 8]);
+    let fused = rope_causal_attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        table(&tables.cos),
+        table(&tables.sin),
+    );
+    assert!(max_abs_diff(fused, unfused(q, k, v, &tables)) < 1e-5);
+}
+
+/// Values and gradients of `fused(a, b)` against `unfused(a, b)` under a random linear read-out.
+fn check_binary<const A: usize, const B: usize>(
+    a: Tensor<A>,
+    b: Tensor<B>,
+    fused: impl Fn(Tensor<A>, Tensor<B>) -> Tensor<3>,
+    unfused: impl Fn(Tensor<A>, Tensor<B>) -> Tensor<3>,
+    tolerance: f32,
+) {
+    let run = |f: &dyn Fn(Tensor<A>, Tensor<B>) -> Tensor<3>| {
+        let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
+        let y = f(a.clone(), b.clone());
+        // A fixed read-out in [-1, 1), the same for both runs.
+        let n: usize = y.dims().iter().product();
+        let weights: Vec<f32> = (0..n).map(|i| (i * 37 % 101) as f32 / 50.0 - 1.0).collect();
+        let readout = Tensor::<3>::from_data(TensorData::new(weights, y.dims()), &y.device());
+        let grads = (y.clone() * readout).sum().backward();
+        (
+            y.inner(),
+            a.grad(&grads).expect("first gradient"),
+            b.grad(&grads).expect("second gradient"),
+        )
+    };
+    let (y, da, db) = run(&fused);
+    let (y_ref, da_ref, db_ref) = run(&unfused);
+    for (what, diff) in [
+        ("output", max_abs_diff(y, y_ref)),
+        ("first gradient", max_abs_diff(da, da_ref)),
+        ("second gradient", max_abs_diff(db, db_ref)),
+    ] {
+        assert!(diff < tolerance, "{what} differs by {diff}");
+    }
+}
+
+#[test]
+fn fused_rms_norm_matches_the_unfused_composition() {
+    let device = Device::flex().autodiff();
+    // 70 rows: more than one parallel task, the last one ragged.
+    let x = Tensor::<3>::random([2, 35, 24], Distribution::Normal(0.0, 3.0), &device);
+    let w = Tensor::<1>::random([24], Distribution::Normal(1.0, 0.2), &device);
+    let eps = 1e-5;
+    check_binary(
+        x,
+        w,
+        |x, w| super::rms_norm(x, w, eps),
+        |x, w| {
+            let inv_rms = x
+                .clone()
+                .square()
+                .mean_dim(2)
+                .add_scalar(eps)
+                .sqrt()
+                .recip();
+            x * inv_rms * w.unsqueeze::<3>()
+        },
+        1e-5,
+    );
+}
+
+#[test]
+fn fused_swiglu_matches_the_unfused_composition() {
+    let device = Device::flex().autodiff();
+    let gate = Tensor::<3>::random([3, 50, 130], Distribution::Normal(0.0, 3.0), &device);
+    let up = Tensor::<3>::random([3, 50, 130], Distribution::Normal(0.0, 1.0), &device);
+    check_binary(
+        gate,
+        up,
+        |g, u| super::swiglu(g, u),
+        |g, u| burn::tensor::activation::silu(g) * u,
+        1e-5,
+    );
+}

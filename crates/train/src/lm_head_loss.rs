@@ -1,0 +1,196 @@
+//! The LM head and the cross-entropy in one chunked pass that never holds all the logits.
+//!
+//! A batch of `n` tokens over a vocabulary of `v` has `n x v` logits (2048 x 8192 x 4 bytes =
+//! 64 MiB for the benchmark shape), and the unfused loss walks them about ten times, forward and
+//! backward, through freshly allocated buffers. Here the logits are made a few hundred rows at a
+//! time; each chunk's softmax, loss and logit gradient (`softmax - onehot`, over n) come from
+//! three passes over that chunk alone, and its contributions to the gradients of the hidden
+//! states and the head weight are two matmuls. The gradients are therefore known when the
+//! forward pass ends, and they are handed to autodiff through a surrogate that is linear in the
+//! two inputs (see [`with_gradients`]).
+
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Logits per chunk, in elements (16 MiB of f32): large enough that the matmuls run at full
+/// speed and the head-weight gradient is accumulated only a few times.
+const CHUNK_ELEMENTS: usize = 4 << 20;
+/// Fewest rows per chunk, so a huge vocabulary still gets efficient matmuls.
+const MIN_CHUNK_ROWS: usize = 128;
+
+/// Mean next-token cross-entropy (nats) of `hidden [n, d] x weight[v, d]^T` against `targets`
+/// (`n` ids below `v`). With autodiff inputs the result carries exact gradients to both.
+///
+/// The chunk arithmetic runs on host memory, so this path is for CPU devices; other devices use
+/// the unfused loss (see [`crate::loss`]).
+pub fn lm_head_cross_entropy(hidden: Tensor<2>, weight: Tensor<2>, targets: &[u32]) -> Tensor<1> {
+    let n = hidden.dims()[0];
+    let v = weight.dims()[0];
+    let rows = (CHUNK_ELEMENTS / v.max(1))
+        .max(MIN_CHUNK_ROWS)
+        .min(n.max(1));
+    chunked(hidden, weight, targets, rows)
+}
+
+/// [`lm_head_cross_entropy`] with `rows` logit rows per chunk.
+fn chunked(hidden: Tensor<2>, weight: Tensor<2>, targets: &[u32], rows: usize) -> Tensor<1> {
+    let [n, d] = hidden.dims();
+    let v = weight.dims()[0];
+    assert_eq!(targets.len(), n, "one target per hidden state");
+    let device = hidden.device();
+    let need_grads = hidden.is_autodiff() || weight.is_autodiff();
+    let h = hidden.clone().inner();
+    let w = weight.clone().inner();
+    let inner_device = h.device();
+    let inv_n = 1.0 / n as f32;
+
+    let mut loss_sum = 0.0f64;
+    let mut grad_hidden = Vec::new();
+    let mut grad_weight: Option<Tensor<2>> = None;
+    for start in (0..n).step_by(rows) {
+        let len = rows.min(n - start);
+        let h_chunk = h.clone().narrow(0, start, len);
+        let logits = h_chunk.clone().matmul(w.clone().transpose());
+        let mut data = logits.into_data();
+        let values = data
+            .as_mut_slice::<f32>()
+            .expect("the head computes in f32");
+        let chunk_targets = &targets[start..start + len];
+        loss_sum += softmax_loss_rows(values, v, chunk_targets, need_grads.then_some(inv_n));
+        if need_grads {
+            let dlogits = Tensor::<2>::from_data(data, &inner_device);
+            grad_hidden.push(dlogits.clone().matmul(w.clone()));
+            let dw = dlogits.transpose().matmul(h_chunk);
+            grad_weight = Some(match grad_weight {
+                Some(acc) => acc + dw,
+                None => dw,
+            });
+        }
+    }
+    let loss = (loss_sum / n.max(1) as f64) as f32;
+    let value = Tensor::<1>::from_data(TensorData::new(vec![loss], [1]), &device);
+    match (need_grads, grad_weight) {
+        (true, Some(gw)) => with_gradients(
+            value,
+            vec![
+                (hidden, Tensor::cat(grad_hidden, 0)),
+                (weight, gw.reshape([v, d])),
+            ],
+        ),
+        _ => value,
+    }
+}
+
+/// Turns each row of `logits [rows, v]` into its loss contribution and, when `grad_scale` is
+/// given, overwrites the row with the loss gradient `(softmax - onehot(target)) * grad_scale`.
+/// Returns the summed loss of the rows. Rows are processed in parallel.
+fn softmax_loss_rows(
+    logits: &mut [f32],
+    v: usize,
+    targets: &[u32],
+    grad_scale: Option<f32>,
+) -> f64 {
+    logits
+        .par_chunks_mut(v)
+        .zip(targets.par_iter())
+        .map(|(row, &target)| {
+            let target = target as usize;
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let target_logit = row[target];
+            let mut sum = 0.0f32;
+            for x in row.iter_mut() {
+                let e = (*x - max).exp();
+                *x = e;
+                sum += e;
+            }
+            if let Some(scale) = grad_scale {
+                let k = scale / sum;
+                for x in row.iter_mut() {
+                    *x *= k;
+                }
+                row[target] -= scale;
+            }
+            (sum.ln() + max - target_logit) as f64
+        })
+        .sum()
+}
+
+/// `value`, carrying the gradient `grad` to each `input` of the pairs: the result is
+/// `value + s - detach(s)` with the surrogate `s = sum(input * grad)`, whose gradient with respect
+/// to `input` is exactly `grad` (times whatever multiplies the result downstream) and whose value
+/// cancels. The gradients are constants, so they must already be those of `value`.
+fn with_gradients(value: Tensor<1>, pairs: Vec<(Tensor<2>, Tensor<2>)>) -> Tensor<1> {
+    let mut surrogate: Option<Tensor<1>> = None;
+    for (input, grad) in pairs {
+        let term = (input * grad.autodiff()).sum();
+        surrogate = Some(match surrogate {
+            Some(s) => s + term,
+            None => term,
+        });
+    }
+    match surrogate {
+        Some(s) => value.autodiff() + (s.clone() - s.detach()),
+        None => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loss::cross_entropy;
+    use burn::tensor::{Device, Distribution, Int};
+
+    fn max_abs_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    /// Values and gradients of the chunked loss against the unfused log-softmax loss under
+    /// autodiff, with a ragged last chunk and a repeated target.
+    #[test]
+    fn matches_the_unfused_loss_and_its_gradients() {
+        let device = Device::flex().autodiff();
+        let (n, d, v) = (37, 16, 50);
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % v as u32).collect();
+        let hidden = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &device);
+        let weight = Tensor::<2>::random([v, d], Distribution::Normal(0.0, 1.0), &device);
+
+        let run = |fused: bool| {
+            let h = hidden.clone().detach().require_grad();
+            let w = weight.clone().detach().require_grad();
+            let loss = if fused {
+                chunked(h.clone(), w.clone(), &targets, 8)
+            } else {
+                let ids: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+                let t = Tensor::<2, Int>::from_data(TensorData::new(ids, [n, 1]), &device);
+                cross_entropy(h.clone().matmul(w.clone().transpose()), t)
+            };
+            // A downstream factor, as gradient accumulation applies, must reach the gradients.
+            let grads = loss.clone().mul_scalar(0.5).backward();
+            let gh = h.grad(&grads).expect("hidden gradient");
+            let gw = w.grad(&grads).expect("weight gradient");
+            (loss.into_scalar::<f32>(), gh, gw)
+        };
+        let (loss_fused, gh_fused, gw_fused) = run(true);
+        let (loss_ref, gh_ref, gw_ref) = run(false);
+        assert!(
+            (loss_fused - loss_ref).abs() < 1e-5,
+            "{loss_fused} vs {loss_ref}"
+        );
+        assert!(max_abs_diff(gh_fused, gh_ref) < 1e-6);
+        assert!(max_abs_diff(gw_fused, gw_ref) < 1e-6);
+    }
+
+    #[test]
+    fn without_autodiff_it_is_the_plain_loss() {
+        let device = Device::flex();
+        let hidden = Tensor::<2>::random([5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let weight = Tensor::<2>::random([9, 4], Distribution::Normal(0.0, 1.0), &device);
+        let targets = [0u32, 8, 3, 3, 1];
+        let ids: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+        let t = Tensor::<2, Int>::from_data(TensorData::new(ids, [5, 1]), &device);
+        let reference = cross_entropy(hidden.clone().matmul(weight.clone().transpose()), t);
+        let fused = chunked(hidden, weight, &targets, 2);
+        let diff = (fused.into_scalar::<f32>() - reference.into_scalar::<f32>()).abs();
+        assert!(diff < 1e-6, "{diff}");
+    }
+}
