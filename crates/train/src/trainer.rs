@@ -75,6 +75,25 @@ fn show(v: Option<&serde_json::Value>) -> String {
     v.map_or("absent".into(), |v| v.to_string())
 }
 
+/// An exclusive lock on `<run>/.lock`, released when the file is dropped (or the process dies).
+fn lock_run(run: &Path) -> Result<std::fs::File, TrainError> {
+    let path = run.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ModelError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Usage(format!(
+            "{}: another process is training this run",
+            run.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(ModelError::io(&path, e).into()),
+    }
+}
+
 pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let run = &opts.run_dir;
     let run_toml = run.join(RUN_CONFIG_FILE);
@@ -166,6 +185,9 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             (model, opt, state)
         }
     };
+    // Held until this function returns: a second process on the same run (a sweep started
+    // twice, a resume while the run still trains) stops here instead of interleaving writes.
+    let _lock = lock_run(run)?;
     minicpm_model::safetensors_io::write_atomic(&run_toml, cfg.to_toml().as_bytes())?;
 
     let schedule = cfg
