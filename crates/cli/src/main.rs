@@ -9,7 +9,9 @@ mod info;
 mod plot_cmd;
 mod runs_cmd;
 mod scaling_cmd;
+mod sweep_runner;
 mod util;
+mod windtunnel_cmd;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -62,6 +64,9 @@ enum Command {
     /// Measure training speed.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
+    /// The model wind tunnel: learning-rate sweeps over widths and the coordinate check.
+    #[command(subcommand)]
+    Windtunnel(windtunnel_cmd::WindtunnelCommand),
 }
 
 #[derive(Args)]
@@ -129,6 +134,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Bench(c) => bench_cmd::run(c),
         Command::ScalingLaw(c) => scaling_cmd::run(c),
+        Command::Windtunnel(c) => windtunnel_cmd::run(c),
         Command::Tokenizer(data_cmd::TokenizerCommand::Train(a)) => data_cmd::train_tokenizer(a),
         Command::Data(data_cmd::DataCommand::Prepare(a)) => data_cmd::prepare_shards(a),
         Command::Data(data_cmd::DataCommand::FetchDemo { out, force }) => {

@@ -28,7 +28,7 @@ pub fn training_device() -> Device {
 }
 
 /// One process-wide flag, set by Ctrl-C: the trainer saves a checkpoint and stops.
-fn stop_flag() -> Arc<AtomicBool> {
+pub(crate) fn stop_flag() -> Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));

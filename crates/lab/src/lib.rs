@@ -2,3 +2,4 @@
 
 pub mod plot;
 pub mod scaling;
+pub mod windtunnel;

@@ -86,6 +86,15 @@ fn register_font() {
 
 /// Writes `<stem>.png` and `<stem>.svg`; returns their paths.
 pub fn render(chart: &Chart, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    render_panels(std::slice::from_ref(chart), 1, stem)
+}
+
+/// Several charts side by side, `columns` to a row, in one PNG and one SVG.
+pub fn render_panels(
+    charts: &[Chart],
+    columns: usize,
+    stem: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
@@ -93,26 +102,54 @@ pub fn render(chart: &Chart, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
         path: p.display().to_string(),
         msg: e,
     };
-    let (x, y) = ranges(chart).ok_or_else(|| err(stem, "nothing to plot".into()))?;
+    let mut bounds = Vec::with_capacity(charts.len());
+    for chart in charts {
+        bounds.push(ranges(chart).ok_or_else(|| err(stem, "nothing to plot".into()))?);
+    }
+    if charts.is_empty() {
+        return Err(err(stem, "nothing to plot".into()));
+    }
     if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
     }
-    let size = (1200, 800);
+    let columns = columns.clamp(1, charts.len());
+    let rows = charts.len().div_ceil(columns);
+    let size = if charts.len() == 1 {
+        (1200, 800)
+    } else {
+        (700 * columns as u32, 520 * rows as u32)
+    };
+    fn draw_all<DB: DrawingBackend>(
+        root: &DrawingArea<DB, plotters::coord::Shift>,
+        charts: &[Chart],
+        bounds: &[AxisRanges],
+        grid: (usize, usize),
+    ) -> Result<(), String> {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let areas = root.split_evenly(grid);
+        for ((area, chart), (x, y)) in areas.iter().zip(charts).zip(bounds) {
+            draw_scaled(area, chart, *x, *y)?;
+        }
+        Ok(())
+    }
     {
         let root = BitMapBackend::new(&png, size).into_drawing_area();
-        draw_scaled(&root, chart, x, y).map_err(|e| err(&png, e))?;
+        draw_all(&root, charts, &bounds, (rows, columns)).map_err(|e| err(&png, e))?;
         root.present().map_err(|e| err(&png, e.to_string()))?;
     }
     {
         let root = SVGBackend::new(&svg, size).into_drawing_area();
-        draw_scaled(&root, chart, x, y).map_err(|e| err(&svg, e))?;
+        draw_all(&root, charts, &bounds, (rows, columns)).map_err(|e| err(&svg, e))?;
         root.present().map_err(|e| err(&svg, e.to_string()))?;
     }
     Ok(vec![png, svg])
 }
 
+/// The x and y ranges of one chart.
+type AxisRanges = ((f64, f64), (f64, f64));
+
 /// Data ranges with a margin; on log axes only positive values count.
-fn ranges(chart: &Chart) -> Option<((f64, f64), (f64, f64))> {
+fn ranges(chart: &Chart) -> Option<AxisRanges> {
     let pts = || {
         chart
             .series
@@ -151,11 +188,25 @@ fn draw_scaled<DB: DrawingBackend>(
     (x0, x1): (f64, f64),
     (y0, y1): (f64, f64),
 ) -> Result<(), String> {
-    match (chart.log_x, chart.log_y) {
-        (false, false) => draw(root, chart, x0..x1, y0..y1),
-        (true, false) => draw(root, chart, (x0..x1).log_scale(), y0..y1),
-        (false, true) => draw(root, chart, x0..x1, (y0..y1).log_scale()),
-        (true, true) => draw(root, chart, (x0..x1).log_scale(), (y0..y1).log_scale()),
+    // Log axes get ticks at powers of 10 when the data span two decades, at powers of 2 when
+    // they span less (widths, LR grids); a range narrower than a factor of 2 would get no tick
+    // at all on a log axis, so it is drawn linear.
+    let base = |log: bool, lo: f64, hi: f64| match hi / lo {
+        _ if !log => None,
+        span if span >= 100.0 => Some(10.0),
+        span if span >= 2.0 => Some(2.0),
+        _ => None,
+    };
+    match (base(chart.log_x, x0, x1), base(chart.log_y, y0, y1)) {
+        (None, None) => draw(root, chart, x0..x1, y0..y1),
+        (Some(b), None) => draw(root, chart, (x0..x1).log_scale().base(b), y0..y1),
+        (None, Some(b)) => draw(root, chart, x0..x1, (y0..y1).log_scale().base(b)),
+        (Some(bx), Some(by)) => draw(
+            root,
+            chart,
+            (x0..x1).log_scale().base(bx),
+            (y0..y1).log_scale().base(by),
+        ),
     }
 }
 
@@ -173,7 +224,6 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut ctx = ChartBuilder::on(root)
         .caption(&chart.title, (FONT, 28))
         .margin(20)
@@ -299,5 +349,30 @@ mod tests {
             assert!(svg.contains(text), "{text} missing from the SVG");
         }
         assert!(render(&Chart::default(), &dir.path().join("empty")).is_err());
+    }
+
+    #[test]
+    fn panels_share_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let chart = |title: &str| Chart {
+            title: title.into(),
+            x_label: "width".into(),
+            y_label: "mean |x|".into(),
+            log_x: true,
+            log_y: true,
+            series: vec![Series {
+                markers: true,
+                ..Series::line("step 0", vec![(128.0, 1.0), (256.0, 1.1), (512.0, 0.9)], 0)
+            }],
+        };
+        let charts = [chart("embedding"), chart("attention"), chart("logits")];
+        let files = render_panels(&charts, 2, &dir.path().join("coord")).unwrap();
+        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        for title in ["embedding", "attention", "logits"] {
+            assert!(svg.contains(title), "{title} missing");
+        }
+        // Markers: a circle per point of every panel.
+        assert!(svg.matches("<circle").count() >= 9);
+        assert!(render_panels(&[], 2, &dir.path().join("none")).is_err());
     }
 }

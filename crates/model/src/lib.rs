@@ -15,5 +15,5 @@ pub mod strict;
 pub use config::ModelConfig;
 pub use error::ModelError;
 pub use kv_cache::KvCache;
-pub use model::MiniCpm;
+pub use model::{MiniCpm, Site};
 pub use mup::{Parametrization, TensorRole};

@@ -112,6 +112,30 @@ pub struct MiniCpm {
 
 /// Shapes of every tensor of a model, in HF order and with HF names: the one list that
 /// initialisation, import, export and parameter counting share.
+/// Where [`MiniCpm::hidden_probed`] shows an activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Site {
+    /// The embedding times scale_emb.
+    Embedding,
+    /// A layer's attention output times scale_depth / sqrt(L).
+    Attention,
+    /// A layer's MLP output times scale_depth / sqrt(L).
+    Mlp,
+    /// The residual stream after the last layer, before the final norm.
+    Residual,
+}
+
+impl Site {
+    pub fn label(self) -> &'static str {
+        match self {
+            Site::Embedding => "embedding",
+            Site::Attention => "attention",
+            Site::Mlp => "mlp",
+            Site::Residual => "residual",
+        }
+    }
+}
+
 pub fn tensor_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let (d, hd, ff) = (cfg.hidden_size, cfg.head_dim(), cfg.intermediate_size);
     let (h, kv) = (cfg.num_attention_heads, cfg.num_kv_heads());
@@ -250,7 +274,19 @@ impl MiniCpm {
 
     /// Final hidden states, already divided by the muP width multiplier: `[batch, len, hidden]`.
     /// With a cache, `ids` are the new tokens and their positions continue after the cached ones.
-    pub fn hidden(&self, ids: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+    pub fn hidden(&self, ids: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.hidden_probed(ids, cache, &mut |_, _| {})
+    }
+
+    /// [`Self::hidden`], showing `probe` every activation a coordinate check looks at, in order:
+    /// the scaled embedding, then per layer the attention and MLP contributions to the residual
+    /// stream (after the depth scaling), then the residual stream after the last layer.
+    pub fn hidden_probed(
+        &self,
+        ids: Tensor<2, Int>,
+        mut cache: Option<&mut KvCache>,
+        probe: &mut dyn FnMut(Site, &Tensor<3>),
+    ) -> Tensor<3> {
         let cfg = &self.config;
         let [_, len] = ids.dims();
         let start = cache.as_ref().map_or(0, |c| c.len());
@@ -258,20 +294,25 @@ impl MiniCpm {
         let rope = rope::tables(cfg, start, len, &device);
         let emb = burn::tensor::module::embedding(self.model.embed_tokens.weight.val(), ids);
         let mut x = emb.mul_scalar(cfg.scale_emb);
+        probe(Site::Embedding, &x);
         let res = cfg.residual_scale();
         for (i, layer) in self.model.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let h = layer.input_layernorm.forward(x.clone(), cfg.rms_norm_eps);
-            let a = self_attention(&layer.self_attn, h, cfg, &rope, layer_cache);
-            x = x + a.mul_scalar(res);
+            let a = self_attention(&layer.self_attn, h, cfg, &rope, layer_cache).mul_scalar(res);
+            probe(Site::Attention, &a);
+            x = x + a;
             let h = layer
                 .post_attention_layernorm
                 .forward(x.clone(), cfg.rms_norm_eps);
-            x = x + layer.mlp.forward(h).mul_scalar(res);
+            let m = layer.mlp.forward(h).mul_scalar(res);
+            probe(Site::Mlp, &m);
+            x = x + m;
         }
         if let Some(c) = cache {
             c.advance(len);
         }
+        probe(Site::Residual, &x);
         self.model
             .norm
             .forward(x, cfg.rms_norm_eps)

@@ -54,7 +54,7 @@ impl BenchResult {
 }
 
 /// A small deterministic generator for the synthetic tokens (splitmix64).
-struct TokenSource(u64);
+pub(crate) struct TokenSource(pub(crate) u64);
 
 impl TokenSource {
     fn next_below(&mut self, n: u32) -> u32 {
@@ -67,7 +67,7 @@ impl TokenSource {
     }
 
     /// `rows` windows of `seq_len + 1` random tokens, as inputs and shifted targets.
-    fn batch(&mut self, rows: usize, seq_len: usize, vocab: u32) -> Batch {
+    pub(crate) fn batch(&mut self, rows: usize, seq_len: usize, vocab: u32) -> Batch {
         let mut inputs = Vec::with_capacity(rows * seq_len);
         let mut targets = Vec::with_capacity(rows * seq_len);
         for _ in 0..rows {

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod branch;
 pub mod checkpoint;
 pub mod config;
+pub mod coord_check;
 pub mod diagnostics;
 pub mod flops;
 pub mod lm_head_loss;

@@ -1,0 +1,327 @@
+//! The wind tunnel end to end: a micro LR sweep (2 widths x 2 learning rates), its table and
+//! stored results, a killed sweep that resumes without redoing finished points, the job list,
+//! the coordinate check under muP and SP, and bad input.
+
+mod common;
+use common::*;
+use std::os::unix::process::CommandExt;
+
+/// `windtunnel lr` over widths 16 and 32 (heads of 8, 2 layers) on the tiny corpus.
+fn sweep(cfg: &Path, out: &Path, steps: u64) -> Command {
+    let mut c = bin();
+    c.args(["windtunnel", "lr", "--config"])
+        .arg(cfg)
+        .args(["--widths", "16,32", "--head-dim", "8", "--layers", "2"])
+        .args([
+            "--lrs",
+            "0.005,0.02",
+            "--tokens",
+            &(steps * 128).to_string(),
+        ])
+        .args([
+            "--set",
+            "schedule.warmup_steps=2",
+            "--set",
+            "train.eval_every=0",
+        ])
+        .arg("--out")
+        .arg(out);
+    c
+}
+
+const POINTS: [&str; 4] = [
+    "mup-d16-lr0.005",
+    "mup-d16-lr0.02",
+    "mup-d32-lr0.005",
+    "mup-d32-lr0.02",
+];
+
+fn final_eval(run: &Path) -> f64 {
+    read(&run.join("metrics.jsonl"))
+        .unwrap()
+        .last()
+        .and_then(|r| r.eval_loss)
+        .expect("a final evaluation")
+}
+
+#[test]
+fn a_micro_sweep_stores_every_point_and_tables_the_best_lr_per_width() {
+    let (dir, cfg) = setup(10);
+    let out = dir.path().join("sweep");
+    let run = run_ok(sweep(&cfg, &out, 6).args(["--workers", "2", "--threads", "1"]));
+    let table = String::from_utf8_lossy(&run.stdout).to_string();
+
+    // Every point is a finished run with its own shape and learning rate.
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    let points = index["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4);
+    for (p, name) in points.iter().zip(POINTS) {
+        assert_eq!(p["name"], name);
+        assert_eq!(p["finished"], true);
+        assert_eq!(p["steps"], 6);
+        let run_toml = std::fs::read_to_string(out.join(name).join("run.toml")).unwrap();
+        let width = p["width"].as_u64().unwrap();
+        assert!(
+            run_toml.contains(&format!("hidden_size = {width}")),
+            "{run_toml}"
+        );
+        assert!(run_toml.contains(&format!("intermediate_size = {}", width * 5 / 2)));
+        assert!(run_toml.contains(&format!("num_attention_heads = {}", width / 8)));
+        assert!(
+            run_toml.contains(&format!("lr = {}", p["lr"])),
+            "{run_toml}"
+        );
+        // The table's numbers are the runs' own final held-out losses.
+        let loss = final_eval(&out.join(name));
+        assert_eq!(p["eval_loss"].as_f64().unwrap(), loss);
+        assert!(table.contains(&format!("{loss:.4}")), "{table}");
+    }
+    // Best LR per width: the lower loss of each column, marked and listed.
+    for (w, (a, b)) in [(0usize, (0usize, 1usize)), (1, (2, 3))] {
+        let (la, lb) = (
+            points[a]["eval_loss"].as_f64().unwrap(),
+            points[b]["eval_loss"].as_f64().unwrap(),
+        );
+        let best = if la <= lb { &points[a] } else { &points[b] };
+        assert_eq!(index["best"][w][0], best["lr"], "{table}");
+        assert!(table.contains(&format!("{:.4}*", la.min(lb))), "{table}");
+    }
+    assert!(
+        table.lines().any(|l| l.trim_start().starts_with("best lr")),
+        "{table}"
+    );
+
+    // The runs table lists the points.
+    let listed = run_ok(bin().arg("runs").arg(&out));
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for name in POINTS {
+        assert!(listed.contains(name), "{listed}");
+    }
+
+    // Running the sweep again trains nothing.
+    let before: Vec<Vec<u8>> = POINTS
+        .iter()
+        .map(|n| std::fs::read(out.join(n).join("metrics.jsonl")).unwrap())
+        .collect();
+    let again = run_ok(&mut sweep(&cfg, &out, 6));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("4 of 4 points already finished"));
+    for (n, b) in POINTS.iter().zip(&before) {
+        assert_eq!(
+            &std::fs::read(out.join(n).join("metrics.jsonl")).unwrap(),
+            b
+        );
+    }
+
+    // Other settings in the same directory are refused rather than mixed in.
+    let err = run_bad(&mut sweep(&cfg, &out, 7));
+    assert!(
+        err.contains("mup-d16-lr0.005.toml") && err.contains("different settings"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_killed_sweep_resumes_without_redoing_finished_points() {
+    let (dir, cfg) = setup(10);
+    let out = dir.path().join("sweep");
+    let steps = 40;
+    // Its own process group, so that kill -9 takes the sweep and its point together, as a lost
+    // machine would.
+    let mut child = sweep(&cfg, &out, steps)
+        .args(["--workers", "1", "--set", "train.checkpoint_every=4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let first = out.join(POINTS[0]);
+    let second = out.join(POINTS[1]);
+    // Wait until the first point has finished and the second has a checkpoint.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let done = read(&first.join("metrics.jsonl"))
+            .map(|r| {
+                r.last()
+                    .is_some_and(|r| r.step + 1 == steps && r.eval_loss.is_some())
+            })
+            .unwrap_or(false);
+        let started = second.join("checkpoints").is_dir()
+            && std::fs::read_dir(second.join("checkpoints"))
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("step-"));
+        if done && started {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sweep too slow");
+        assert!(child.try_wait().unwrap().is_none(), "sweep ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pgid = child.id() as i32;
+    Command::new("kill")
+        .args(["-9", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let first_metrics = std::fs::read(first.join("metrics.jsonl")).unwrap();
+    let first_ckpts: Vec<_> = std::fs::read_dir(first.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+
+    let resumed = run_ok(sweep(&cfg, &out, steps).args([
+        "--workers",
+        "1",
+        "--set",
+        "train.checkpoint_every=4",
+    ]));
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(log.contains("1 of 4 points already finished"), "{log}");
+    assert!(log.contains(&format!("resume: {}", POINTS[1])), "{log}");
+    assert!(!log.contains(&format!("start:  {}", POINTS[0])), "{log}");
+    // The finished point was not touched; the interrupted one continued to its end.
+    assert_eq!(
+        std::fs::read(first.join("metrics.jsonl")).unwrap(),
+        first_metrics
+    );
+    for c in first_ckpts {
+        assert!(c.exists(), "{} was removed", c.display());
+    }
+    for name in POINTS {
+        let records = read(&out.join(name).join("metrics.jsonl")).unwrap();
+        assert_eq!(records.last().unwrap().step + 1, steps, "{name}");
+    }
+}
+
+#[test]
+fn the_job_list_trains_a_point_from_a_shell_line() {
+    let (dir, cfg) = setup(10);
+    let out = dir.path().join("sweep");
+    let run = run_ok(sweep(&cfg, &out, 4).arg("--job-list"));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("jobs.txt"));
+    let jobs = std::fs::read_to_string(out.join("jobs.txt")).unwrap();
+    assert_eq!(jobs.lines().count(), 4);
+    let slurm = std::fs::read_to_string(out.join("slurm.sh")).unwrap();
+    assert!(slurm.contains("--array=0-3"), "{slurm}");
+    assert!(!out.join(POINTS[0]).exists(), "--job-list must not train");
+    // The first line trains the first point; run again, it resumes a finished run: no work.
+    let line = jobs.lines().next().unwrap();
+    for _ in 0..2 {
+        run_ok(Command::new("bash").args(["-c", line]));
+    }
+    let records = read(&out.join(POINTS[0]).join("metrics.jsonl")).unwrap();
+    assert_eq!(records.len(), 4);
+    assert_eq!(records.last().unwrap().step, 3);
+}
+
+/// Mean |activation| at the last step, by (site, width), from the check's JSON.
+fn coord(dir: &Path, param: &str) -> Vec<(String, u64, f64)> {
+    let out = dir.join(format!("coord-{param}"));
+    run_ok(
+        bin()
+            .args(["windtunnel", "coord-check", "--config"])
+            .arg(dir.join("tiny.toml"))
+            .args(["--widths", "32,256", "--head-dim", "16", "--layers", "2"])
+            .args(["--steps", "3", "--param", param])
+            .args(["--set", "optim.lr=0.02", "--set", "model.dim_model_base=32"])
+            .arg("--out")
+            .arg(&out),
+    );
+    for ext in ["png", "svg"] {
+        let f = out.join(format!("coord-check-{param}.{ext}"));
+        assert!(
+            std::fs::metadata(&f).unwrap().len() > 10_000,
+            "{}",
+            f.display()
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join(format!("coord-check-{param}.json"))).unwrap(),
+    )
+    .unwrap();
+    json["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["step"] == 3)
+        .map(|r| {
+            (
+                r["site"].as_str().unwrap().to_string(),
+                r["width"].as_u64().unwrap(),
+                r["mean_abs"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn growth(records: &[(String, u64, f64)], site: &str) -> f64 {
+    let at = |w| {
+        records
+            .iter()
+            .find(|r| r.0 == site && r.1 == w)
+            .unwrap_or_else(|| panic!("{site} at width {w}"))
+            .2
+    };
+    at(256) / at(32)
+}
+
+#[test]
+fn the_coordinate_check_is_flat_under_mup_and_grows_under_sp() {
+    let (dir, _) = setup(10);
+    let mup = coord(dir.path(), "mup");
+    let sp = coord(dir.path(), "sp");
+    for site in ["embedding", "attention", "mlp", "residual", "logits"] {
+        let (m, s) = (growth(&mup, site), growth(&sp, site));
+        eprintln!("{site}: muP {m:.3}x, SP {s:.3}x over an 8x width range");
+    }
+    for site in ["embedding", "attention", "mlp", "residual"] {
+        let m = growth(&mup, site);
+        assert!((0.5..2.0).contains(&m), "{site}: muP changes {m}x");
+    }
+    // Under muP the logits start at about 1/sqrt(width) (the readout divides by the width
+    // multiplier while the tied embedding's init does not depend on the width) and a few small
+    // updates do not change that: they may shrink with width, never grow.
+    assert!(growth(&mup, "logits") < 1.2);
+    // Under SP every matrix keeps its init std whatever its fan-in, so the blocks' outputs, and
+    // with them the logits, grow with the width.
+    for site in ["attention", "mlp", "residual"] {
+        let s = growth(&sp, site);
+        assert!(s > 4.0, "{site}: SP grows only {s}x");
+    }
+    assert!(growth(&sp, "logits") > 2.0 * growth(&mup, "logits"));
+}
+
+#[test]
+fn bad_sweeps_are_refused_with_one_line() {
+    let (dir, cfg) = setup(10);
+    let out = dir.path().join("sweep");
+    let good = [
+        ("--widths", "16,32"),
+        ("--lrs", "0.01"),
+        ("--tokens", "512"),
+        ("--head-dim", "8"),
+    ];
+    for (flag, value, culprit) in [
+        ("--lrs", "0.01,x", "--lrs"),
+        ("--lrs", "0", "--lrs"),
+        ("--widths", "20", "--widths"),
+        ("--tokens", "lots", "--tokens"),
+        ("--workers", "64", "cores"),
+        ("--set", "optim.lrr=1", "lrr"),
+    ] {
+        let mut c = bin();
+        c.args(["windtunnel", "lr", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out);
+        for (f, v) in good.iter().filter(|(f, _)| *f != flag) {
+            c.args([f, v]);
+        }
+        c.args([flag, value]);
+        let err = run_bad(&mut c);
+        assert!(err.contains(culprit), "{flag} {value}: {err}");
+    }
+    assert!(!out.join("mup-d16-lr0.01").exists());
+}

@@ -1,0 +1,90 @@
+//! Proxy model shapes from a width, as the paper's wind tunnel built them: head_dim 64,
+//! d_ff = 2.5 d, and depth growing with width.
+
+use serde::{Deserialize, Serialize};
+
+/// The paper's proxies (hidden, layers): MINICPM.md section 3.
+pub const PAPER_PROXIES: [(usize, usize); 7] = [
+    (320, 8),
+    (512, 12),
+    (640, 14),
+    (768, 16),
+    (896, 18),
+    (1024, 20),
+    (1344, 24),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyShape {
+    pub hidden: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+}
+
+impl ProxyShape {
+    /// The proxy of width `hidden` with heads of `head_dim`. `layers: None` follows the paper:
+    /// its table where it has the width, otherwise heads + 4, which is the table's own rule
+    /// within one layer (8 heads: 12 layers, 16 heads: 20).
+    pub fn of_width(hidden: usize, head_dim: usize, layers: Option<usize>) -> Result<Self, String> {
+        if head_dim == 0 || hidden == 0 || !hidden.is_multiple_of(head_dim) {
+            return Err(format!(
+                "width {hidden} is not a positive multiple of the head size {head_dim}"
+            ));
+        }
+        let heads = hidden / head_dim;
+        let layers = match layers {
+            Some(0) => return Err("the depth must be positive".into()),
+            Some(l) => l,
+            None => PAPER_PROXIES
+                .iter()
+                .find(|(h, _)| *h == hidden)
+                .map_or(heads + 4, |(_, l)| *l),
+        };
+        let intermediate = (hidden * 5).div_ceil(2); // d_ff = 2.5 d
+        Ok(ProxyShape {
+            hidden,
+            heads,
+            intermediate,
+            layers,
+        })
+    }
+
+    /// `--set` overrides that give a run config this shape (all heads full: no grouped KV).
+    pub fn overrides(&self) -> Vec<String> {
+        vec![
+            format!("model.hidden_size={}", self.hidden),
+            format!("model.intermediate_size={}", self.intermediate),
+            format!("model.num_hidden_layers={}", self.layers),
+            format!("model.num_attention_heads={}", self.heads),
+            format!("model.num_key_value_heads={}", self.heads),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_paper_table_is_reproduced() {
+        // MINICPM.md section 3: (N, hidden, d_ff, heads, layers).
+        for (hidden, ff, heads, layers) in [
+            (320, 800, 5, 8),
+            (512, 1280, 8, 12),
+            (640, 1600, 10, 14),
+            (768, 1920, 12, 16),
+            (896, 2240, 14, 18),
+            (1024, 2560, 16, 20),
+            (1344, 3360, 21, 24),
+        ] {
+            let p = ProxyShape::of_width(hidden, 64, None).unwrap();
+            assert_eq!((p.intermediate, p.heads, p.layers), (ff, heads, layers));
+        }
+        let small = ProxyShape::of_width(128, 64, None).unwrap();
+        assert_eq!((small.heads, small.intermediate, small.layers), (2, 320, 6));
+        assert_eq!(ProxyShape::of_width(256, 64, Some(4)).unwrap().layers, 4);
+        assert!(ProxyShape::of_width(100, 64, None).is_err());
+        assert!(ProxyShape::of_width(128, 64, Some(0)).is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! The coordinate check (MINICPM.md section 3): the mean absolute value of each kind of
+//! activation over the first updates of training. Under muP these stay the same whatever the
+//! width; under standard parametrisation they grow with width as soon as the weights move,
+//! which is the visible sign of an LR that will not transfer.
+//!
+//! Following Yang et al. (Tensor Programs V), the learning rate is held constant (no schedule)
+//! and the measurement is a forward pass over one fixed batch before each update. The tokens are
+//! uniformly random (seeded), so the check needs no dataset: it measures the scale of the
+//! activations, which the updates set whatever the data.
+
+use crate::bench::TokenSource;
+use crate::config::RunConfig;
+use crate::loss::{batch_loss, input_tensor};
+use crate::optimizer::AdamW;
+use crate::trainer::TrainError;
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use minicpm_model::{init, mup, Site};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Mean |activation| of one kind at one step, averaged over layers and positions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CoordRecord {
+    /// Updates made before the measurement (0: at initialisation).
+    pub step: u64,
+    /// `embedding`, `attention`, `mlp`, `residual` or `logits`.
+    pub site: String,
+    pub mean_abs: f64,
+}
+
+/// Measures at initialisation and after each of `steps` updates of `cfg`'s model on `device`
+/// (an autodiff device), at the config's peak learning rate.
+pub fn run(cfg: &RunConfig, steps: u64, device: &Device) -> Result<Vec<CoordRecord>, TrainError> {
+    let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
+    let t = &cfg.train;
+    let vocab = u32::try_from(model_cfg.vocab_size)
+        .map_err(|_| TrainError::Usage("model.vocab_size does not fit token ids".into()))?;
+    let mut model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
+    let mut opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
+    let probe_batch =
+        TokenSource(cfg.seed ^ 0x0063_6f6f_7264_636b).batch(t.micro_batch, t.seq_len, vocab);
+    let mut training = TokenSource(cfg.seed);
+    let inner = device.clone().inner();
+    let mut out = Vec::new();
+    for step in 0..=steps {
+        let valid = model.valid();
+        let mut sums: BTreeMap<Site, (f64, usize)> = BTreeMap::new();
+        let hidden =
+            valid.hidden_probed(input_tensor(&probe_batch, &inner), None, &mut |site, x| {
+                let e = sums.entry(site).or_default();
+                e.0 += mean_abs(x.clone());
+                e.1 += 1;
+            });
+        let [b, len, d] = hidden.dims();
+        let logits = hidden
+            .reshape([b * len, d])
+            .matmul(valid.head_weight().transpose());
+        for (site, (sum, n)) in sums {
+            out.push(CoordRecord {
+                step,
+                site: site.label().into(),
+                mean_abs: sum / n as f64,
+            });
+        }
+        out.push(CoordRecord {
+            step,
+            site: "logits".into(),
+            mean_abs: mean_abs(logits),
+        });
+        if step == steps {
+            break;
+        }
+        let batch = training.batch(t.micro_batch, t.seq_len, vocab);
+        let loss = batch_loss(&model, input_tensor(&batch, device), &batch.targets);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = opt.step(model, grads, cfg.optim.lr).0;
+    }
+    Ok(out)
+}
+
+fn mean_abs<const D: usize>(x: Tensor<D>) -> f64 {
+    x.abs().mean().into_scalar::<f32>() as f64
+}
