@@ -1,5 +1,6 @@
-//! The lab: fits over many runs (scaling laws), plots and reports.
+//! The lab: fits over many runs (scaling laws, the batch-size law), plots and reports.
 
+pub mod batch_law;
 pub mod plot;
 pub mod scaling;
 pub mod windtunnel;
