@@ -11,7 +11,7 @@ mod runs_cmd;
 mod scaling_cmd;
 mod sweep_runner;
 mod util;
-mod windtunnel_cmd;
+mod windtunnel;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -66,7 +66,7 @@ enum Command {
     Bench(bench_cmd::BenchCommand),
     /// The model wind tunnel: learning-rate sweeps over widths and the coordinate check.
     #[command(subcommand)]
-    Windtunnel(windtunnel_cmd::WindtunnelCommand),
+    Windtunnel(windtunnel::WindtunnelCommand),
 }
 
 #[derive(Args)]
@@ -134,7 +134,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Bench(c) => bench_cmd::run(c),
         Command::ScalingLaw(c) => scaling_cmd::run(c),
-        Command::Windtunnel(c) => windtunnel_cmd::run(c),
+        Command::Windtunnel(c) => windtunnel::run(c),
         Command::Tokenizer(data_cmd::TokenizerCommand::Train(a)) => data_cmd::train_tokenizer(a),
         Command::Data(data_cmd::DataCommand::Prepare(a)) => data_cmd::prepare_shards(a),
         Command::Data(data_cmd::DataCommand::FetchDemo { out, force }) => {

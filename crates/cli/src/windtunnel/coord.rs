@@ -1,0 +1,86 @@
+//! `windtunnel coord-check`: mean |activation| per kind and width over the first updates.
+
+use super::ProxyArgs;
+use clap::Args;
+use minicpm_lab::plot::{self, Chart, Series};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct CoordArgs {
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// Updates after initialisation.
+    #[arg(long, default_value_t = 5)]
+    steps: u64,
+    /// Where coord-check-<param>.json and the plots go.
+    #[arg(long, default_value = "runs/windtunnel/coord-check")]
+    out: PathBuf,
+}
+
+pub fn run(a: CoordArgs) -> anyhow::Result<ExitCode> {
+    if a.steps == 0 {
+        anyhow::bail!("--steps must be at least 1");
+    }
+    let device = crate::util::training_device();
+    let mut all = Vec::new();
+    for w in a.proxy.widths() {
+        let shape = a.proxy.shape(w)?;
+        let cfg = a.proxy.config(&shape, &[])?;
+        eprintln!("width {w}: {} layers, {} heads", shape.layers, shape.heads);
+        for r in minicpm_train::coord_check::run(&cfg, a.steps, &device)? {
+            all.push((w, r));
+        }
+    }
+    std::fs::create_dir_all(&a.out)?;
+    let param = a.proxy.param.name();
+    let records: Vec<_> = all
+        .iter()
+        .map(|(w, r)| json!({"width": w, "step": r.step, "site": r.site, "mean_abs": r.mean_abs}))
+        .collect();
+    super::write_index(
+        &a.out.join(format!("coord-check-{param}.json")),
+        &json!({"param": param, "records": records}),
+    )?;
+
+    // One chart per activation kind: mean |x| against width, a curve per step.
+    let mut sites: Vec<&str> = all.iter().map(|(_, r)| r.site.as_str()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    let mut charts = Vec::new();
+    println!("mean |activation| ({param}), by width; growth = widest / narrowest at the last step");
+    for site in &sites {
+        let mut chart = Chart {
+            title: format!("{site} ({param})"),
+            x_label: "width".into(),
+            y_label: "mean |activation|".into(),
+            log_x: true,
+            log_y: true,
+            series: vec![],
+        };
+        for step in 0..=a.steps {
+            let points: Vec<(f64, f64)> = all
+                .iter()
+                .filter(|(_, r)| r.site == *site && r.step == step)
+                .map(|(w, r)| (*w as f64, r.mean_abs))
+                .collect();
+            chart.series.push(Series {
+                markers: true,
+                ..Series::line(format!("step {step}"), points, step as usize)
+            });
+        }
+        let last = &chart.series[a.steps as usize].points;
+        let growth = match (last.first(), last.last()) {
+            (Some(f), Some(l)) if f.1 > 0.0 => l.1 / f.1,
+            _ => f64::NAN,
+        };
+        let cells: Vec<String> = last.iter().map(|p| format!("{:.4}", p.1)).collect();
+        println!("  {site:<10} {}   growth {growth:.2}x", cells.join("  "));
+        charts.push(chart);
+    }
+    for f in plot::render_panels(&charts, 3, &a.out.join(format!("coord-check-{param}")))? {
+        println!("{}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

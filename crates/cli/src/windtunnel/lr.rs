@@ -1,0 +1,105 @@
+//! `windtunnel lr`: the learning-rate sweep over widths.
+
+use super::{parse_tokens, run_points, write_index, PlannedPoint, ProxyArgs, SweepArgs};
+use clap::Args;
+use minicpm_lab::windtunnel::{parse_grid_values, LrTable, SweepGrid};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct LrArgs {
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// Learning rates: a list (0.005,0.01), powers of two (2^-8,2^-7) or a range (2^-10..2^-4).
+    #[arg(long, required = true)]
+    lrs: String,
+    /// Training tokens per point: a count (2000000, 2M) or a multiple of the proxy's
+    /// non-embedding parameters (20N).
+    #[arg(long, default_value = "20N")]
+    tokens: String,
+    #[command(flatten)]
+    sweep: SweepArgs,
+    /// Where the points' runs go.
+    #[arg(long, default_value = "runs/windtunnel/lr")]
+    out: PathBuf,
+}
+
+pub fn run(a: LrArgs) -> anyhow::Result<ExitCode> {
+    a.sweep.threads()?;
+    let lrs = parse_grid_values(&a.lrs).map_err(|e| anyhow::anyhow!("--lrs: {e}"))?;
+    let grid = SweepGrid {
+        widths: a.proxy.widths.clone(),
+        lrs,
+        param: a.proxy.param.name().into(),
+        head_dim: a.proxy.head_dim,
+        layers: a.proxy.layers,
+    };
+    let grid_points = grid
+        .points()
+        .map_err(|e| anyhow::anyhow!("--widths: {e}"))?;
+
+    // Resolve every point's config before training any, so a bad setting fails at once.
+    let mut planned = Vec::new();
+    for p in &grid_points {
+        let lr = format!("optim.lr={}", p.lr);
+        let shaped = a.proxy.config(&p.shape, std::slice::from_ref(&lr))?;
+        let tokens = parse_tokens(&a.tokens, shaped.model.non_embedding_params())?;
+        let steps = tokens.div_ceil(shaped.train.batch_tokens).max(1);
+        let config = a
+            .proxy
+            .config(&p.shape, &[lr, format!("train.steps={steps}")])?;
+        planned.push(PlannedPoint {
+            name: p.name.clone(),
+            config,
+        });
+    }
+    let steps: Vec<u64> = planned.iter().map(|p| p.config.train.steps).collect();
+    let Some(results) = run_points(planned, &a.sweep, &a.out)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+
+    let mut table_input = Vec::new();
+    let mut index = Vec::new();
+    for ((p, r), steps) in grid_points.iter().zip(&results).zip(steps) {
+        let s = r.summary.as_ref();
+        let loss = s.and_then(|s| s.eval_loss);
+        table_input.push((p.shape.hidden, p.lr, loss));
+        index.push(json!({
+            "name": r.name,
+            "dir": a.out.join(&r.name),
+            "param": grid.param,
+            "width": p.shape.hidden,
+            "layers": p.shape.layers,
+            "heads": p.shape.heads,
+            "intermediate": p.shape.intermediate,
+            "lr": p.lr,
+            "non_embedding_params": s.map(|s| s.non_embedding_params),
+            "steps": steps,
+            "finished": s.is_some(),
+            "eval_loss": loss,
+            "eval_bpb": s.and_then(|s| s.eval_bpb),
+        }));
+    }
+    let table = LrTable::new(&table_input);
+    write_index(
+        &a.out.join("sweep.json"),
+        &json!({
+            "kind": "windtunnel-lr",
+            "tokens": a.tokens,
+            "table": table,
+            "best": table.best(),
+            "points": index,
+        }),
+    )?;
+    println!(
+        "held-out loss after {} tokens ({}):",
+        a.tokens,
+        a.proxy.param.name()
+    );
+    print!("{}", table.render());
+    if let Some(spread) = table.best_lr_spread() {
+        println!("best LR spread across widths: {spread}x");
+    }
+    Ok(ExitCode::SUCCESS)
+}
