@@ -1,7 +1,7 @@
 //! Scaling laws: reading runs, fitting L(N, D) = E + A / N^alpha + B / D^beta (Chinchilla form,
 //! fitted as in Besiroglu et al. 2024), bootstrap intervals, compute-optimal allocation under
-//! C = 6ND, single-run loss-versus-compute envelopes, a serialisable report, and the iso-loss
-//! contour figure of a fitted law.
+//! C = 6ND, single-run loss-versus-compute envelopes, a serialisable report, the iso-loss
+//! contour figure of a fitted law, and the plan of a WSD scaling-law study (which runs to train).
 
 mod allocation;
 mod bootstrap;
@@ -14,6 +14,7 @@ mod iso_loss;
 mod law;
 mod objective;
 mod parallel;
+mod plan;
 mod point;
 mod report;
 
@@ -29,5 +30,6 @@ pub use error::{PointProblem, ScalingError};
 pub use fit::{fit_law, FitConfig, LawFit, StartGrid, LAW_PARAMS};
 pub use iso_loss::{compute_at_size, compute_to_reach, frontier, frontier_loss, iso_loss_n};
 pub use law::{LawParams, PerParam};
+pub use plan::{plan_study, PlanError, PlannedBranch, PlannedSize, SizeSpec, StudyPlan};
 pub use point::{exclude_highest_loss, validate, Point};
 pub use report::{residuals, study, Residual, ScalingReport};
