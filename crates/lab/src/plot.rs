@@ -3,6 +3,7 @@
 //! machine and need no font configuration.
 
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -30,6 +31,12 @@ pub struct Series {
     pub markers: bool,
     /// Index into the palette; series that belong together can share a colour.
     pub color: usize,
+    /// An exact colour instead of the palette's, for series coloured by a value (a colour map)
+    /// rather than by identity.
+    pub rgb: Option<(u8, u8, u8)>,
+    /// Whether the series gets a legend entry; pieces of one thing drawn as several series (e.g.
+    /// markers split by colour) should not each get one.
+    pub in_legend: bool,
 }
 
 impl Series {
@@ -41,6 +48,8 @@ impl Series {
             markers_only: false,
             markers: false,
             color,
+            rgb: None,
+            in_legend: true,
         }
     }
 }
@@ -242,7 +251,9 @@ where
         .draw()
         .map_err(|x| e(&x))?;
     for s in &chart.series {
-        let c = color(s.color);
+        let c = s
+            .rgb
+            .map_or_else(|| color(s.color), |(r, g, b)| RGBColor(r, g, b));
         let pts: Vec<(f64, f64)> = s
             .points
             .iter()
@@ -263,17 +274,107 @@ where
             ctx.draw_series(LineSeries::new(pts, c.stroke_width(2)))
                 .map_err(|x| e(&x))?
         };
-        anno.label(&s.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
+        if !s.in_legend {
+            continue;
+        }
+        // The legend shows what the chart shows: a dot for markers, a dashed or solid stroke.
+        let anno = anno.label(&s.label);
+        if s.markers_only {
+            anno.legend(move |(x, y)| Circle::new((x + 12, y), 5, c.filled()));
+        } else if s.dashed {
+            anno.legend(move |(x, y)| {
+                DashedPathElement::new(vec![(x, y), (x + 24, y)], 8, 4, c.stroke_width(3))
+            });
+        } else {
+            anno.legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
+            });
+        }
     }
+    let position = legend_corner(chart, |p| ctx.backend_coord(&p), ctx.plotting_area());
     ctx.configure_series_labels()
         .label_font((FONT, 16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .draw()
         .map_err(|x| e(&x))?;
     Ok(())
+}
+
+/// The corner where the legend hides the least of the chart: the one whose legend-sized box
+/// holds the fewest drawn samples (markers, and lines sampled every few pixels). Upper right on
+/// a tie, where falling curves (losses) leave room; curves that fill it (a contour plot's upper
+/// branches) push the legend elsewhere instead of under it.
+fn legend_corner<DB: DrawingBackend, CT: CoordTranslate>(
+    chart: &Chart,
+    to_pixel: impl Fn((f64, f64)) -> (i32, i32),
+    area: &DrawingArea<DB, CT>,
+) -> SeriesLabelPosition {
+    let labels: Vec<&str> = chart
+        .series
+        .iter()
+        .filter(|s| s.in_legend)
+        .map(|s| s.label.as_str())
+        .collect();
+    // The box the 16 px legend font needs, estimated: about 8 px a character and 20 px a row,
+    // plus the glyph column and margins.
+    let chars = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) as i32;
+    let (w, h) = (60 + 8 * chars, 20 + 20 * labels.len() as i32);
+    let (xs, ys) = area.get_pixel_range();
+    let corners = [
+        (SeriesLabelPosition::UpperRight, xs.end - w, ys.start),
+        (SeriesLabelPosition::UpperLeft, xs.start, ys.start),
+        (SeriesLabelPosition::LowerRight, xs.end - w, ys.end - h),
+        (SeriesLabelPosition::LowerLeft, xs.start, ys.end - h),
+    ];
+    let mut hidden = [0usize; 4];
+    let mut count = |(x, y): (i32, i32)| {
+        for (n, (_, x0, y0)) in hidden.iter_mut().zip(&corners) {
+            if (*x0..x0 + w).contains(&x) && (*y0..y0 + h).contains(&y) {
+                *n += 1;
+            }
+        }
+    };
+    for s in &chart.series {
+        // Points off the plot (none a log axis can show) are pinned to its border, so a stray
+        // one costs a few samples, not a walk to the far end of the pixel range.
+        let pixels: Vec<(i32, i32)> = s
+            .points
+            .iter()
+            .filter(|(x, y)| {
+                x.is_finite()
+                    && y.is_finite()
+                    && (!chart.log_x || *x > 0.0)
+                    && (!chart.log_y || *y > 0.0)
+            })
+            .map(|&p| {
+                let (x, y) = to_pixel(p);
+                (
+                    x.clamp(xs.start - 1, xs.end + 1),
+                    y.clamp(ys.start - 1, ys.end + 1),
+                )
+            })
+            .collect();
+        if let Some(&last) = pixels.last() {
+            count(last);
+        }
+        if s.markers_only {
+            pixels.iter().rev().skip(1).for_each(|&p| count(p));
+            continue;
+        }
+        for pair in pixels.windows(2) {
+            let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+            let (dx, dy) = ((x1 - x0) as f64, (y1 - y0) as f64);
+            let steps = ((dx.hypot(dy) / 6.0).ceil() as i32).max(1);
+            for k in 0..steps {
+                let t = k as f64 / steps as f64;
+                count((x0 + (t * dx) as i32, y0 + (t * dy) as i32));
+            }
+        }
+    }
+    let best = (0..corners.len()).min_by_key(|&i| hidden[i]).unwrap_or(0);
+    corners[best].0.clone()
 }
 
 /// Tick labels: 1.5M rather than 1500000.0, 0.001 rather than 0.0010000.
@@ -349,6 +450,46 @@ mod tests {
             assert!(svg.contains(text), "{text} missing from the SVG");
         }
         assert!(render(&Chart::default(), &dir.path().join("empty")).is_err());
+    }
+
+    #[test]
+    fn legend_avoids_the_curves_and_skips_hidden_series() {
+        let dir = tempfile::tempdir().unwrap();
+        // Along the top and down the right edge: only the lower-left corner stays free.
+        let edge = vec![(0.0, 10.0), (10.0, 10.0), (10.0, 0.0)];
+        let chart = Chart {
+            title: "corner".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![
+                Series {
+                    rgb: Some((0x12, 0x34, 0x56)),
+                    ..Series::line("edge", edge, 0)
+                },
+                Series {
+                    markers_only: true,
+                    in_legend: false,
+                    ..Series::line("unlisted", vec![(5.0, 5.0)], 1)
+                },
+            ],
+            ..Chart::default()
+        };
+        let files = render(&chart, &dir.path().join("corner")).unwrap();
+        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        assert!(svg.contains("#123456"), "the exact colour is used");
+        assert!(svg.contains("edge") && !svg.contains("unlisted"));
+        // The legend box: the only black-bordered rectangle, in the lower left of 1200 x 800.
+        let rect = svg
+            .split("<rect")
+            .skip(1)
+            .map(|r| &r[..r.find('>').unwrap()])
+            .find(|r| r.contains("stroke=\"#000000\""))
+            .unwrap();
+        let attr = |name: &str| -> i32 {
+            let rest = &rect[rect.find(&format!(" {name}=\"")).unwrap() + name.len() + 3..];
+            rest[..rest.find('"').unwrap()].parse().unwrap()
+        };
+        assert!(attr("x") < 300 && attr("y") > 400, "{rect}");
     }
 
     #[test]

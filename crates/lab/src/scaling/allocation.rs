@@ -110,7 +110,7 @@ fn g(params: &LawParams) -> f64 {
 }
 
 /// The optimal split at `flops`, assuming alpha, beta, A, B positive.
-fn at_budget(params: &LawParams, flops: f64) -> BudgetAllocation {
+pub(crate) fn at_budget(params: &LawParams, flops: f64) -> BudgetAllocation {
     let (alpha, beta) = (params.alpha, params.beta);
     let g = g(params);
     let c6 = flops / 6.0;

@@ -1,21 +1,26 @@
 //! Scaling laws: reading runs, fitting L(N, D) = E + A / N^alpha + B / D^beta (Chinchilla form,
 //! fitted as in Besiroglu et al. 2024), bootstrap intervals, compute-optimal allocation under
-//! C = 6ND, single-run loss-versus-compute envelopes, and a serialisable report.
+//! C = 6ND, single-run loss-versus-compute envelopes, a serialisable report, the iso-loss
+//! contour figure of a fitted law, and the plan of a WSD scaling-law study (which runs to train).
 
 mod allocation;
 mod bootstrap;
+mod contours;
 mod csv_input;
 mod envelope;
 mod error;
 mod fit;
+mod iso_loss;
 mod law;
 mod objective;
 mod parallel;
+mod plan;
 mod point;
 mod report;
 
 pub use allocation::{allocate, Allocation, BillionsUnits, BudgetAllocation};
 pub use bootstrap::{bootstrap, BootstrapConfig, BootstrapIntervals, Interval};
+pub use contours::{contour_chart, contour_levels, render_contours, ContourError, CONTOUR_LEVELS};
 pub use csv_input::{parse_points, read_points, read_points_as, CsvFormat};
 pub use envelope::{
     fit_envelope, fit_envelope_form, CurvePoint, EnvelopeComparison, EnvelopeFit, EnvelopeForm,
@@ -23,6 +28,8 @@ pub use envelope::{
 };
 pub use error::{PointProblem, ScalingError};
 pub use fit::{fit_law, FitConfig, LawFit, StartGrid, LAW_PARAMS};
+pub use iso_loss::{compute_at_size, compute_to_reach, frontier, frontier_loss, iso_loss_n};
 pub use law::{LawParams, PerParam};
+pub use plan::{plan_study, PlanError, PlannedBranch, PlannedSize, SizeSpec, StudyPlan};
 pub use point::{exclude_highest_loss, validate, Point};
 pub use report::{residuals, study, Residual, ScalingReport};
