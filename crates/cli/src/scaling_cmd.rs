@@ -1,40 +1,245 @@
-//! `minicpm scaling-law fit`: fit L(N, D) = E + A / N^alpha + B / D^beta to measured points.
+//! `minicpm scaling-law plan | run | fit`: a WSD scaling-law study (MINICPM.md section 5) from
+//! planning its runs to fitting L(N, D) = E + A / N^alpha + B / D^beta.
 
-use clap::{Args, Subcommand};
-use minicpm_lab::scaling::{exclude_highest_loss, read_points, study, BootstrapConfig, FitConfig};
-use std::path::PathBuf;
+use crate::windtunnel::{run_points, write_index, PlannedPoint, ProxyArgs, SweepArgs};
+use clap::{Args, Subcommand, ValueEnum};
+use minicpm_lab::scaling::{
+    exclude_highest_loss, fit_envelope, plan_study, read_points, render_contours, study,
+    BootstrapConfig, CurvePoint, FitConfig, Point, ScalingReport, SizeSpec, StudyPlan,
+};
+use minicpm_train::runs::{self, RunSummary};
+use minicpm_train::RunConfig;
+use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum ScalingCommand {
-    /// Fit the Chinchilla-form law with a Huber loss, L-BFGS from a grid, bootstrap intervals.
+    /// Plan a study: one stable run per size with a decay branch ending at each data size.
+    Plan(PlanArgs),
+    /// Train a planned study (resumable; several sizes at once, or a job list).
+    Run(RunArgs),
+    /// Fit the Chinchilla-form law with a Huber loss, L-BFGS from a grid, bootstrap intervals,
+    /// to a study's decay branches or to a CSV.
     Fit(FitArgs),
 }
 
 #[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// Tokens per non-embedding parameter at the end of each decay branch.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,40,60")]
+    data_multiples: Vec<f64>,
+    /// Each branch's decay as a share of its length.
+    #[arg(long, default_value_t = 0.1)]
+    decay_fraction: f64,
+    /// The study's directory: plan.json, the stable runs' configs, later the runs.
+    #[arg(long, default_value = "runs/scaling")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// A directory made by `scaling-law plan`.
+    study: PathBuf,
+    #[command(flatten)]
+    sweep: SweepArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LossUnit {
+    /// Held-out bits per byte: independent of the tokenizer.
+    BitsPerByte,
+    /// Held-out nats per token.
+    NatsPerToken,
+}
+
+#[derive(Args)]
 pub struct FitArgs {
-    /// CSV with columns params,tokens,loss (or Epoch AI's Chinchilla columns).
-    pub csv: PathBuf,
+    /// A study directory (its decay branches are the points) or a CSV with columns
+    /// params,tokens,loss (or Epoch AI's Chinchilla columns).
+    input: PathBuf,
+    /// The loss fitted when reading runs.
+    #[arg(long, value_enum, default_value = "bits-per-byte")]
+    loss: LossUnit,
     /// Huber delta on log loss.
     #[arg(long, default_value_t = 1e-3)]
-    pub delta: f64,
+    delta: f64,
     /// Leave out the k highest-loss points (Besiroglu et al. drop 5).
     #[arg(long, default_value_t = 0)]
-    pub exclude_highest: usize,
+    exclude_highest: usize,
     /// Bootstrap resamples for the intervals (0: none).
     #[arg(long, default_value_t = 100)]
-    pub bootstrap: usize,
+    bootstrap: usize,
     /// Compute budgets (FLOPs) at which to report N_opt, D_opt and D/N.
     #[arg(long, value_delimiter = ',', default_value = "1e18,1e20,1e22,1e24")]
-    pub budgets: Vec<f64>,
+    budgets: Vec<f64>,
     /// Write the full report (JSON) here instead of stdout.
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    out: Option<PathBuf>,
+    /// Iso-loss contours with the efficient frontier: <plot>.png and .svg (default for a study:
+    /// <study>/scaling-law).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 pub fn run(cmd: ScalingCommand) -> anyhow::Result<ExitCode> {
-    let ScalingCommand::Fit(a) = cmd;
-    let points = exclude_highest_loss(&read_points(&a.csv)?, a.exclude_highest);
+    match cmd {
+        ScalingCommand::Plan(a) => plan(a),
+        ScalingCommand::Run(a) => run_study(a),
+        ScalingCommand::Fit(a) => fit(a),
+    }
+}
+
+const PLAN_FILE: &str = "plan.json";
+
+/// Each size's stable run: constant LR after the base config's warmup, to its last branch
+/// point, with automatic decay branches where the plan puts them.
+fn stable_config(
+    proxy: &ProxyArgs,
+    width: usize,
+    size: &minicpm_lab::scaling::PlannedSize,
+    decay_fraction: f64,
+) -> anyhow::Result<RunConfig> {
+    let shape = proxy.shape(width)?;
+    let warmup = proxy.config(&shape, &[])?.schedule.warmup_steps();
+    let at: Vec<String> = size
+        .branches
+        .iter()
+        .map(|b| b.branch_at_tokens.to_string())
+        .collect();
+    proxy.config(
+        &shape,
+        &[
+            format!("schedule={{ kind = \"constant\", warmup_steps = {warmup} }}"),
+            format!("train.steps={}", size.stable_steps),
+            format!(
+                "branches={{ at_tokens = [{}], decay_fraction = {decay_fraction} }}",
+                at.join(", ")
+            ),
+        ],
+    )
+}
+
+fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
+    let mut specs = Vec::new();
+    let mut batch = None;
+    for w in a.proxy.widths() {
+        let cfg = a.proxy.config(&a.proxy.shape(w)?, &[])?;
+        batch = Some(cfg.train.batch_tokens);
+        specs.push(SizeSpec {
+            name: format!("{}-d{w}", a.proxy.param.name()),
+            non_embedding_params: cfg.model.non_embedding_params(),
+        });
+    }
+    let batch = batch.ok_or_else(|| anyhow::anyhow!("--widths: give at least one width"))?;
+    let study = plan_study(&specs, &a.data_multiples, batch, a.decay_fraction)?;
+    let mut points = Vec::new();
+    for (size, w) in study.sizes.iter().zip(a.proxy.widths()) {
+        let config = stable_config(&a.proxy, w, size, a.decay_fraction)?;
+        points.push((size.name.clone(), config));
+    }
+    let dir = &a.out;
+    crate::sweep_runner::write_once(&dir.join(PLAN_FILE), &study.to_json()?)?;
+    for (name, config) in &points {
+        crate::sweep_runner::write_once(
+            &dir.join("points").join(format!("{name}.toml")),
+            &config.to_toml(),
+        )?;
+    }
+    let mut total = 0u64;
+    for s in &study.sizes {
+        let ends: Vec<String> = s
+            .branches
+            .iter()
+            .map(|b| format!("{}x: {:.2}M", b.data_multiple, b.end_tokens as f64 / 1e6))
+            .collect();
+        println!(
+            "{}: N = {:.3}M, stable {} updates, branches ending at {}",
+            s.name,
+            s.non_embedding_params as f64 / 1e6,
+            s.stable_steps,
+            ends.join(", ")
+        );
+        total += s.stable_steps + s.branches.iter().map(|b| b.decay_steps).sum::<u64>();
+    }
+    println!(
+        "{total} updates of {batch} tokens in all; train with: minicpm scaling-law run {}",
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_study(a: RunArgs) -> anyhow::Result<ExitCode> {
+    a.sweep.threads()?;
+    let path = a.study.join(PLAN_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (make it with scaling-law plan)", path.display()))?;
+    let plan =
+        StudyPlan::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut points = Vec::new();
+    for s in &plan.sizes {
+        let config_path = a.study.join("points").join(format!("{}.toml", s.name));
+        points.push(PlannedPoint {
+            name: s.name.clone(),
+            config: RunConfig::load(&config_path, &[])?,
+        });
+    }
+    let started = std::time::Instant::now();
+    if run_points(points, &a.sweep, &a.study)?.is_none() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "study trained ({:.0} s this time)",
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!("fit with: minicpm scaling-law fit {}", a.study.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The study's points: every finished decay branch's (N non-embedding, D tokens, final loss).
+fn branch_points(dir: &Path, unit: LossUnit) -> anyhow::Result<(Vec<Point>, Vec<RunSummary>)> {
+    let mut points = Vec::new();
+    let mut trunks = Vec::new();
+    for run in runs::discover(dir) {
+        let s = runs::summarize(&run)?;
+        if s.config.branch.is_none() {
+            trunks.push(s);
+            continue;
+        }
+        if !s.finished() {
+            eprintln!("warning: {}: not finished, left out", run.display());
+            continue;
+        }
+        let loss = match unit {
+            LossUnit::BitsPerByte => s.eval_bpb.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: no bits per byte (the held-out shards carry no byte counts); use --loss nats-per-token",
+                    run.display()
+                )
+            })?,
+            LossUnit::NatsPerToken => s
+                .eval_loss
+                .ok_or_else(|| anyhow::anyhow!("{}: no held-out loss", run.display()))?,
+        };
+        points.push(Point::new(
+            s.non_embedding_params as f64,
+            s.tokens as f64,
+            loss,
+        ));
+    }
+    Ok((points, trunks))
+}
+
+fn fit(a: FitArgs) -> anyhow::Result<ExitCode> {
+    let from_runs = a.input.is_dir();
+    let (points, trunks) = if from_runs {
+        branch_points(&a.input, a.loss)?
+    } else {
+        (read_points(&a.input)?, Vec::new())
+    };
+    let points = exclude_highest_loss(&points, a.exclude_highest);
     let config = FitConfig {
         huber_delta: a.delta,
         ..FitConfig::default()
@@ -44,8 +249,60 @@ pub fn run(cmd: ScalingCommand) -> anyhow::Result<ExitCode> {
         ..BootstrapConfig::default()
     });
     let report = study(&points, &config, boot.as_ref(), &a.budgets)?;
+    print_report(&report, points.len());
+
+    // One envelope per stable run: its branches' final losses against compute, fitted as a
+    // power law and as an exponential.
+    let mut envelopes = Vec::new();
+    for t in &trunks {
+        let name = t
+            .dir
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into());
+        let curve: Vec<CurvePoint> = points
+            .iter()
+            .filter(|p| p.n == t.non_embedding_params as f64)
+            .map(|p| CurvePoint {
+                compute: 6.0 * p.n * p.d,
+                loss: p.loss,
+            })
+            .collect();
+        match fit_envelope(&curve) {
+            Ok(e) => {
+                eprintln!(
+                    "  envelope {name}: power law rss {:.3e}, exponential rss {:.3e}: {:?} fits better",
+                    e.power_law.rss, e.exponential.rss, e.better
+                );
+                envelopes.push(json!({"run": name, "envelope": e}));
+            }
+            Err(e) => eprintln!("  envelope {name}: {e}"),
+        }
+    }
+    let plot_stem = a
+        .plot
+        .clone()
+        .or_else(|| from_runs.then(|| a.input.join("scaling-law")));
+    if let Some(stem) = plot_stem {
+        let c: Vec<f64> = points.iter().map(|p| 6.0 * p.n * p.d).collect();
+        let lo = c.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = c.iter().copied().fold(0.0, f64::max);
+        match render_contours(&report.fit.params, &points, (lo / 3.0, hi * 3.0), &stem) {
+            Ok(files) => files.iter().for_each(|f| eprintln!("{}", f.display())),
+            Err(e) => eprintln!("warning: no contour plot: {e}"),
+        }
+    }
+    let mut value = serde_json::to_value(&report)?;
+    value["envelopes"] = json!(envelopes);
+    match &a.out {
+        Some(path) => write_index(path, &value)?,
+        None => println!("{}", serde_json::to_string_pretty(&value)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(report: &ScalingReport, n_points: usize) {
     let p = &report.fit.params;
-    eprintln!("{} points; {}", points.len(), report.units);
+    eprintln!("{n_points} points; {}", report.units);
     let ci = |name: &str, v: f64, i: Option<(f64, f64)>| match i {
         Some((lo, hi)) => eprintln!("  {name:<6} {v:>12.4}   95% [{lo:.4}, {hi:.4}]"),
         None => eprintln!("  {name:<6} {v:>12.4}"),
@@ -56,7 +313,11 @@ pub fn run(cmd: ScalingCommand) -> anyhow::Result<ExitCode> {
     ci("B", p.b, iv.map(|i| (i.b.low, i.b.high)));
     ci("alpha", p.alpha, iv.map(|i| (i.alpha.low, i.alpha.high)));
     ci("beta", p.beta, iv.map(|i| (i.beta.low, i.beta.high)));
-    let al = &report.allocation;
+    let Some(al) = &report.allocation else {
+        let why = report.no_allocation.as_deref().unwrap_or("unknown");
+        eprintln!("  no compute-optimal allocation: {why}");
+        return;
+    };
     eprintln!(
         "  K {:.4}  K^2 {:.4}  eta {:.4}  (N, D in billions: K^2 {:.4})",
         al.k, al.k_squared, al.eta, al.billions.k_squared
@@ -67,10 +328,4 @@ pub fn run(cmd: ScalingCommand) -> anyhow::Result<ExitCode> {
             b.flops, b.n_opt, b.d_opt, b.tokens_per_param
         );
     }
-    let json = report.to_json()?;
-    match &a.out {
-        Some(path) => std::fs::write(path, json)?,
-        None => println!("{json}"),
-    }
-    Ok(ExitCode::SUCCESS)
 }

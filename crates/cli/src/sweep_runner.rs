@@ -2,8 +2,8 @@
 //! with its share of the cores. A point is an ordinary run directory, so a sweep resumes by
 //! looking at what is on disk: finished runs are skipped, started ones continue with --resume.
 
-use minicpm_train::runs;
 use minicpm_train::trainer::RUN_CONFIG_FILE;
+use minicpm_train::{branch, runs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -23,13 +23,23 @@ pub enum JobState {
     New,
 }
 
+/// Where a run stands. A run with automatic decay branches is finished only when each of them
+/// is: a run killed inside its last branch has done all its own updates but not that branch's
+/// (resuming it finishes the branch first).
 pub fn state(dir: &Path) -> JobState {
     if !dir.join(RUN_CONFIG_FILE).is_file() {
         return JobState::New;
     }
-    match runs::summarize(dir) {
-        Ok(s) if s.finished() => JobState::Finished,
-        _ => JobState::Started,
+    let finished = |d: &Path| runs::summarize(d).is_ok_and(|s| s.finished());
+    let Ok(s) = runs::summarize(dir) else {
+        return JobState::Started;
+    };
+    let expected = s.config.branches.as_ref().map_or(0, |b| b.at_tokens.len());
+    let made = branch::list(dir);
+    if s.finished() && made.len() >= expected && made.iter().all(|b| finished(b)) {
+        JobState::Finished
+    } else {
+        JobState::Started
     }
 }
 

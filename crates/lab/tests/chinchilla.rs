@@ -62,7 +62,7 @@ fn refit_matches_besiroglu_et_al_with_bootstrap_intervals() {
 
     // At Chinchilla's own budget (5.76e23 FLOPs) the refit implies roughly 20 tokens per
     // parameter, the paper's headline.
-    let chinchilla = report.allocation.budgets[1];
+    let chinchilla = report.allocation.as_ref().expect("an allocation").budgets[1];
     assert!(
         (15.0..30.0).contains(&chinchilla.tokens_per_param),
         "tokens per parameter {}",

@@ -36,13 +36,13 @@ pub fn run(cmd: WindtunnelCommand) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Param {
+pub(crate) enum Param {
     Mup,
     Sp,
 }
 
 impl Param {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Param::Mup => "mup",
             Param::Sp => "sp",
@@ -52,7 +52,7 @@ impl Param {
 
 /// What every wind-tunnel command shares: the base config and how proxies are shaped from it.
 #[derive(Args)]
-pub struct ProxyArgs {
+pub(crate) struct ProxyArgs {
     /// Base run config: data, vocabulary, optimizer, schedule, batch; the shape comes from the
     /// width.
     #[arg(long, default_value = "configs/windtunnel.toml")]
@@ -61,7 +61,7 @@ pub struct ProxyArgs {
     #[arg(long, value_delimiter = ',', required = true)]
     widths: Vec<usize>,
     #[arg(long, value_enum, default_value = "mup")]
-    param: Param,
+    pub(crate) param: Param,
     /// Head size; heads = width / head size.
     #[arg(long, default_value_t = 64)]
     head_dim: usize,
@@ -74,13 +74,13 @@ pub struct ProxyArgs {
 }
 
 impl ProxyArgs {
-    fn shape(&self, width: usize) -> anyhow::Result<ProxyShape> {
+    pub(crate) fn shape(&self, width: usize) -> anyhow::Result<ProxyShape> {
         ProxyShape::of_width(width, self.head_dim, self.layers)
             .map_err(|e| anyhow::anyhow!("--widths: {e}"))
     }
 
     /// The widths, sorted and without repeats.
-    fn widths(&self) -> Vec<usize> {
+    pub(crate) fn widths(&self) -> Vec<usize> {
         let mut w = self.widths.clone();
         w.sort_unstable();
         w.dedup();
@@ -89,7 +89,7 @@ impl ProxyArgs {
 
     /// The run config of one proxy: the base config, the shape and parametrisation, then the
     /// user's overrides, then `extra` (the point's own settings).
-    fn config(&self, shape: &ProxyShape, extra: &[String]) -> anyhow::Result<RunConfig> {
+    pub(crate) fn config(&self, shape: &ProxyShape, extra: &[String]) -> anyhow::Result<RunConfig> {
         let mut sets = vec![format!("parametrization=\"{}\"", self.param.name())];
         sets.extend(shape.overrides());
         sets.extend(self.set.iter().cloned());
@@ -100,7 +100,7 @@ impl ProxyArgs {
 
 /// How a sweep's points are trained: here, K at a time, or handed to a scheduler.
 #[derive(Args)]
-pub struct SweepArgs {
+pub(crate) struct SweepArgs {
     /// Points trained at once.
     #[arg(long, default_value_t = 1)]
     workers: usize,
@@ -114,27 +114,27 @@ pub struct SweepArgs {
 
 impl SweepArgs {
     /// Threads per worker; checked before anything else so a bad split fails at once.
-    fn threads(&self) -> anyhow::Result<usize> {
+    pub(crate) fn threads(&self) -> anyhow::Result<usize> {
         sweep_runner::threads_per_worker(self.workers, self.threads)
     }
 }
 
 /// One run of a sweep, before it is written down.
-struct PlannedPoint {
-    name: String,
-    config: RunConfig,
+pub(crate) struct PlannedPoint {
+    pub(crate) name: String,
+    pub(crate) config: RunConfig,
 }
 
 /// A point's run after the sweep: its summary when it finished.
-struct PointResult {
-    name: String,
-    summary: Option<RunSummary>,
+pub(crate) struct PointResult {
+    pub(crate) name: String,
+    pub(crate) summary: Option<RunSummary>,
 }
 
 /// Writes each point's resolved config under `<out>/points/` (refusing changed settings), then
 /// either writes the job list (returns None) or trains what is not finished and returns every
 /// point's result, failing if any point failed.
-fn run_points(
+pub(crate) fn run_points(
     points: Vec<PlannedPoint>,
     sweep: &SweepArgs,
     out: &Path,
@@ -180,7 +180,7 @@ fn run_points(
 }
 
 /// Writes a sweep's JSON index next to its points.
-fn write_index(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+pub(crate) fn write_index(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     minicpm_model::safetensors_io::write_atomic(
         path,
         serde_json::to_string_pretty(value)?.as_bytes(),

@@ -53,7 +53,12 @@ pub struct ScalingReport {
     pub params_in_billions: LawParams,
     /// 95% bootstrap intervals, when asked for.
     pub intervals: Option<BootstrapIntervals>,
-    pub allocation: Allocation,
+    /// Absent when the fitted law has no compute-optimal split (an exponent that is not
+    /// positive: more parameters or more data would not lower the loss); `no_allocation` says
+    /// why. A fit like that is a finding about the data, so it is reported, not refused.
+    pub allocation: Option<Allocation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_allocation: Option<String>,
     pub residuals: Vec<Residual>,
 }
 
@@ -74,7 +79,10 @@ pub fn study(
     let intervals = bootstrap_config
         .map(|b| bootstrap(points, &fit, config, b))
         .transpose()?;
-    let allocation = allocate(&fit.params, budgets)?;
+    let (allocation, no_allocation) = match allocate(&fit.params, budgets) {
+        Ok(a) => (Some(a), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     Ok(ScalingReport {
         units: "N in parameters, D in tokens, C in FLOPs (C = 6ND), loss as given; \
                 params_in_billions and allocation.billions use N and D in billions"
@@ -84,5 +92,6 @@ pub fn study(
         fit,
         intervals,
         allocation,
+        no_allocation,
     })
 }
