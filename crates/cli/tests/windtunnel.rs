@@ -53,7 +53,8 @@ fn a_micro_sweep_stores_every_point_and_tables_the_best_lr_per_width() {
 
     // Every point is a finished run with its own shape and learning rate.
     let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep-mup.json")).unwrap())
+            .unwrap();
     let points = index["points"].as_array().unwrap();
     assert_eq!(points.len(), 4);
     for (p, name) in points.iter().zip(POINTS) {

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +83,7 @@ fn color(i: usize) -> RGBColor {
     RGBColor(r, g, b)
 }
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bytes are a valid TrueType font compiled into the binary; the unit tests render

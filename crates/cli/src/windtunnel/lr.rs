@@ -2,9 +2,11 @@
 
 use super::{parse_tokens, run_points, write_index, PlannedPoint, ProxyArgs, SweepArgs};
 use clap::Args;
+use minicpm_lab::heatmap::{render_heatmaps, Heatmap};
+use minicpm_lab::plot::tick;
 use minicpm_lab::windtunnel::{parse_grid_values, LrTable, SweepGrid};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -82,8 +84,9 @@ pub fn run(a: LrArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     let table = LrTable::new(&table_input);
+    let param = a.proxy.param.name();
     write_index(
-        &a.out.join("sweep.json"),
+        &a.out.join(format!("sweep-{param}.json")),
         &json!({
             "kind": "windtunnel-lr",
             "tokens": a.tokens,
@@ -101,5 +104,44 @@ pub fn run(a: LrArgs) -> anyhow::Result<ExitCode> {
     if let Some(spread) = table.best_lr_spread() {
         println!("best LR spread across widths: {spread}x");
     }
+    for f in heatmaps(&a.out)? {
+        println!("{}", f.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loss over (width, LR) for every parametrisation swept into `out` (muP and SP side by side
+/// once both have run), each width's best LR marked: `<out>/lr-heatmap.png/svg`.
+fn heatmaps(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut maps = Vec::new();
+    for param in ["mup", "sp"] {
+        let Ok(text) = std::fs::read_to_string(out.join(format!("sweep-{param}.json"))) else {
+            continue;
+        };
+        let index: serde_json::Value = serde_json::from_str(&text)?;
+        let table: LrTable = serde_json::from_value(index["table"].clone())?;
+        let best = table.best();
+        let marked = best
+            .iter()
+            .enumerate()
+            .filter_map(|(c, b)| {
+                let (lr, _) = (*b)?;
+                table.rows.iter().position(|r| r.lr == lr).map(|r| (r, c))
+            })
+            .collect();
+        maps.push(Heatmap {
+            title: format!(
+                "held-out loss, {}",
+                if param == "mup" { "muP" } else { "SP" }
+            ),
+            x_label: "width".into(),
+            y_label: "peak learning rate".into(),
+            x_ticks: table.widths.iter().map(|w| w.to_string()).collect(),
+            y_ticks: table.rows.iter().map(|r| tick(r.lr)).collect(),
+            values: table.rows.iter().map(|r| r.losses.clone()).collect(),
+            marked,
+            span: Some(1.0),
+        });
+    }
+    Ok(render_heatmaps(&maps, &out.join("lr-heatmap"))?)
 }
