@@ -4,7 +4,7 @@ use super::ProxyArgs;
 use clap::Args;
 use minicpm_lab::plot::{self, Chart, Series};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -82,5 +82,77 @@ pub fn run(a: CoordArgs) -> anyhow::Result<ExitCode> {
     for f in plot::render_panels(&charts, 3, &a.out.join(format!("coord-check-{param}")))? {
         println!("{}", f.display());
     }
+    for f in compare(&a.out)? {
+        println!("{}", f.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Once both parametrisations were checked into `out`: per activation, its mean |x| at the last
+/// step relative to the narrowest width, muP and SP on one log scale (`coord-check-compare`).
+/// Absolute panels scale each axis to its own data, which makes small wiggles look large; the
+/// ratio on a shared scale shows what the check is for.
+fn compare(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut by_param = Vec::new();
+    for param in ["mup", "sp"] {
+        let Ok(text) = std::fs::read_to_string(out.join(format!("coord-check-{param}.json")))
+        else {
+            return Ok(Vec::new());
+        };
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        let records: Vec<(u64, u64, String, f64)> = v["records"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| {
+                        Some((
+                            r["width"].as_u64()?,
+                            r["step"].as_u64()?,
+                            r["site"].as_str()?.to_string(),
+                            r["mean_abs"].as_f64()?,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        by_param.push((param, records));
+    }
+    let mut sites: Vec<String> = by_param[0].1.iter().map(|r| r.2.clone()).collect();
+    sites.sort();
+    sites.dedup();
+    let mut charts = Vec::new();
+    for site in &sites {
+        let mut chart = Chart {
+            title: format!("{site}: relative to the narrowest width"),
+            x_label: "width".into(),
+            y_label: "mean |activation| / narrowest's".into(),
+            log_x: true,
+            log_y: true,
+            series: vec![],
+        };
+        for (i, (param, records)) in by_param.iter().enumerate() {
+            let last = records.iter().map(|r| r.1).max().unwrap_or(0);
+            let mut pts: Vec<(f64, f64)> = records
+                .iter()
+                .filter(|r| r.2 == *site && r.1 == last)
+                .map(|r| (r.0 as f64, r.3))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let Some(&(_, base)) = pts.first() else {
+                continue;
+            };
+            let pts = pts.into_iter().map(|(w, v)| (w, v / base)).collect();
+            chart.series.push(Series {
+                markers: true,
+                dashed: i == 1,
+                ..Series::line(format!("{param}, step {last}"), pts, 3 * i)
+            });
+        }
+        charts.push(chart);
+    }
+    Ok(plot::render_panels(
+        &charts,
+        3,
+        &out.join("coord-check-compare"),
+    )?)
 }
