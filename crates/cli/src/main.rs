@@ -116,6 +116,10 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        // `minicpm` or `minicpm plot` alone: the full help, which is what was asked for.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
         Err(e) => {
             // Usage errors too are one line naming the culprit (clap adds usage and a hint).
             let text = e.render().to_string();

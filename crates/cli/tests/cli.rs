@@ -315,3 +315,18 @@ fn data_prepare_with_a_corrupt_parquet_file_exits_2_naming_it() {
     assert!(e.contains("broken.parquet"), "{e}");
     assert!(!dir.path().join("out/broken/train/index.json").exists());
 }
+
+#[test]
+fn a_bare_command_prints_its_help() {
+    let out = bin().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let help = String::from_utf8_lossy(&out.stderr);
+    for cmd in ["train", "decay", "windtunnel", "scaling-law", "demo"] {
+        assert!(help.contains(cmd), "{cmd} missing from: {help}");
+    }
+    let out = bin().arg("windtunnel").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stderr);
+    for cmd in ["lr", "coord-check", "batch", "search"] {
+        assert!(help.contains(cmd), "{cmd} missing from: {help}");
+    }
+}
