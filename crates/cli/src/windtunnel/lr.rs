@@ -110,6 +110,16 @@ pub fn run(a: LrArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `2^-7` for a power of two (the usual grid), the number otherwise.
+fn lr_label(lr: f64) -> String {
+    let k = lr.log2();
+    if k.fract() == 0.0 {
+        format!("2^{k}")
+    } else {
+        tick(lr)
+    }
+}
+
 /// Loss over (width, LR) for every parametrisation swept into `out` (muP and SP side by side
 /// once both have run), each width's best LR marked: `<out>/lr-heatmap.png/svg`.
 fn heatmaps(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -137,11 +147,20 @@ fn heatmaps(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
             x_label: "width".into(),
             y_label: "peak learning rate".into(),
             x_ticks: table.widths.iter().map(|w| w.to_string()).collect(),
-            y_ticks: table.rows.iter().map(|r| tick(r.lr)).collect(),
+            y_ticks: table.rows.iter().map(|r| lr_label(r.lr)).collect(),
             values: table.rows.iter().map(|r| r.losses.clone()).collect(),
             marked,
             span: Some(1.0),
         });
     }
     Ok(render_heatmaps(&maps, &out.join("lr-heatmap"))?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn powers_of_two_are_labelled_as_such() {
+        assert_eq!(super::lr_label(0.0078125), "2^-7");
+        assert_eq!(super::lr_label(0.01), "0.01");
+    }
 }
