@@ -51,7 +51,10 @@ pub fn threads_per_worker(workers: usize, threads: Option<usize>) -> anyhow::Res
         anyhow::bail!("--workers must be at least 1");
     }
     let t = threads.unwrap_or((cores / workers).max(1));
-    if t == 0 || workers * t > cores {
+    if t == 0 {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    if workers * t > cores {
         anyhow::bail!(
             "--workers {workers} x --threads {t} is more than the {cores} cores here; \
              lower one of them"
@@ -86,7 +89,11 @@ pub fn run_all(
     loop {
         while running.len() < workers && !stop.load(Ordering::SeqCst) {
             let Some(job) = pending.pop() else { break };
-            let log = std::fs::File::create(logs.join(format!("{}.log", job.name)))?;
+            // Appended to, so a resumed point keeps the log of its interrupted start.
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(logs.join(format!("{}.log", job.name)))?;
             let mut cmd = Command::new(&binary);
             cmd.arg("train").arg("--quiet");
             if state(&job.dir) == JobState::Started {
