@@ -2,7 +2,7 @@
 //! cell per pair with its value written in it, marked cells for the optima, PNG and SVG side by
 //! side, several maps in one file.
 
-use crate::plot::{register_font, PlotError, FONT};
+use crate::plot::{register_font, write_png_and_svg, Picture, PlotError, FONT};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -158,33 +158,19 @@ pub fn render_heatmaps(maps: &[Heatmap], stem: &Path) -> Result<Vec<PathBuf>, Pl
             "a heat map needs a value per (row, column)".into(),
         ));
     }
-    if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
-    }
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
-    let size = (720 * maps.len() as u32, 560);
-    fn draw_all<DB: DrawingBackend>(
-        root: &DrawingArea<DB, plotters::coord::Shift>,
-        maps: &[Heatmap],
-    ) -> Result<(), String> {
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        for (area, map) in root.split_evenly((1, maps.len())).iter().zip(maps) {
-            draw_one(area, map)?;
+    struct Maps<'a>(&'a [Heatmap]);
+    impl Picture for Maps<'_> {
+        fn draw<DB: DrawingBackend>(
+            &self,
+            root: &DrawingArea<DB, plotters::coord::Shift>,
+        ) -> Result<(), String> {
+            for (area, map) in root.split_evenly((1, self.0.len())).iter().zip(self.0) {
+                draw_one(area, map)?;
+            }
+            Ok(())
         }
-        Ok(())
     }
-    {
-        let root = BitMapBackend::new(&png, size).into_drawing_area();
-        draw_all(&root, maps).map_err(|e| err(&png, e))?;
-        root.present().map_err(|e| err(&png, e.to_string()))?;
-    }
-    {
-        let root = SVGBackend::new(&svg, size).into_drawing_area();
-        draw_all(&root, maps).map_err(|e| err(&svg, e))?;
-        root.present().map_err(|e| err(&svg, e.to_string()))?;
-    }
-    Ok(vec![png, svg])
+    write_png_and_svg(&Maps(maps), (720 * maps.len() as u32, 560), stem)
 }
 
 #[cfg(test)]

@@ -105,8 +105,6 @@ pub fn render_panels(
     stem: &Path,
 ) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
     let err = |p: &Path, e: String| PlotError {
         path: p.display().to_string(),
         msg: e,
@@ -118,9 +116,6 @@ pub fn render_panels(
     if charts.is_empty() {
         return Err(err(stem, "nothing to plot".into()));
     }
-    if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
-    }
     let columns = columns.clamp(1, charts.len());
     let rows = charts.len().div_ceil(columns);
     let size = if charts.len() == 1 {
@@ -128,27 +123,65 @@ pub fn render_panels(
     } else {
         (700 * columns as u32, 520 * rows as u32)
     };
-    fn draw_all<DB: DrawingBackend>(
-        root: &DrawingArea<DB, plotters::coord::Shift>,
-        charts: &[Chart],
-        bounds: &[AxisRanges],
+    struct Panels<'a> {
+        charts: &'a [Chart],
+        bounds: &'a [AxisRanges],
         grid: (usize, usize),
-    ) -> Result<(), String> {
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let areas = root.split_evenly(grid);
-        for ((area, chart), (x, y)) in areas.iter().zip(charts).zip(bounds) {
-            draw_scaled(area, chart, *x, *y)?;
-        }
-        Ok(())
     }
+    impl Picture for Panels<'_> {
+        fn draw<DB: DrawingBackend>(
+            &self,
+            root: &DrawingArea<DB, plotters::coord::Shift>,
+        ) -> Result<(), String> {
+            let areas = root.split_evenly(self.grid);
+            for ((area, chart), (x, y)) in areas.iter().zip(self.charts).zip(self.bounds) {
+                draw_scaled(area, chart, *x, *y)?;
+            }
+            Ok(())
+        }
+    }
+    let panels = Panels {
+        charts,
+        bounds: &bounds,
+        grid: (rows, columns),
+    };
+    write_png_and_svg(&panels, size, stem)
+}
+
+/// Something drawn onto a white canvas of any plotters backend.
+pub(crate) trait Picture {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<(), String>;
+}
+
+/// Draws `picture` into `<stem>.png` and `<stem>.svg` (creating the directory); returns their
+/// paths.
+pub(crate) fn write_png_and_svg(
+    picture: &impl Picture,
+    size: (u32, u32),
+    stem: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let err = |p: &Path, e: String| PlotError {
+        path: p.display().to_string(),
+        msg: e,
+    };
+    if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
+    }
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
     {
         let root = BitMapBackend::new(&png, size).into_drawing_area();
-        draw_all(&root, charts, &bounds, (rows, columns)).map_err(|e| err(&png, e))?;
+        root.fill(&WHITE).map_err(|e| err(&png, e.to_string()))?;
+        picture.draw(&root).map_err(|e| err(&png, e))?;
         root.present().map_err(|e| err(&png, e.to_string()))?;
     }
     {
         let root = SVGBackend::new(&svg, size).into_drawing_area();
-        draw_all(&root, charts, &bounds, (rows, columns)).map_err(|e| err(&svg, e))?;
+        root.fill(&WHITE).map_err(|e| err(&svg, e.to_string()))?;
+        picture.draw(&root).map_err(|e| err(&svg, e))?;
         root.present().map_err(|e| err(&svg, e.to_string()))?;
     }
     Ok(vec![png, svg])
