@@ -115,16 +115,8 @@ pub enum BatchLawError {
     Json(#[from] serde_json::Error),
 }
 
-/// Why a single value cannot enter a log-space fit, if it cannot.
-pub(crate) fn value_problem(field: &'static str, value: f64) -> Option<PointProblem> {
-    if !value.is_finite() {
-        Some(PointProblem::NonFinite { field, value })
-    } else if value <= 0.0 {
-        Some(PointProblem::NonPositive { field, value })
-    } else {
-        None
-    }
-}
+/// The scaling-law fit's check of one value serves here too: same rule, same messages.
+pub(crate) use crate::scaling::value_problem;
 
 /// Number of distinct values, compared exactly: repeated runs of one batch size (seeds) count once.
 pub(crate) fn count_distinct(values: impl IntoIterator<Item = f64>) -> usize {

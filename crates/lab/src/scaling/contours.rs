@@ -405,13 +405,7 @@ fn check(law: &LawParams, (lo, hi): (f64, f64)) -> Result<(), ContourError> {
 mod tests {
     use super::*;
 
-    const CHINCHILLA: LawParams = LawParams {
-        e: 1.82,
-        a: 482.01,
-        b: 2085.43,
-        alpha: 0.3478,
-        beta: 0.3658,
-    };
+    use crate::scaling::law::CHINCHILLA_REFIT as CHINCHILLA;
     const RANGE: (f64, f64) = (1e18, 1e24);
 
     /// Runs on a grid of sizes and budgets, with the law's own loss scaled by `1 + noise_k`.

@@ -154,14 +154,7 @@ mod tests {
     use super::super::allocation::allocate;
     use super::*;
 
-    /// Besiroglu et al.'s refit of Chinchilla (MINICPM.md section 5).
-    const CHINCHILLA: LawParams = LawParams {
-        e: 1.82,
-        a: 482.01,
-        b: 2085.43,
-        alpha: 0.3478,
-        beta: 0.3658,
-    };
+    use crate::scaling::law::CHINCHILLA_REFIT as CHINCHILLA;
 
     /// MiniCPM-like exponents (alpha > beta, so data outgrows the model), in parameters/tokens.
     const DATA_HUNGRY: LawParams = LawParams {

@@ -20,6 +20,16 @@ pub struct LawParams {
     pub beta: f64,
 }
 
+/// Besiroglu et al.'s refit of Chinchilla (MINICPM.md section 5), a realistic law for tests.
+#[cfg(test)]
+pub(crate) const CHINCHILLA_REFIT: LawParams = LawParams {
+    e: 1.82,
+    a: 482.01,
+    b: 2085.43,
+    alpha: 0.3478,
+    beta: 0.3658,
+};
+
 impl LawParams {
     /// Predicted loss for `n` parameters trained on `d` tokens.
     pub fn predict(&self, n: f64, d: f64) -> f64 {

@@ -31,5 +31,6 @@ pub use fit::{fit_law, FitConfig, LawFit, StartGrid, LAW_PARAMS};
 pub use iso_loss::{compute_at_size, compute_to_reach, frontier, frontier_loss, iso_loss_n};
 pub use law::{LawParams, PerParam};
 pub use plan::{plan_study, PlanError, PlannedBranch, PlannedSize, SizeSpec, StudyPlan};
+pub(crate) use point::value_problem;
 pub use point::{exclude_highest_loss, validate, Point};
 pub use report::{residuals, study, Residual, ScalingReport};
