@@ -152,9 +152,13 @@ pub fn write_once(path: &Path, text: &str) -> anyhow::Result<()> {
     match std::fs::read_to_string(path) {
         Ok(existing) if existing == text => Ok(()),
         Ok(_) => anyhow::bail!(
-            "{}: this point exists with different settings; use another --out or remove it",
+            "{}: already there with different settings; use another --out or remove it",
             path.display()
         ),
+        // Only a missing file is written: one that cannot be read is not ours to replace.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            anyhow::bail!("{}: {e}", path.display())
+        }
         Err(_) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
