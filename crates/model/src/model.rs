@@ -42,15 +42,20 @@ impl RmsNorm {
         if kernels::available(&x.device()) {
             return kernels::rms_norm(x, self.weight.val(), eps);
         }
-        let inv_rms = x
-            .clone()
-            .square()
-            .mean_dim(2)
-            .add_scalar(eps)
-            .sqrt()
-            .recip();
-        x * inv_rms * self.weight.val().unsqueeze::<3>()
+        rms_norm_unfused(x, self.weight.val(), eps)
     }
+}
+
+/// RMSNorm as burn operations: the path off the CPU, and the reference for the fused kernel.
+pub(crate) fn rms_norm_unfused(x: Tensor<3>, weight: Tensor<1>, eps: f64) -> Tensor<3> {
+    let inv_rms = x
+        .clone()
+        .square()
+        .mean_dim(2)
+        .add_scalar(eps)
+        .sqrt()
+        .recip();
+    x * inv_rms * weight.unsqueeze::<3>()
 }
 
 #[derive(Module, Debug)]
