@@ -179,7 +179,7 @@ fn fused_swiglu_matches_the_unfused_composition() {
     check_binary(
         gate,
         up,
-        |g, u| super::swiglu(g, u),
+        super::swiglu,
         |g, u| burn::tensor::activation::silu(g) * u,
         1e-5,
     );
