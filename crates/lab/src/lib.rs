@@ -2,6 +2,7 @@
 
 pub mod batch_law;
 pub mod heatmap;
+pub mod log_parabola;
 pub mod plot;
 pub mod scaling;
 pub mod windtunnel;
