@@ -3,9 +3,10 @@
 
 use crate::windtunnel::{run_points, write_index, PlannedPoint, ProxyArgs, SweepArgs};
 use clap::{Args, Subcommand, ValueEnum};
+use minicpm_lab::plot;
 use minicpm_lab::scaling::{
-    exclude_highest_loss, fit_envelope, plan_study, read_points, render_contours, study,
-    BootstrapConfig, CurvePoint, FitConfig, Point, ScalingReport, SizeSpec, StudyPlan,
+    exclude_highest_loss, fit_envelope, iso_flop_chart, plan_study, read_points, render_contours,
+    study, BootstrapConfig, CurvePoint, FitConfig, Point, ScalingReport, SizeSpec, StudyPlan,
 };
 use minicpm_train::runs::{self, RunSummary};
 use minicpm_train::RunConfig;
@@ -290,6 +291,20 @@ fn fit(a: FitArgs) -> anyhow::Result<ExitCode> {
             Ok(files) => files.iter().for_each(|f| eprintln!("{}", f.display())),
             Err(e) => eprintln!("warning: no contour plot: {e}"),
         }
+        if !report.iso_flop.is_empty() {
+            let unit = match (from_runs, a.loss) {
+                (false, _) => "loss",
+                (true, LossUnit::BitsPerByte) => "held-out bits per byte",
+                (true, LossUnit::NatsPerToken) => "held-out nats per token",
+            };
+            let chart = iso_flop_chart(&report.iso_flop, unit);
+            let mut iso_stem = stem.clone().into_os_string();
+            iso_stem.push("-iso-flop");
+            match plot::render(&chart, Path::new(&iso_stem)) {
+                Ok(files) => files.iter().for_each(|f| eprintln!("{}", f.display())),
+                Err(e) => eprintln!("warning: no iso-FLOP plot: {e}"),
+            }
+        }
     }
     let mut value = serde_json::to_value(&report)?;
     value["envelopes"] = json!(envelopes);
@@ -313,19 +328,45 @@ fn print_report(report: &ScalingReport, n_points: usize) {
     ci("B", p.b, iv.map(|i| (i.b.low, i.b.high)));
     ci("alpha", p.alpha, iv.map(|i| (i.alpha.low, i.alpha.high)));
     ci("beta", p.beta, iv.map(|i| (i.beta.low, i.beta.high)));
-    let Some(al) = &report.allocation else {
-        let why = report.no_allocation.as_deref().unwrap_or("unknown");
-        eprintln!("  no compute-optimal allocation: {why}");
-        return;
-    };
-    eprintln!(
-        "  K {:.4}  K^2 {:.4}  eta {:.4}  (N, D in billions: K^2 {:.4})",
-        al.k, al.k_squared, al.eta, al.billions.k_squared
-    );
-    for b in &al.budgets {
+    match &report.allocation {
+        None => {
+            let why = report.no_allocation.as_deref().unwrap_or("unknown");
+            eprintln!("  no compute-optimal allocation: {why}");
+        }
+        Some(al) => {
+            eprintln!(
+                "  K {:.4}  K^2 {:.4}  eta {:.4}  (N, D in billions: K^2 {:.4})",
+                al.k, al.k_squared, al.eta, al.billions.k_squared
+            );
+            for b in &al.budgets {
+                eprintln!(
+                    "  C = {:.1e} FLOPs: N_opt {:.3e} params, D_opt {:.3e} tokens, D/N {:.1}",
+                    b.flops, b.n_opt, b.d_opt, b.tokens_per_param
+                );
+            }
+        }
+    }
+    if !report.iso_flop.is_empty() {
         eprintln!(
-            "  C = {:.1e} FLOPs: N_opt {:.3e} params, D_opt {:.3e} tokens, D/N {:.1}",
-            b.flops, b.n_opt, b.d_opt, b.tokens_per_param
+            "  iso-FLOP profiles (no law assumed; sizes interpolated between their branches):"
+        );
+    }
+    for p in &report.iso_flop {
+        let best = &p.best_measured;
+        let read = match &p.optimum {
+            Some(o) => format!(
+                "minimum at N {:.3e} params, D {:.3e} tokens, D/N {:.1}",
+                o.n, o.d, o.tokens_per_param
+            ),
+            None => format!("not bracketed ({})", p.shape.describe()),
+        };
+        eprintln!(
+            "  C = {:.1e} FLOPs: {} sizes, best measured N {:.3e} (D/N {:.1}, loss {:.4}); {read}",
+            p.flops,
+            p.sizes.len(),
+            best.n,
+            best.d / best.n,
+            best.loss
         );
     }
 }

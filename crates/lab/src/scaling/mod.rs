@@ -1,7 +1,8 @@
 //! Scaling laws: reading runs, fitting L(N, D) = E + A / N^alpha + B / D^beta (Chinchilla form,
 //! fitted as in Besiroglu et al. 2024), bootstrap intervals, compute-optimal allocation under
-//! C = 6ND, single-run loss-versus-compute envelopes, a serialisable report, the iso-loss
-//! contour figure of a fitted law, and the plan of a WSD scaling-law study (which runs to train).
+//! C = 6ND, iso-FLOP profiles read from the points without any law, single-run
+//! loss-versus-compute envelopes, a serialisable report, the iso-loss contour figure of a fitted
+//! law, and the plan of a WSD scaling-law study (which runs to train).
 
 mod allocation;
 mod bootstrap;
@@ -10,6 +11,7 @@ mod csv_input;
 mod envelope;
 mod error;
 mod fit;
+mod iso_flop;
 mod iso_loss;
 mod law;
 mod objective;
@@ -28,6 +30,10 @@ pub use envelope::{
 };
 pub use error::{PointProblem, ScalingError};
 pub use fit::{fit_law, FitConfig, LawFit, StartGrid, LAW_PARAMS};
+pub use iso_flop::{
+    covered_budgets, iso_flop_chart, iso_flop_profiles, IsoFlopOptimum, IsoFlopPoint,
+    IsoFlopProfile, ISO_FLOP_MIN_SIZES,
+};
 pub use iso_loss::{compute_at_size, compute_to_reach, frontier, frontier_loss, iso_loss_n};
 pub use law::{LawParams, PerParam};
 pub use plan::{plan_study, PlanError, PlannedBranch, PlannedSize, SizeSpec, StudyPlan};

@@ -7,9 +7,13 @@ use super::allocation::{allocate, Allocation};
 use super::bootstrap::{bootstrap, BootstrapConfig, BootstrapIntervals};
 use super::error::ScalingError;
 use super::fit::{fit_law, FitConfig, LawFit};
+use super::iso_flop::{covered_budgets, iso_flop_profiles, IsoFlopProfile};
 use super::law::LawParams;
 use super::objective::huber;
 use super::point::Point;
+
+/// Budgets per decade of compute at which the report reads iso-FLOP profiles.
+const ISO_FLOP_BUDGETS_PER_DECADE: usize = 4;
 
 /// How one point departs from the fitted law.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -60,6 +64,10 @@ pub struct ScalingReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_allocation: Option<String>,
     pub residuals: Vec<Residual>,
+    /// The compute-optimal size read from the points at each budget that enough sizes cover
+    /// (four budgets a decade), with no law assumed: the check on the law's allocation.
+    #[serde(default)]
+    pub iso_flop: Vec<IsoFlopProfile>,
 }
 
 impl ScalingReport {
@@ -89,6 +97,10 @@ pub fn study(
             .into(),
         params_in_billions: fit.params.in_billions(),
         residuals: residuals(points, &fit.params, config.huber_delta),
+        iso_flop: iso_flop_profiles(
+            points,
+            &covered_budgets(points, ISO_FLOP_BUDGETS_PER_DECADE),
+        ),
         fit,
         intervals,
         allocation,
