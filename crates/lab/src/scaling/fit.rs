@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ScalingError;
 use super::law::LawParams;
-use super::objective::{CachedObjective, HuberLogObjective};
+use super::objective::{CachedObjective, EvaluationBudget, HuberLogObjective};
 use super::parallel;
 use super::point::{validate, Point};
 
@@ -181,21 +181,29 @@ pub(crate) fn fit_points(
     })
 }
 
+/// Objective evaluations allowed per L-BFGS iteration, on average, before a run is cut short
+/// (see [`EvaluationBudget`]): a healthy iteration takes one to a few.
+const EVALUATIONS_PER_ITERATION: u64 = 20;
+
 /// One L-BFGS run; `None` when it fails or ends somewhere non-finite. A line search that cannot
-/// progress (common on the kinks of the Huber loss) ends the run with its best point so far.
+/// progress (common on the kinks of the Huber loss) ends the run with its best point so far, and
+/// so does a run that spends its evaluation budget.
 fn minimise(
     objective: &HuberLogObjective,
     start: &[f64; 5],
     max_iters: u64,
 ) -> Option<(Vec<f64>, f64)> {
+    let budget = EvaluationBudget::new(max_iters.saturating_mul(EVALUATIONS_PER_ITERATION));
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10);
-    let result = Executor::new(CachedObjective::new(objective), solver)
+    let outcome = Executor::new(CachedObjective::new(objective, &budget), solver)
         .configure(|s| s.param(start.to_vec()).max_iters(max_iters))
         .timer(false)
-        .run()
-        .ok()?;
-    let state = result.state();
-    let theta = state.get_best_param()?.clone();
+        .run();
+    let theta = match outcome {
+        Ok(result) => result.state().get_best_param()?.clone(),
+        Err(_) if budget.exhausted() => budget.best()?.0,
+        Err(_) => return None,
+    };
     let value = objective.eval(&theta, None);
     (value.is_finite() && theta.iter().all(|t| t.is_finite())).then_some((theta, value))
 }

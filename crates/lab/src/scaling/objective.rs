@@ -3,7 +3,7 @@
 //! ln L(N, D) = logsumexp(a - alpha ln N, b - beta ln D, e) with a = ln A, b = ln B, e = ln E, so
 //! the fit works in log loss (relative errors) and stays finite for any parameter values.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use argmin::core::{CostFunction, Error, Gradient};
 
@@ -82,32 +82,73 @@ impl HuberLogObjective {
 /// A point, the objective there, and its gradient.
 type Evaluation = (Vec<f64>, f64, [f64; 5]);
 
+/// A cap on the evaluations of one optimiser run, and the best point it has seen. The cap is
+/// needed because argmin's L-BFGS runs its line search with no iteration limit, and on the
+/// flat, kinked surfaces of a degenerate fit (an exponent near zero) More-Thuente can search
+/// forever; when the cap is reached the run is stopped and the best point so far stands.
+pub(crate) struct EvaluationBudget {
+    left: Cell<u64>,
+    best: RefCell<Option<(Vec<f64>, f64)>>,
+}
+
+impl EvaluationBudget {
+    pub(crate) fn new(evaluations: u64) -> Self {
+        Self {
+            left: Cell::new(evaluations),
+            best: RefCell::new(None),
+        }
+    }
+
+    /// The point with the lowest finite objective evaluated so far.
+    pub(crate) fn best(&self) -> Option<(Vec<f64>, f64)> {
+        self.best.borrow().clone()
+    }
+
+    pub(crate) fn exhausted(&self) -> bool {
+        self.left.get() == 0
+    }
+}
+
 /// One optimiser run's view of the objective. The line search asks for the value and then the
 /// gradient at the same point, and L-BFGS asks for the gradient there once more; remembering the
 /// last point evaluated turns those three passes over the data into one.
 pub(crate) struct CachedObjective<'a> {
     inner: &'a HuberLogObjective,
     last: RefCell<Option<Evaluation>>,
+    budget: &'a EvaluationBudget,
 }
 
 impl<'a> CachedObjective<'a> {
-    pub(crate) fn new(inner: &'a HuberLogObjective) -> Self {
+    pub(crate) fn new(inner: &'a HuberLogObjective, budget: &'a EvaluationBudget) -> Self {
         Self {
             inner,
             last: RefCell::new(None),
+            budget,
         }
     }
 
-    fn value_and_gradient(&self, theta: &[f64]) -> (f64, [f64; 5]) {
+    fn value_and_gradient(&self, theta: &[f64]) -> Result<(f64, [f64; 5]), Error> {
         if let Some((at, value, grad)) = self.last.borrow().as_ref() {
             if at.as_slice() == theta {
-                return (*value, *grad);
+                return Ok((*value, *grad));
             }
         }
+        let left = self.budget.left.get();
+        if left == 0 {
+            return Err(Error::msg("evaluation budget of the run exhausted"));
+        }
+        self.budget.left.set(left - 1);
         let mut grad = [0.0; 5];
         let value = self.inner.eval(theta, Some(&mut grad));
+        let mut best = self.budget.best.borrow_mut();
+        if value.is_finite()
+            && theta.iter().all(|t| t.is_finite())
+            && best.as_ref().is_none_or(|(_, b)| value < *b)
+        {
+            *best = Some((theta.to_vec(), value));
+        }
         *self.last.borrow_mut() = Some((theta.to_vec(), value, grad));
-        (value, grad)
+        Ok((value, grad))
     }
 }
 
@@ -116,7 +157,7 @@ impl CostFunction for CachedObjective<'_> {
     type Output = f64;
 
     fn cost(&self, theta: &Self::Param) -> Result<f64, Error> {
-        Ok(self.value_and_gradient(theta).0)
+        Ok(self.value_and_gradient(theta)?.0)
     }
 }
 
@@ -125,7 +166,7 @@ impl Gradient for CachedObjective<'_> {
     type Gradient = Vec<f64>;
 
     fn gradient(&self, theta: &Self::Param) -> Result<Vec<f64>, Error> {
-        Ok(self.value_and_gradient(theta).1.to_vec())
+        Ok(self.value_and_gradient(theta)?.1.to_vec())
     }
 }
 
