@@ -167,33 +167,31 @@ pub fn iso_flop_chart(profiles: &[IsoFlopProfile], loss_label: &str) -> Chart {
 fn by_size(points: &[Point]) -> Vec<(f64, Vec<(f64, f64)>)> {
     let mut sorted: Vec<Point> = points.to_vec();
     sorted.sort_by(|a, b| a.n.total_cmp(&b.n).then(a.d.total_cmp(&b.d)));
-    let mut sizes: Vec<(f64, Vec<(f64, f64)>)> = Vec::new();
-    let mut repeats: Vec<usize> = Vec::new();
+    // Per size: (tokens, sum of ln loss, count) while gathering.
+    let mut sizes: Vec<(f64, Vec<(f64, f64, f64)>)> = Vec::new();
     for p in sorted {
         if sizes.last().map(|s| s.0) != Some(p.n) {
             sizes.push((p.n, Vec::new()));
         }
         let curve = &mut sizes.last_mut().expect("pushed above").1;
         match curve.last_mut() {
-            // Accumulate ln(loss) and count; turned into the mean below.
             Some(last) if last.0 == p.d => {
                 last.1 += p.loss.ln();
-                *repeats.last_mut().expect("one count per entry") += 1;
+                last.2 += 1.0;
             }
-            _ => {
-                curve.push((p.d, p.loss.ln()));
-                repeats.push(1);
-            }
-        }
-    }
-    let mut counts = repeats.into_iter();
-    for (_, curve) in &mut sizes {
-        for entry in curve.iter_mut() {
-            let k = counts.next().expect("one count per entry") as f64;
-            entry.1 = (entry.1 / k).exp();
+            _ => curve.push((p.d, p.loss.ln(), 1.0)),
         }
     }
     sizes
+        .into_iter()
+        .map(|(n, curve)| {
+            let merged = curve
+                .into_iter()
+                .map(|(d, ln_sum, count)| (d, (ln_sum / count).exp()))
+                .collect();
+            (n, merged)
+        })
+        .collect()
 }
 
 /// The loss at `d` tokens on one size's sorted curve, interpolated linearly in (ln d, ln loss)
