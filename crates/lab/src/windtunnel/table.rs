@@ -92,8 +92,9 @@ impl LrTable {
         out += &format!("{:>12}", "best lr");
         for b in &best {
             out += &match b {
-                Some((lr, _)) => format!("{lr:>10}"),
-                None => format!("{:>10}", "-"),
+                // A space first: LRs such as 0.00390625 fill the whole column.
+                Some((lr, _)) => format!(" {lr:>9}"),
+                None => format!(" {:>9}", "-"),
             };
         }
         out.push('\n');
@@ -127,5 +128,19 @@ mod tests {
             text.contains("4.0000 ") && text.lines().count() == 4,
             "{text}"
         );
+    }
+
+    #[test]
+    fn long_learning_rates_stay_apart_in_the_best_row() {
+        let t = LrTable::new(&[
+            (64, 0.00390625, Some(4.7)),
+            (64, 0.0078125, Some(4.8)),
+            (128, 0.00390625, Some(4.6)),
+            (128, 0.0078125, Some(4.7)),
+        ]);
+        let text = t.render();
+        let best = text.lines().last().unwrap();
+        let fields: Vec<&str> = best.split_whitespace().collect();
+        assert_eq!(fields, ["best", "lr", "0.00390625", "0.00390625"], "{text}");
     }
 }
