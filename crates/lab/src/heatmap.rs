@@ -24,21 +24,10 @@ pub struct Heatmap {
     pub span: Option<f64>,
 }
 
-/// Viridis at five stops, interpolated: dark (low) to yellow (high).
+/// The lab's colour map as a plotters colour.
 fn viridis(t: f64) -> RGBColor {
-    const STOPS: [(f64, f64, f64); 5] = [
-        (68.0, 1.0, 84.0),
-        (59.0, 82.0, 139.0),
-        (33.0, 145.0, 140.0),
-        (94.0, 201.0, 98.0),
-        (253.0, 231.0, 37.0),
-    ];
-    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
-    let i = (t.floor() as usize).min(STOPS.len() - 2);
-    let f = t - i as f64;
-    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
-    let (a, b) = (STOPS[i], STOPS[i + 1]);
-    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+    let (r, g, b) = crate::plot::viridis(t);
+    RGBColor(r, g, b)
 }
 
 fn draw_one<DB: DrawingBackend>(

@@ -34,13 +34,6 @@ const SIZE_MARGIN: f64 = 10.0;
 /// Colours of the levels, lowest loss first: viridis, stopped before its pale yellow end, which
 /// would vanish on white. A sequential map makes the order of the levels visible without the
 /// legend.
-const VIRIDIS: [(f64, f64, f64); 5] = [
-    (68.0, 1.0, 84.0),
-    (59.0, 82.0, 139.0),
-    (33.0, 145.0, 140.0),
-    (94.0, 201.0, 98.0),
-    (253.0, 231.0, 37.0),
-];
 const VIRIDIS_END: f64 = 0.85;
 
 /// Why a contour plot cannot be drawn.
@@ -357,12 +350,7 @@ fn level_colour(i: usize, count: usize) -> (u8, u8, u8) {
     } else {
         VIRIDIS_END / 2.0
     };
-    let x = t * (VIRIDIS.len() - 1) as f64;
-    let k = (x.floor() as usize).min(VIRIDIS.len() - 2);
-    let f = x - k as f64;
-    let (a, b) = (VIRIDIS[k], VIRIDIS[k + 1]);
-    let mix = |u: f64, v: f64| (u + (v - u) * f).round() as u8;
-    (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+    plot::viridis(t)
 }
 
 /// A coefficient as it reads in a formula: four significant digits, no unit suffixes.
