@@ -5,15 +5,7 @@
 
 use minicpm_lab::log_parabola::ParabolaShape;
 use minicpm_lab::scaling::{
-    allocate, covered_budgets, iso_flop_profiles, LawParams, Point, ISO_FLOP_MIN_SIZES,
-};
-
-const CHINCHILLA: LawParams = LawParams {
-    e: 1.8172,
-    a: 482.01,
-    b: 2085.43,
-    alpha: 0.3478,
-    beta: 0.3658,
+    allocate, covered_budgets, iso_flop_profiles, Point, CHINCHILLA_REFIT, ISO_FLOP_MIN_SIZES,
 };
 
 /// One stable run per size with a decay branch at each data multiple, as `scaling-law plan`
@@ -24,7 +16,7 @@ fn study(sizes: &[f64], multiples: &[f64]) -> Vec<Point> {
         .flat_map(|&n| {
             multiples
                 .iter()
-                .map(move |&m| Point::new(n, m * n, CHINCHILLA.predict(n, m * n)))
+                .map(move |&m| Point::new(n, m * n, CHINCHILLA_REFIT.predict(n, m * n)))
         })
         .collect()
 }
@@ -47,7 +39,7 @@ fn a_bracketed_optimum_lands_on_the_laws_allocation() {
         }
         let optimum = p.optimum.unwrap_or_else(|| panic!("not bracketed: {p:?}"));
         assert_eq!(p.shape, ParabolaShape::Interior);
-        let truth = allocate(&CHINCHILLA, &[p.flops]).unwrap().budgets[0];
+        let truth = allocate(&CHINCHILLA_REFIT, &[p.flops]).unwrap().budgets[0];
         assert!(
             (optimum.n / truth.n_opt - 1.0).abs() < 0.02,
             "C = {:.2e}: N_opt {:.4e}, law {:.4e}",

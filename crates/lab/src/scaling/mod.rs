@@ -35,7 +35,7 @@ pub use iso_flop::{
     IsoFlopProfile, ISO_FLOP_MIN_SIZES,
 };
 pub use iso_loss::{compute_at_size, compute_to_reach, frontier, frontier_loss, iso_loss_n};
-pub use law::{LawParams, PerParam};
+pub use law::{LawParams, PerParam, CHINCHILLA_REFIT};
 pub use plan::{plan_study, PlanError, PlannedBranch, PlannedSize, SizeSpec, StudyPlan};
 pub(crate) use point::value_problem;
 pub use point::{exclude_highest_loss, validate, Point};
