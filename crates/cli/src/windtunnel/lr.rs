@@ -1,6 +1,6 @@
 //! `windtunnel lr`: the learning-rate sweep over widths.
 
-use super::{parse_tokens, run_points, write_index, PlannedPoint, ProxyArgs, SweepArgs};
+use super::{run_points, write_index, PlannedPoint, ProxyArgs, SweepArgs};
 use clap::Args;
 use minicpm_lab::heatmap::{render_heatmaps, Heatmap};
 use minicpm_lab::plot::tick;
@@ -45,12 +45,7 @@ pub fn run(a: LrArgs) -> anyhow::Result<ExitCode> {
     let mut planned = Vec::new();
     for p in &grid_points {
         let lr = format!("optim.lr={}", p.lr);
-        let shaped = a.proxy.config(&p.shape, std::slice::from_ref(&lr))?;
-        let tokens = parse_tokens(&a.tokens, shaped.model.non_embedding_params())?;
-        let steps = tokens.div_ceil(shaped.train.batch_tokens).max(1);
-        let config = a
-            .proxy
-            .config(&p.shape, &[lr, format!("train.steps={steps}")])?;
+        let config = a.proxy.config_for_tokens(&p.shape, &[lr], &a.tokens)?;
         planned.push(PlannedPoint {
             name: p.name.clone(),
             config,

@@ -96,6 +96,23 @@ impl ProxyArgs {
         sets.extend(extra.iter().cloned());
         Ok(RunConfig::load(&self.config, &sets)?)
     }
+
+    /// [`ProxyArgs::config`] trained for `tokens` (a count, or a multiple of the proxy's
+    /// non-embedding parameters such as `20N`): `extra` plus the updates that budget takes at
+    /// the config's batch.
+    pub(crate) fn config_for_tokens(
+        &self,
+        shape: &ProxyShape,
+        extra: &[String],
+        tokens: &str,
+    ) -> anyhow::Result<RunConfig> {
+        let base = self.config(shape, extra)?;
+        let tokens = parse_tokens(tokens, base.model.non_embedding_params())?;
+        let steps = tokens.div_ceil(base.train.batch_tokens).max(1);
+        let mut all = extra.to_vec();
+        all.push(format!("train.steps={steps}"));
+        self.config(shape, &all)
+    }
 }
 
 /// How a sweep's points are trained: here, K at a time, or handed to a scheduler.

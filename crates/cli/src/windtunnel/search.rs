@@ -69,16 +69,14 @@ pub fn run(a: SearchArgs) -> anyhow::Result<ExitCode> {
     let trials = draws(a.trials, a.search_seed);
     let mut planned = Vec::new();
     for (i, values) in trials.iter().enumerate() {
-        let mut extra: Vec<String> = SPACE
+        let extra: Vec<String> = SPACE
             .iter()
             .zip(values)
             .map(|((key, ..), v)| format!("{key}={v}"))
             .collect();
-        let batch = a.proxy.config(&shape, &extra)?.train.batch_tokens;
-        extra.push(format!("train.steps={}", tokens.div_ceil(batch).max(1)));
         planned.push(PlannedPoint {
             name: format!("{}-d{w}-trial{i:03}", a.proxy.param.name()),
-            config: a.proxy.config(&shape, &extra)?,
+            config: a.proxy.config_for_tokens(&shape, &extra, &a.tokens)?,
         });
     }
     let Some(results) = run_points(planned, &a.sweep, &a.out)? else {
