@@ -13,6 +13,7 @@ pub mod lm_head_loss;
 pub mod loss;
 pub mod metrics;
 pub mod optimizer;
+pub mod run_data;
 pub mod runs;
 pub mod schedule;
 pub mod trainer;

@@ -8,12 +8,13 @@ use crate::diagnostics::{cosine, flat_gradients, flat_weights, max_abs_change};
 use crate::loss::{evaluate, lm_loss, EvalResult};
 use crate::metrics::{MetricsLog, Record};
 use crate::optimizer::AdamW;
+use crate::run_data::RunData;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use minicpm_data::batches::eval_batches;
-use minicpm_data::mixture::{Mixture, MixtureCursor};
-use minicpm_data::{DataError, TokenDataset};
+use minicpm_data::mixture::MixtureCursor;
+use minicpm_data::DataError;
 use minicpm_model::{hf, init, mup, MiniCpm, ModelConfig, ModelError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,43 +118,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         )));
     }
 
-    let (source_paths, weights) = cfg.data.resolved_mixture().map_err(TrainError::Usage)?;
-    let mut sources = Vec::with_capacity(source_paths.len());
-    for (name, path) in &source_paths {
-        sources.push((name.clone(), TokenDataset::open(path)?));
-    }
-    let valid_paths = cfg
-        .data
-        .valid
-        .as_ref()
-        .map(|v| v.paths())
-        .unwrap_or_default();
-    if valid_paths.is_empty() {
-        return Err(TrainError::Usage(
-            "data.valid: no held-out token-shard directory configured".into(),
-        ));
-    }
-    let valid_data = TokenDataset::open_many(&valid_paths)?;
-    let mut all: Vec<(String, &TokenDataset)> = sources
-        .iter()
-        .map(|(n, d)| (format!("sources.{n}"), d))
-        .collect();
-    all.push(("valid".into(), &valid_data));
-    for (what, ds) in all {
-        if ds.index.vocab_size > model_cfg.vocab_size {
-            return Err(TrainError::Usage(format!(
-                "data.{what}: token ids go up to {} but model.vocab_size is {}",
-                ds.index.vocab_size, model_cfg.vocab_size
-            )));
-        }
-        if ds.tokens.len() <= cfg.train.seq_len {
-            return Err(TrainError::Usage(format!(
-                "data.{what}: {} tokens is too few for sequences of {}",
-                ds.tokens.len(),
-                cfg.train.seq_len
-            )));
-        }
-    }
+    let data = RunData::open(&cfg, model_cfg.vocab_size)?;
 
     let (mut model, mut opt, mut state) = match &resume_from {
         Some((_, dir)) => {
@@ -195,21 +160,14 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         .resolve(cfg.train.steps)
         .map_err(TrainError::Usage)?;
     let mut log = MetricsLog::open(run, state.step)?;
-    let borrowed = sources.iter().map(|(n, d)| (n.clone(), d)).collect();
-    let mut mixture = Mixture::new(
-        borrowed,
-        &weights,
-        cfg.train.seq_len,
-        state.seed,
-        &state.data_cursor,
-    )?;
+    let mut mixture = data.mixture(cfg.train.seq_len, state.seed, &state.data_cursor)?;
     let evals = eval_batches(
-        &valid_data,
+        &data.valid,
         cfg.train.seq_len,
         cfg.train.micro_batch,
         cfg.train.eval_batches,
     );
-    let bpt = valid_data.bytes_per_token();
+    let bpt = data.valid.bytes_per_token();
     let accum = cfg.accumulation();
     let t = &cfg.train;
     let tokenizer = cfg.data.tokenizer.as_deref().filter(|p| p.exists());
