@@ -219,14 +219,30 @@ fn the_job_list_trains_a_point_from_a_shell_line() {
 
 /// Mean |activation| at the last step, by (site, width), from the check's JSON.
 fn coord(dir: &Path, param: &str) -> Vec<(String, u64, f64)> {
-    let out = dir.join(format!("coord-{param}"));
+    coord_records(dir, param, &[], 3)
+        .into_iter()
+        .filter(|r| r.1 == 3)
+        .map(|(site, _, width, mean)| (site, width, mean))
+        .collect()
+}
+
+/// Every (site, step, width, mean |activation|) of a check over `steps` updates, with `extra`
+/// arguments.
+fn coord_records(
+    dir: &Path,
+    param: &str,
+    extra: &[&str],
+    steps: u64,
+) -> Vec<(String, u64, u64, f64)> {
+    let out = dir.join(format!("coord-{param}{}", extra.join("")));
     run_ok(
         bin()
             .args(["windtunnel", "coord-check", "--config"])
             .arg(dir.join("tiny.toml"))
             .args(["--widths", "32,256", "--head-dim", "16", "--layers", "2"])
-            .args(["--steps", "3", "--param", param])
+            .args(["--steps", &steps.to_string(), "--param", param])
             .args(["--set", "optim.lr=0.02", "--set", "model.dim_model_base=32"])
+            .args(extra)
             .arg("--out")
             .arg(&out),
     );
@@ -246,15 +262,64 @@ fn coord(dir: &Path, param: &str) -> Vec<(String, u64, f64)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["step"] == 3)
         .map(|r| {
             (
                 r["site"].as_str().unwrap().to_string(),
+                r["step"].as_u64().unwrap(),
                 r["width"].as_u64().unwrap(),
                 r["mean_abs"].as_f64().unwrap(),
             )
         })
         .collect()
+}
+
+/// Mean |activation| of `site` at `step` for `width`.
+fn at(records: &[(String, u64, u64, f64)], site: &str, step: u64, width: u64) -> f64 {
+    records
+        .iter()
+        .find(|r| r.0 == site && r.1 == step && r.2 == width)
+        .unwrap_or_else(|| panic!("{site} at step {step}, width {width}"))
+        .3
+}
+
+#[test]
+fn the_coordinate_check_on_text_trains_on_the_corpus_and_stays_flat_under_mup() {
+    let (dir, _) = setup(10);
+    let steps = 8;
+    let random = coord_records(dir.path(), "mup", &[], steps);
+    let text = coord_records(dir.path(), "mup", &["--text"], steps);
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("coord-mup--text/coord-check-mup.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["tokens"], "text");
+    // Random tokens are best predicted by flat logits, so their updates leave the logits near
+    // where they started; the tiny corpus is highly repetitive, and a few updates on it already
+    // make the logits large at every width.
+    for width in [32, 256] {
+        let moved = |r: &[_]| at(r, "logits", steps, width) / at(r, "logits", 0, width);
+        let (on_random, on_text) = (moved(&random), moved(&text));
+        eprintln!("width {width}: logits x{on_random:.2} on random tokens, x{on_text:.2} on text");
+        assert!(on_random < 1.5, "width {width}: {on_random}");
+        assert!(on_text > 3.0, "width {width}: {on_text}");
+    }
+    // And what text drives stays width-independent under muP, the logits and attention included.
+    for site in ["embedding", "attention", "mlp", "residual", "logits"] {
+        let g = at(&text, site, steps, 256) / at(&text, site, steps, 32);
+        eprintln!("{site}: x{g:.2} from width 32 to 256 on text");
+        assert!((0.67..1.5).contains(&g), "{site}: muP changes {g}x on text");
+    }
+    // Data that does not fit the model is refused by name before any update.
+    let err = run_bad(
+        bin()
+            .args(["windtunnel", "coord-check", "--text", "--config"])
+            .arg(dir.path().join("tiny.toml"))
+            .args(["--widths", "32", "--head-dim", "16", "--set", "model.vocab_size=100"])
+            .arg("--out")
+            .arg(dir.path().join("coord-bad")),
+    );
+    assert!(err.contains("data.") && err.contains("vocab_size"), "{err}");
+    assert!(!dir.path().join("coord-bad").exists());
 }
 
 fn growth(records: &[(String, u64, f64)], site: &str) -> f64 {

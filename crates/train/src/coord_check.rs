@@ -4,18 +4,25 @@
 //! which is the visible sign of an LR that will not transfer.
 //!
 //! Following Yang et al. (Tensor Programs V), the learning rate is held constant (no schedule)
-//! and the measurement is a forward pass over one fixed batch before each update. The tokens are
-//! uniformly random (seeded), so the check needs no dataset: it measures the scale of the
-//! activations, which the updates set whatever the data.
+//! and the measurement is a forward pass over one fixed batch before each update. By default the
+//! tokens are uniformly random (seeded), so the check needs no dataset: it measures the scale of
+//! the activations, which the updates set whatever the data. On random tokens, though, the only
+//! thing to learn is that every token is equally likely, so the check can also train on the
+//! run's own data (its stable mixture, probed on the first held-out batch) and show the updates
+//! that text drives.
 
 use crate::bench::TokenSource;
 use crate::config::RunConfig;
 use crate::loss::{batch_loss, input_tensor};
 use crate::optimizer::AdamW;
+use crate::run_data::RunData;
 use crate::trainer::TrainError;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
+use minicpm_data::batches::eval_batches;
+use minicpm_data::mixture::{Mixture, MixtureCursor};
+use minicpm_data::Batch;
 use minicpm_model::{init, mup, Site};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -30,18 +37,58 @@ pub struct CoordRecord {
     pub mean_abs: f64,
 }
 
+/// The training batches: random tokens, or the run's data mixture.
+enum Batches<'a> {
+    Random { tokens: TokenSource, vocab: u32 },
+    Text(Mixture<'a>),
+}
+
+impl Batches<'_> {
+    fn next(&mut self, rows: usize, seq_len: usize) -> Batch {
+        match self {
+            Batches::Random { tokens, vocab } => tokens.batch(rows, seq_len, *vocab),
+            Batches::Text(mixture) => mixture.next_batch("stable", rows).0,
+        }
+    }
+}
+
 /// Measures at initialisation and after each of `steps` updates of `cfg`'s model on `device`
-/// (an autodiff device), at the config's peak learning rate.
-pub fn run(cfg: &RunConfig, steps: u64, device: &Device) -> Result<Vec<CoordRecord>, TrainError> {
+/// (an autodiff device), at the config's peak learning rate, on random tokens or, given `text`
+/// (opened from `cfg`), on the run's data.
+pub fn run(
+    cfg: &RunConfig,
+    steps: u64,
+    text: Option<&RunData>,
+    device: &Device,
+) -> Result<Vec<CoordRecord>, TrainError> {
     let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
     let t = &cfg.train;
     let vocab = u32::try_from(model_cfg.vocab_size)
         .map_err(|_| TrainError::Usage("model.vocab_size does not fit token ids".into()))?;
     let mut model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
     let mut opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
-    let probe_batch =
-        TokenSource(cfg.seed ^ 0x0063_6f6f_7264_636b).batch(t.micro_batch, t.seq_len, vocab);
-    let mut training = TokenSource(cfg.seed);
+    let (probe_batch, mut training) = match text {
+        None => (
+            TokenSource(cfg.seed ^ 0x0063_6f6f_7264_636b).batch(t.micro_batch, t.seq_len, vocab),
+            Batches::Random {
+                tokens: TokenSource(cfg.seed),
+                vocab,
+            },
+        ),
+        Some(data) => {
+            let probe = eval_batches(&data.valid, t.seq_len, t.micro_batch, 1)
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    TrainError::Usage(format!(
+                        "data.valid: fewer than {} sequences of {} for the probe batch",
+                        t.micro_batch, t.seq_len
+                    ))
+                })?;
+            let mixture = data.mixture(t.seq_len, cfg.seed, &MixtureCursor::default())?;
+            (probe, Batches::Text(mixture))
+        }
+    };
     let inner = device.clone().inner();
     let mut out = Vec::new();
     for step in 0..=steps {
@@ -72,7 +119,7 @@ pub fn run(cfg: &RunConfig, steps: u64, device: &Device) -> Result<Vec<CoordReco
         if step == steps {
             break;
         }
-        let batch = training.batch(t.micro_batch, t.seq_len, vocab);
+        let batch = training.next(t.micro_batch, t.seq_len);
         let loss = batch_loss(&model, input_tensor(&batch, device), &batch.targets);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = opt.step(model, grads, cfg.optim.lr).0;

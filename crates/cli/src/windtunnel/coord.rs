@@ -3,6 +3,7 @@
 use super::ProxyArgs;
 use clap::Args;
 use minicpm_lab::plot::{self, Chart, Series};
+use minicpm_train::run_data::RunData;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,34 +15,52 @@ pub struct CoordArgs {
     /// Updates after initialisation.
     #[arg(long, default_value_t = 5)]
     steps: u64,
-    /// Where coord-check-<param>.json and the plots go.
-    #[arg(long, default_value = "runs/windtunnel/coord-check")]
-    out: PathBuf,
+    /// Train on the config's data (its stable mixture, probed on the first held-out batch)
+    /// instead of random tokens.
+    #[arg(long)]
+    text: bool,
+    /// Where coord-check-<param>.json and the plots go [default: runs/windtunnel/coord-check,
+    /// or coord-check-text with --text].
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 pub fn run(a: CoordArgs) -> anyhow::Result<ExitCode> {
     if a.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(if a.text {
+            "runs/windtunnel/coord-check-text"
+        } else {
+            "runs/windtunnel/coord-check"
+        })
+    });
     let device = crate::util::training_device();
+    let mut text = None;
     let mut all = Vec::new();
     for w in a.proxy.widths() {
         let shape = a.proxy.shape(w)?;
         let cfg = a.proxy.config(&shape, &[])?;
+        // Every width shares the data and its vocabulary: opened (and checked) once.
+        if a.text && text.is_none() {
+            text = Some(RunData::open(&cfg, cfg.model.vocab_size)?);
+        }
         eprintln!("width {w}: {} layers, {} heads", shape.layers, shape.heads);
-        for r in minicpm_train::coord_check::run(&cfg, a.steps, &device)? {
+        for r in minicpm_train::coord_check::run(&cfg, a.steps, text.as_ref(), &device)? {
             all.push((w, r));
         }
     }
-    std::fs::create_dir_all(&a.out)?;
+    std::fs::create_dir_all(&out)?;
     let param = a.proxy.param.name();
     let records: Vec<_> = all
         .iter()
         .map(|(w, r)| json!({"width": w, "step": r.step, "site": r.site, "mean_abs": r.mean_abs}))
         .collect();
+    let tokens = if a.text { "text" } else { "random" };
     super::write_index(
-        &a.out.join(format!("coord-check-{param}.json")),
-        &json!({"param": param, "records": records}),
+        &out.join(format!("coord-check-{param}.json")),
+        &json!({"param": param, "tokens": tokens, "records": records}),
     )?;
 
     // One chart per activation kind: mean |x| against width, a curve per step.
@@ -79,10 +98,10 @@ pub fn run(a: CoordArgs) -> anyhow::Result<ExitCode> {
         println!("  {site:<10} {}   growth {growth:.2}x", cells.join("  "));
         charts.push(chart);
     }
-    for f in plot::render_panels(&charts, 3, &a.out.join(format!("coord-check-{param}")))? {
+    for f in plot::render_panels(&charts, 3, &out.join(format!("coord-check-{param}")))? {
         println!("{}", f.display());
     }
-    for f in compare(&a.out)? {
+    for f in compare(&out)? {
         println!("{}", f.display());
     }
     Ok(ExitCode::SUCCESS)
