@@ -153,6 +153,8 @@ fn bad_configs_exit_2_naming_the_field() {
             &["train.batch_tokens=100"],
             &["train.batch_tokens", "multiple"],
         ),
+        (&["train.seq_len=0"], &["train.seq_len", "positive"]),
+        (&["train.micro_batch=0"], &["train.micro_batch", "positive"]),
         (
             &["data.train=\"/nonexistent/shards\""],
             &["/nonexistent/shards/index.json"],

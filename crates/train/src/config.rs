@@ -269,16 +269,12 @@ impl RunConfig {
         for (name, v) in [
             ("train.steps", t.steps),
             ("train.batch_tokens", t.batch_tokens),
+            ("train.micro_batch", t.micro_batch as u64),
+            ("train.seq_len", t.seq_len as u64),
         ] {
             if v == 0 {
                 return Err(field(name, "must be positive".into()));
             }
-        }
-        if t.micro_batch == 0 || t.seq_len == 0 {
-            return Err(field(
-                "train.micro_batch",
-                "micro_batch and seq_len must be positive".into(),
-            ));
         }
         self.data
             .check_decay_phase()
