@@ -64,7 +64,8 @@ enum Command {
     /// Measure training speed.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
-    /// The model wind tunnel: learning-rate sweeps over widths and the coordinate check.
+    /// The model wind tunnel: LR sweeps over widths, the coordinate check, the batch-size law, and
+    /// a hyperparameter search on a proxy.
     #[command(subcommand)]
     Windtunnel(windtunnel::WindtunnelCommand),
 }
