@@ -58,9 +58,11 @@ pub enum LossUnit {
 
 #[derive(Args)]
 pub struct FitArgs {
-    /// A study directory (its decay branches are the points) or a CSV with columns
+    /// Study directories (their decay branches are the points; several studies fit as one, e.g.
+    /// a study and its extension to more sizes or data) or one CSV with columns
     /// params,tokens,loss (or Epoch AI's Chinchilla columns).
-    input: PathBuf,
+    #[arg(required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
     /// The loss fitted when reading runs.
     #[arg(long, value_enum, default_value = "bits-per-byte")]
     loss: LossUnit,
@@ -234,11 +236,33 @@ fn branch_points(dir: &Path, unit: LossUnit) -> anyhow::Result<(Vec<Point>, Vec<
 }
 
 fn fit(a: FitArgs) -> anyhow::Result<ExitCode> {
-    let from_runs = a.input.is_dir();
+    let first = &a.input[0];
+    let from_runs = first.is_dir();
     let (points, trunks) = if from_runs {
-        branch_points(&a.input, a.loss)?
+        let (mut points, mut trunks) = (Vec::new(), Vec::new());
+        let mut seen = std::collections::HashSet::new();
+        for dir in &a.input {
+            if !dir.is_dir() {
+                anyhow::bail!(
+                    "{}: not a study directory (a CSV is fitted on its own)",
+                    dir.display()
+                );
+            }
+            if !seen.insert(dir.canonicalize()?) {
+                anyhow::bail!("{}: listed twice", dir.display());
+            }
+            let (p, t) = branch_points(dir, a.loss)?;
+            points.extend(p);
+            trunks.extend(t);
+        }
+        (points, trunks)
+    } else if a.input.len() > 1 {
+        anyhow::bail!(
+            "{}: a CSV is fitted on its own; give either one CSV or study directories",
+            first.display()
+        );
     } else {
-        (read_points(&a.input)?, Vec::new())
+        (read_points(first)?, Vec::new())
     };
     let points = exclude_highest_loss(&points, a.exclude_highest);
     let config = FitConfig {
@@ -252,10 +276,14 @@ fn fit(a: FitArgs) -> anyhow::Result<ExitCode> {
     let report = study(&points, &config, boot.as_ref(), &a.budgets)?;
     print_report(&report, points.len());
 
-    // One envelope per stable run: its branches' final losses against compute, fitted as a
-    // power law and as an exponential.
+    // One envelope per model size (a size may have stable runs in several studies): its
+    // branches' final losses against compute, fitted as a power law and as an exponential.
     let mut envelopes = Vec::new();
-    for t in &trunks {
+    let mut sizes_done = std::collections::HashSet::new();
+    for t in trunks
+        .iter()
+        .filter(|t| sizes_done.insert(t.non_embedding_params))
+    {
         let name = t
             .dir
             .file_name()
@@ -282,7 +310,7 @@ fn fit(a: FitArgs) -> anyhow::Result<ExitCode> {
     let plot_stem = a
         .plot
         .clone()
-        .or_else(|| from_runs.then(|| a.input.join("scaling-law")));
+        .or_else(|| from_runs.then(|| first.join("scaling-law")));
     if let Some(stem) = plot_stem {
         let c: Vec<f64> = points.iter().map(|p| 6.0 * p.n * p.d).collect();
         let lo = c.iter().copied().fold(f64::INFINITY, f64::min);

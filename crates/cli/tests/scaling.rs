@@ -92,6 +92,35 @@ fn a_study_is_planned_trained_and_fitted_from_its_branches() {
     // Iso-FLOP profiles need three sizes covering one budget; these sizes' branches do not
     // overlap that much, so there are none (their arithmetic is tested in the lab's own tests).
     assert_eq!(report["iso_flop"].as_array().unwrap().len(), 0);
+    // Two studies fit as one: a copy of this one (as a second seed would be) doubles the
+    // points, and each size still gets one envelope, over the branches of both.
+    let copy = dir.path().join("study-copy");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&study)
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success());
+    let both_path = dir.path().join("fit-both.json");
+    let both = run_ok(
+        bin()
+            .args(["scaling-law", "fit"])
+            .arg(&study)
+            .arg(&copy)
+            .args(["--bootstrap", "0", "--out"])
+            .arg(&both_path),
+    );
+    let log_both = String::from_utf8_lossy(&both.stderr);
+    assert!(log_both.contains("24 points"), "{log_both}");
+    let both: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&both_path).unwrap()).unwrap();
+    assert_eq!(both["residuals"].as_array().unwrap().len(), 24);
+    let envelopes = both["envelopes"].as_array().unwrap();
+    assert_eq!(envelopes.len(), 3);
+    for e in envelopes {
+        assert_eq!(e["envelope"]["n_points"].as_u64(), Some(8), "{e}");
+    }
     if log.contains("no contour plot") {
         // A law fitted to so small a study may put its contours outside the window; that is
         // said in one line, the report still stands.
@@ -121,4 +150,16 @@ fn bad_studies_are_refused_with_one_line() {
             .arg(dir.path().join("none.csv")),
     );
     assert!(err.contains("none.csv"), "{err}");
+    // Several inputs must all be studies, each given once.
+    let csv = dir.path().join("points.csv");
+    std::fs::write(&csv, "params,tokens,loss\n1e6,2e7,3.0\n").unwrap();
+    std::fs::create_dir_all(&study).unwrap();
+    for (inputs, culprit) in [
+        (vec![csv.clone(), study.clone()], "points.csv"),
+        (vec![study.clone(), csv.clone()], "points.csv"),
+        (vec![study.clone(), study.clone()], "listed twice"),
+    ] {
+        let err = run_bad(bin().args(["scaling-law", "fit"]).args(&inputs));
+        assert!(err.contains(culprit), "{inputs:?}: {err}");
+    }
 }
