@@ -3,7 +3,8 @@
 # 48, 64 and 96 (heads of 16, 2 layers; 24k to 212k non-embedding parameters), one stable run
 # each with exponential decay branches (10% of each branch) ending at 2, 4, 8, 16, 32 and 64
 # tokens per non-embedding parameter, on the demo corpus; then the L(N, D) fit in bits per byte.
-# Rerunning resumes. About 90 process-minutes on this project's 2-core machine.
+# Rerunning resumes. About 45 process-minutes on this project's 2-core machine (90 when it shares
+# the cores with other jobs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 minicpm="${MINICPM:-target/release/minicpm}"

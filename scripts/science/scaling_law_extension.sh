@@ -4,7 +4,7 @@
 # parameter for width 48 (a stable run of its own; constant-LR runs of one seed and data order
 # repeat the base trunk exactly up to its end) and a fifth size, width 128 (377k non-embedding
 # parameters), with branches at 2, 4 and 8. Then fits all three studies as one. Run
-# scaling_law.sh first. About 35 process-minutes (20 wall) on this project's 2-core machine.
+# scaling_law.sh first. About 16 process-minutes (9 wall) on this project's 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 minicpm="${MINICPM:-target/release/minicpm}"
