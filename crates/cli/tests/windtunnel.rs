@@ -314,7 +314,14 @@ fn the_coordinate_check_on_text_trains_on_the_corpus_and_stays_flat_under_mup() 
         bin()
             .args(["windtunnel", "coord-check", "--text", "--config"])
             .arg(dir.path().join("tiny.toml"))
-            .args(["--widths", "32", "--head-dim", "16", "--set", "model.vocab_size=100"])
+            .args([
+                "--widths",
+                "32",
+                "--head-dim",
+                "16",
+                "--set",
+                "model.vocab_size=100",
+            ])
             .arg("--out")
             .arg(dir.path().join("coord-bad")),
     );
