@@ -47,18 +47,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-/// Records without the timing field, which differs between any two runs.
-fn trace(run: &Path) -> Vec<String> {
-    read(&run.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .map(|mut r| {
-            r.tok_s = 0.0;
-            serde_json::to_string(&r).unwrap()
-        })
-        .collect()
-}
-
 fn weights(run: &Path, step: u64) -> Vec<u8> {
     std::fs::read(run.join(format!("checkpoints/step-{step:07}/model.safetensors"))).unwrap()
 }

@@ -332,3 +332,58 @@ fn a_bare_command_prints_its_help() {
         assert!(help.contains(cmd), "{cmd} missing from: {help}");
     }
 }
+
+/// The behaviour fixture: a WSD run of 200 updates on the tiny corpus with an automatic decay
+/// branch at update 80 and a resume from update 120 (its later checkpoints removed, so the
+/// resume replays the start of the decay phase). Every logged number of the trunk and the
+/// branch (losses, gradient norms, learning rates, held-out losses, diagnostics) must equal the
+/// recorded ones bit for bit; a change that alters them on purpose re-records the fixture
+/// (`MINICPM_RECORD_FIXTURES=1`) in the same commit and says why.
+#[test]
+fn a_fixed_run_with_a_branch_and_a_resume_reproduces_its_recorded_numbers() {
+    let (dir, cfg) = setup(200);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text
+        .replace("checkpoint_every = 5", "checkpoint_every = 40")
+        .replace("keep_checkpoints = 2", "keep_checkpoints = 0")
+        .replace("eval_every = 10", "eval_every = 50");
+    let cfg = dir.path().join("golden.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{text}\n[branches]\nat_tokens = [10240]\ndecay_fraction = 0.25\ndecay = \"exp\"\n"
+        ),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    run_ok(&mut train_new(&cfg, &run));
+    for step in [160, 200] {
+        std::fs::remove_dir_all(run.join(format!("checkpoints/step-{step:07}"))).unwrap();
+    }
+    run_ok(bin().args(["train", "--quiet", "--resume"]).arg(&run));
+
+    let branches: Vec<PathBuf> = std::fs::read_dir(run.join("branches"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(branches.len(), 1, "{branches:?}");
+    let branch = &branches[0];
+    let mut lines = vec!["# trunk".to_string()];
+    lines.extend(trace(&run));
+    lines.push("# branch".into());
+    lines.extend(trace(branch));
+    let got = lines.join("\n") + "\n";
+    let fixture = repo().join("crates/cli/tests/fixtures/golden-run.jsonl");
+    if std::env::var_os("MINICPM_RECORD_FIXTURES").is_some() {
+        std::fs::write(&fixture, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&fixture).unwrap();
+    assert!(
+        want.lines().count() > 200 + 2,
+        "the fixture holds the trunk and the branch"
+    );
+    for (i, (w, g)) in want.lines().zip(got.lines()).enumerate() {
+        assert_eq!(w, g, "line {} of {}", i + 1, fixture.display());
+    }
+    assert_eq!(want, got);
+}

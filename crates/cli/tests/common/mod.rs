@@ -142,3 +142,17 @@ pub fn wait_for(path: &Path) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// Records of a run without the timing field, which differs between any two runs, one JSON line
+/// each: serde_json writes every float in its shortest round-trip form, so equal lines mean
+/// bit-identical numbers.
+pub fn trace(run: &Path) -> Vec<String> {
+    read(&run.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .map(|mut r| {
+            r.tok_s = 0.0;
+            serde_json::to_string(&r).unwrap()
+        })
+        .collect()
+}
