@@ -146,27 +146,15 @@ impl ModelConfig {
         self.scale_depth / (self.num_hidden_layers as f64).sqrt()
     }
 
-    /// Parameters outside the embedding and the LM head (the paper's N).
+    /// Parameters outside the embedding and the LM head (the paper's N), counted from the
+    /// model's own description ([`crate::params::ParamCounts`]).
     pub fn non_embedding_params(&self) -> u64 {
-        let d = self.hidden_size as u64;
-        let hd = self.head_dim() as u64;
-        let q = d * self.num_attention_heads as u64 * hd;
-        let kv = 2 * d * self.num_kv_heads() as u64 * hd;
-        let o = self.num_attention_heads as u64 * hd * d;
-        let mlp = 3 * d * self.intermediate_size as u64 * self.num_experts.unwrap_or(1) as u64;
-        let router = self.num_experts.map_or(0, |e| e as u64 * d);
-        let norms = 2 * d;
-        self.num_hidden_layers as u64 * (q + kv + o + mlp + router + norms) + d
+        crate::params::ParamCounts::of(self).non_embedding()
     }
 
     /// Embedding parameters, plus the LM head when it is untied.
     pub fn embedding_params(&self) -> u64 {
-        let e = (self.vocab_size * self.hidden_size) as u64;
-        if self.tie_word_embeddings {
-            e
-        } else {
-            2 * e
-        }
+        crate::params::ParamCounts::of(self).embedding_and_head()
     }
 
     /// Checks shapes and values; `origin` names the file in the error.

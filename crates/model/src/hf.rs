@@ -3,10 +3,11 @@
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
-use crate::model::{tensor_shapes, MiniCpm};
-use crate::safetensors_io::{write_atomic, write_f32, F32Tensor, TensorFile};
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor};
+use crate::model::MiniCpm;
+use crate::params::tensor_shapes;
+use crate::safetensors_io::{write_atomic, write_f32, TensorFile};
+use crate::weights::Weights;
+use burn::tensor::Device;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -85,51 +86,18 @@ pub fn load_weights(dir: &Path, cfg: &ModelConfig, device: &Device) -> Result<Mi
             });
         }
     }
-    MiniCpm::build(cfg, device, |name, shape| match owner.get(name) {
+    let mut read = |name: &str, shape: &[usize]| match owner.get(name) {
         Some(&i) => files[i].f32(name, Some(shape)),
         None => Err(ModelError::Tensor {
             origin: dir.join(WEIGHTS_FILE).display().to_string(),
             tensor: name.to_string(),
             msg: "missing".into(),
         }),
-    })
+    };
+    MiniCpm::new(&mut Weights::new(&mut read, device), cfg)
 }
 
-/// Every parameter of a module as (HF name, shape, f32 values), in module order.
-pub fn named_tensors<M: Module>(module: &M) -> Vec<F32Tensor> {
-    struct Collect {
-        path: Vec<String>,
-        out: Vec<F32Tensor>,
-    }
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let t = param.val();
-            let shape = t.dims().to_vec();
-            let data = t
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .expect("f32 data");
-            self.out.push(F32Tensor {
-                name: self.path.join("."),
-                shape,
-                data,
-            });
-        }
-    }
-    let mut c = Collect {
-        path: vec![],
-        out: vec![],
-    };
-    module.visit(&mut c);
-    c.out
-}
+pub use crate::named::named_tensors;
 
 /// Writes `model` as an HF directory (config.json, generation_config.json, model.safetensors).
 pub fn save(model: &MiniCpm, dir: &Path) -> Result<(), ModelError> {

@@ -7,9 +7,11 @@
 use crate::config::ModelConfig;
 use crate::model::MiniCpm;
 use crate::mup::{rule, Parametrization, TensorRole};
+use crate::weights::Weights;
 use burn::tensor::Device;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
+use std::convert::Infallible;
 
 /// A stable 64-bit seed for one tensor (FNV-1a over the name, mixed with the run seed).
 pub fn tensor_seed(seed: u64, name: &str) -> u64 {
@@ -48,11 +50,10 @@ pub fn init_values(
 
 /// A freshly initialised model. `cfg` must already be resolved for `p` (see [`crate::mup::resolve`]).
 pub fn init_model(cfg: &ModelConfig, p: Parametrization, seed: u64, device: &Device) -> MiniCpm {
-    let built: Result<MiniCpm, std::convert::Infallible> =
-        MiniCpm::build(cfg, device, |name, shape| {
-            Ok(init_values(cfg, p, seed, name, shape))
-        });
-    match built {
+    let mut draw = |name: &str, shape: &[usize]| -> Result<_, Infallible> {
+        Ok(init_values(cfg, p, seed, name, shape))
+    };
+    match MiniCpm::new(&mut Weights::new(&mut draw, device), cfg) {
         Ok(m) => m,
         Err(never) => match never {},
     }

@@ -8,12 +8,17 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod model;
 pub mod mup;
+pub mod named;
+pub mod params;
 pub mod rope;
 pub mod safetensors_io;
 pub mod strict;
+pub mod weights;
 
 pub use config::ModelConfig;
 pub use error::ModelError;
 pub use kv_cache::KvCache;
 pub use model::{MiniCpm, Site};
 pub use mup::{Parametrization, TensorRole};
+pub use params::ParamCounts;
+pub use weights::Weights;

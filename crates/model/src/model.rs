@@ -1,18 +1,20 @@
-//! The MiniCPM decoder (MINICPM.md section 1) as burn modules.
+//! The MiniCPM decoder (docs/MODEL.md section 1) as burn modules, read top to bottom like the
+//! spec.
 //!
-//! Field names follow the HF checkpoint, so the dotted module path of every parameter *is* its HF
-//! tensor name (`model.layers.3.self_attn.q_proj.weight`), and weights keep PyTorch's `[out, in]`
-//! layout: import and export need no renaming and no transposes.
+//! Each module builds itself from a prefixed tensor source ([`Weights`]): the same code makes a
+//! randomly initialised model (muP, [`crate::init`]), loads a checkpoint ([`crate::hf`]) and
+//! describes a model's tensors without allocating them ([`crate::params`]). Field names follow
+//! the HF checkpoint, so the dotted module path of every parameter *is* its HF tensor name, and
+//! weights keep PyTorch's `[out, in]` layout: import and export need no renaming and no
+//! transposes. Whether an operation runs as a fused CPU kernel is decided in [`crate::kernels`].
 
 use crate::config::ModelConfig;
 use crate::kernels;
 use crate::kv_cache::{KvCache, LayerCache};
 use crate::rope::{self, RopeTables};
+use crate::weights::Weights;
 use burn::module::{Module, Param};
-use burn::tensor::activation::silu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
 /// A bias-free linear layer with the weight in HF's `[out, in]` layout.
 #[derive(Module, Debug)]
@@ -21,6 +23,12 @@ pub struct Linear {
 }
 
 impl Linear {
+    pub fn new<E>(w: &mut Weights<E>, d_in: usize, d_out: usize) -> Result<Self, E> {
+        Ok(Linear {
+            weight: w.param("weight", [d_out, d_in])?,
+        })
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, d_in] = x.dims();
         let w = self.weight.val();
@@ -35,37 +43,79 @@ impl Linear {
 #[derive(Module, Debug)]
 pub struct RmsNorm {
     pub weight: Param<Tensor<1>>,
+    #[module(skip)]
+    eps: f64,
 }
 
 impl RmsNorm {
-    pub fn forward(&self, x: Tensor<3>, eps: f64) -> Tensor<3> {
-        if kernels::available(&x.device()) {
-            return kernels::rms_norm(x, self.weight.val(), eps);
-        }
-        rms_norm_unfused(x, self.weight.val(), eps)
+    pub fn new<E>(w: &mut Weights<E>, d: usize, eps: f64) -> Result<Self, E> {
+        Ok(RmsNorm {
+            weight: w.param("weight", [d])?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        kernels::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 
-/// RMSNorm as burn operations: the path off the CPU, and the reference for the fused kernel.
-pub(crate) fn rms_norm_unfused(x: Tensor<3>, weight: Tensor<1>, eps: f64) -> Tensor<3> {
-    let inv_rms = x
-        .clone()
-        .square()
-        .mean_dim(2)
-        .add_scalar(eps)
-        .sqrt()
-        .recip();
-    x * inv_rms * weight.unsqueeze::<3>()
+/// The token embedding table `[vocab, hidden]` (also the LM head when tied).
+#[derive(Module, Debug)]
+pub struct Embedding {
+    pub weight: Param<Tensor<2>>,
 }
 
+/// Causal self-attention with RoPE and grouped-query heads (`kv_heads` divides `heads`). The
+/// scale is 1/sqrt(head_dim): MiniCPM does not use muP's 1/head_dim.
 #[derive(Module, Debug)]
 pub struct Attention {
     pub q_proj: Linear,
     pub k_proj: Linear,
     pub v_proj: Linear,
     pub o_proj: Linear,
+    #[module(skip)]
+    heads: usize,
+    #[module(skip)]
+    kv_heads: usize,
+    #[module(skip)]
+    head_dim: usize,
 }
 
+impl Attention {
+    pub fn new<E>(w: &mut Weights<E>, cfg: &ModelConfig) -> Result<Self, E> {
+        let (d, hd) = (cfg.hidden_size, cfg.head_dim());
+        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_kv_heads());
+        Ok(Attention {
+            q_proj: Linear::new(&mut w.pp("q_proj"), d, heads * hd)?,
+            k_proj: Linear::new(&mut w.pp("k_proj"), d, kv_heads * hd)?,
+            v_proj: Linear::new(&mut w.pp("v_proj"), d, kv_heads * hd)?,
+            o_proj: Linear::new(&mut w.pp("o_proj"), heads * hd, d)?,
+            heads,
+            kv_heads,
+            head_dim: hd,
+        })
+    }
+
+    /// `x [batch, len, hidden]`; with a cache, the new tokens attend to the cached ones too.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        cache: Option<&mut LayerCache>,
+    ) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (h, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let q = self.q_proj.forward(x.clone()).reshape([b, t, h, hd]);
+        let k = self.k_proj.forward(x.clone()).reshape([b, t, kv, hd]);
+        let v = self.v_proj.forward(x).reshape([b, t, kv, hd]);
+        let y = kernels::rope_causal_attention(q, k, v, rope, cache);
+        self.o_proj.forward(y.reshape([b, t, h * hd]))
+    }
+}
+
+/// The SwiGLU MLP: `down(silu(gate(x)) * up(x))`. An MoE layer stands beside it as another
+/// kind of [`DecoderLayer`] feed-forward.
 #[derive(Module, Debug)]
 pub struct Mlp {
     pub gate_proj: Linear,
@@ -74,49 +124,21 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    pub fn new<E>(w: &mut Weights<E>, d: usize, d_ff: usize) -> Result<Self, E> {
+        Ok(Mlp {
+            gate_proj: Linear::new(&mut w.pp("gate_proj"), d, d_ff)?,
+            up_proj: Linear::new(&mut w.pp("up_proj"), d, d_ff)?,
+            down_proj: Linear::new(&mut w.pp("down_proj"), d_ff, d)?,
+        })
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        if kernels::available(&x.device()) {
-            let gate = self.gate_proj.forward(x.clone());
-            return self
-                .down_proj
-                .forward(kernels::swiglu(gate, self.up_proj.forward(x)));
-        }
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        self.down_proj.forward(kernels::swiglu(gate, up))
     }
 }
 
-#[derive(Module, Debug)]
-pub struct DecoderLayer {
-    pub input_layernorm: RmsNorm,
-    pub self_attn: Attention,
-    pub post_attention_layernorm: RmsNorm,
-    pub mlp: Mlp,
-}
-
-#[derive(Module, Debug)]
-pub struct Decoder {
-    pub embed_tokens: Embedding,
-    pub layers: Vec<DecoderLayer>,
-    pub norm: RmsNorm,
-}
-
-#[derive(Module, Debug)]
-pub struct Embedding {
-    pub weight: Param<Tensor<2>>,
-}
-
-/// The whole causal LM. `lm_head` is `None` when the head is tied to the embedding.
-#[derive(Module, Debug)]
-pub struct MiniCpm {
-    pub model: Decoder,
-    pub lm_head: Option<Linear>,
-    #[module(skip)]
-    pub config: ModelConfig,
-}
-
-/// Shapes of every tensor of a model, in HF order and with HF names: the one list that
-/// initialisation, import, export and parameter counting share.
 /// Where [`MiniCpm::hidden_probed`] shows an activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Site {
@@ -141,136 +163,90 @@ impl Site {
     }
 }
 
-pub fn tensor_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (d, hd, ff) = (cfg.hidden_size, cfg.head_dim(), cfg.intermediate_size);
-    let (h, kv) = (cfg.num_attention_heads, cfg.num_kv_heads());
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![cfg.vocab_size, d],
-    )];
-    for i in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        out.push((format!("{p}.input_layernorm.weight"), vec![d]));
-        out.push((format!("{p}.self_attn.q_proj.weight"), vec![h * hd, d]));
-        out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv * hd, d]));
-        out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv * hd, d]));
-        out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, h * hd]));
-        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
-        out.push((format!("{p}.mlp.gate_proj.weight"), vec![ff, d]));
-        out.push((format!("{p}.mlp.up_proj.weight"), vec![ff, d]));
-        out.push((format!("{p}.mlp.down_proj.weight"), vec![d, ff]));
+/// A shape-erased view of an activation for probes.
+pub type Probe<'p> = &'p mut dyn FnMut(Site, &Tensor<3>);
+
+/// One pre-norm decoder layer; muP scales each residual branch by scale_depth / sqrt(L).
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+    #[module(skip)]
+    residual_scale: f64,
+}
+
+impl DecoderLayer {
+    pub fn new<E>(w: &mut Weights<E>, cfg: &ModelConfig) -> Result<Self, E> {
+        let (d, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        Ok(DecoderLayer {
+            input_layernorm: RmsNorm::new(&mut w.pp("input_layernorm"), d, eps)?,
+            self_attn: Attention::new(&mut w.pp("self_attn"), cfg)?,
+            post_attention_layernorm: RmsNorm::new(&mut w.pp("post_attention_layernorm"), d, eps)?,
+            mlp: Mlp::new(&mut w.pp("mlp"), d, cfg.intermediate_size)?,
+            residual_scale: cfg.residual_scale(),
+        })
     }
-    out.push(("model.norm.weight".to_string(), vec![d]));
-    if !cfg.tie_word_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, d]));
+
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        cache: Option<&mut LayerCache>,
+        probe: Probe<'_>,
+    ) -> Tensor<3> {
+        let h = self.input_layernorm.forward(x.clone());
+        let a = self
+            .self_attn
+            .forward(h, rope, cache)
+            .mul_scalar(self.residual_scale);
+        probe(Site::Attention, &a);
+        let x = x + a;
+        let h = self.post_attention_layernorm.forward(x.clone());
+        let m = self.mlp.forward(h).mul_scalar(self.residual_scale);
+        probe(Site::Mlp, &m);
+        x + m
     }
-    out
+}
+
+#[derive(Module, Debug)]
+pub struct Decoder {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+}
+
+/// The whole causal LM. `lm_head` is `None` when the head is tied to the embedding.
+#[derive(Module, Debug)]
+pub struct MiniCpm {
+    pub model: Decoder,
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    pub config: ModelConfig,
 }
 
 impl MiniCpm {
-    /// Builds a model whose tensors come from `source(name, shape)`: a random initialiser or a
-    /// checkpoint reader. `source` is called once per tensor, in [`tensor_shapes`] order.
-    pub fn build<E>(
-        cfg: &ModelConfig,
-        device: &Device,
-        mut source: impl FnMut(&str, &[usize]) -> Result<Vec<f32>, E>,
-    ) -> Result<Self, E> {
-        let src = &mut source;
-        let (d, hd, ff) = (cfg.hidden_size, cfg.head_dim(), cfg.intermediate_size);
-        let (h, kv) = (cfg.num_attention_heads, cfg.num_kv_heads());
-        let lin = |weight| Linear { weight };
-        let norm = |weight| RmsNorm { weight };
+    /// The model whose tensors `w` provides, for `cfg`.
+    pub fn new<E>(w: &mut Weights<E>, cfg: &ModelConfig) -> Result<Self, E> {
+        let (d, vocab) = (cfg.hidden_size, cfg.vocab_size);
+        let mut m = w.pp("model");
         let embed_tokens = Embedding {
-            weight: take(
-                src,
-                device,
-                "model.embed_tokens.weight".into(),
-                [cfg.vocab_size, d],
-            )?,
+            weight: m.pp("embed_tokens").param("weight", [vocab, d])?,
         };
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let input_layernorm = norm(take(
-                src,
-                device,
-                format!("{p}.input_layernorm.weight"),
-                [d],
-            )?);
-            let self_attn = Attention {
-                q_proj: lin(take(
-                    src,
-                    device,
-                    format!("{p}.self_attn.q_proj.weight"),
-                    [h * hd, d],
-                )?),
-                k_proj: lin(take(
-                    src,
-                    device,
-                    format!("{p}.self_attn.k_proj.weight"),
-                    [kv * hd, d],
-                )?),
-                v_proj: lin(take(
-                    src,
-                    device,
-                    format!("{p}.self_attn.v_proj.weight"),
-                    [kv * hd, d],
-                )?),
-                o_proj: lin(take(
-                    src,
-                    device,
-                    format!("{p}.self_attn.o_proj.weight"),
-                    [d, h * hd],
-                )?),
-            };
-            let post_attention_layernorm = norm(take(
-                src,
-                device,
-                format!("{p}.post_attention_layernorm.weight"),
-                [d],
-            )?);
-            let mlp = Mlp {
-                gate_proj: lin(take(
-                    src,
-                    device,
-                    format!("{p}.mlp.gate_proj.weight"),
-                    [ff, d],
-                )?),
-                up_proj: lin(take(
-                    src,
-                    device,
-                    format!("{p}.mlp.up_proj.weight"),
-                    [ff, d],
-                )?),
-                down_proj: lin(take(
-                    src,
-                    device,
-                    format!("{p}.mlp.down_proj.weight"),
-                    [d, ff],
-                )?),
-            };
-            layers.push(DecoderLayer {
-                input_layernorm,
-                self_attn,
-                post_attention_layernorm,
-                mlp,
-            });
-        }
-        let final_norm = norm(take(src, device, "model.norm.weight".into(), [d])?);
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::new(&mut m.pp("layers").pp(i), cfg))
+            .collect::<Result<_, E>>()?;
+        let norm = RmsNorm::new(&mut m.pp("norm"), d, cfg.rms_norm_eps)?;
         let lm_head = match cfg.tie_word_embeddings {
             true => None,
-            false => Some(lin(take(
-                src,
-                device,
-                "lm_head.weight".into(),
-                [cfg.vocab_size, d],
-            )?)),
+            false => Some(Linear::new(&mut w.pp("lm_head"), d, vocab)?),
         };
         Ok(MiniCpm {
             model: Decoder {
                 embed_tokens,
                 layers,
-                norm: final_norm,
+                norm,
             },
             lm_head,
             config: cfg.clone(),
@@ -290,38 +266,24 @@ impl MiniCpm {
         &self,
         ids: Tensor<2, Int>,
         mut cache: Option<&mut KvCache>,
-        probe: &mut dyn FnMut(Site, &Tensor<3>),
+        probe: Probe<'_>,
     ) -> Tensor<3> {
         let cfg = &self.config;
         let [_, len] = ids.dims();
         let start = cache.as_ref().map_or(0, |c| c.len());
-        let device = ids.device();
-        let rope = rope::tables(cfg, start, len, &device);
+        let rope = rope::tables(cfg, start, len, &ids.device());
         let emb = burn::tensor::module::embedding(self.model.embed_tokens.weight.val(), ids);
         let mut x = emb.mul_scalar(cfg.scale_emb);
         probe(Site::Embedding, &x);
-        let res = cfg.residual_scale();
         for (i, layer) in self.model.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            let h = layer.input_layernorm.forward(x.clone(), cfg.rms_norm_eps);
-            let a = self_attention(&layer.self_attn, h, cfg, &rope, layer_cache).mul_scalar(res);
-            probe(Site::Attention, &a);
-            x = x + a;
-            let h = layer
-                .post_attention_layernorm
-                .forward(x.clone(), cfg.rms_norm_eps);
-            let m = layer.mlp.forward(h).mul_scalar(res);
-            probe(Site::Mlp, &m);
-            x = x + m;
+            x = layer.forward(x, &rope, layer_cache, &mut *probe);
         }
         if let Some(c) = cache {
             c.advance(len);
         }
         probe(Site::Residual, &x);
-        self.model
-            .norm
-            .forward(x, cfg.rms_norm_eps)
-            .div_scalar(cfg.scale_width())
+        self.model.norm.forward(x).div_scalar(cfg.scale_width())
     }
 
     /// The LM-head weight `[vocab, hidden]` (the embedding when tied).
@@ -346,63 +308,4 @@ impl MiniCpm {
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(self.config.num_hidden_layers)
     }
-}
-
-fn take<const D: usize, E>(
-    source: &mut impl FnMut(&str, &[usize]) -> Result<Vec<f32>, E>,
-    device: &Device,
-    name: String,
-    shape: [usize; D],
-) -> Result<Param<Tensor<D>>, E> {
-    let values = source(&name, &shape)?;
-    Ok(Param::from_data(TensorData::new(values, shape), device))
-}
-
-fn self_attention(
-    attn: &Attention,
-    x: Tensor<3>,
-    cfg: &ModelConfig,
-    rope: &RopeTables,
-    cache: Option<&mut LayerCache>,
-) -> Tensor<3> {
-    let [b, t, _] = x.dims();
-    let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
-    if cache.is_none() && kernels::available(&x.device()) {
-        // One fused kernel for RoPE and causal attention, in the projections' own layout.
-        let q = attn.q_proj.forward(x.clone()).reshape([b, t, h, hd]);
-        let k = attn.k_proj.forward(x.clone()).reshape([b, t, kv, hd]);
-        let v = attn.v_proj.forward(x).reshape([b, t, kv, hd]);
-        let table = |x: &Tensor<4>| x.clone().reshape([t, hd]);
-        let y = kernels::rope_causal_attention(q, k, v, table(&rope.cos), table(&rope.sin));
-        return attn.o_proj.forward(y.reshape([b, t, h * hd]));
-    }
-    let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
-    let q = rope::apply(heads(attn.q_proj.forward(x.clone()), h), rope);
-    let mut k = rope::apply(heads(attn.k_proj.forward(x.clone()), kv), rope);
-    let mut v = heads(attn.v_proj.forward(x), kv);
-    if let Some(c) = cache {
-        (k, v) = c.append(k, v);
-    }
-    let (k, v) = (repeat_kv(k, h / kv), repeat_kv(v, h / kv));
-    // Causal masking in burn aligns the last query with the last key, which is what decoding
-    // with a cache needs. The scale is 1/sqrt(head_dim) (MiniCPM does not use muP's 1/d).
-    let opts = AttentionModuleOptions {
-        scale: None,
-        softcap: None,
-        is_causal: true,
-    };
-    let y = attention(q, k, v, None, None, opts);
-    attn.o_proj
-        .forward(y.swap_dims(1, 2).reshape([b, t, h * hd]))
-}
-
-/// Grouped-query attention: each KV head serves `groups` query heads.
-fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
-    if groups == 1 {
-        return x;
-    }
-    let [b, kv, t, hd] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kv, groups, t, hd])
-        .reshape([b, kv * groups, t, hd])
 }

@@ -1,10 +1,11 @@
 //! Parity with an independent implementation: transformers' Granite model computing MiniCPM
 //! (fixtures written by scripts/reference/make_fixtures.py).
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Param;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use minicpm_model::named::{visit_named, NamedVisitor};
 use minicpm_model::safetensors_io::TensorFile;
 use minicpm_model::{hf, MiniCpm};
 use std::path::PathBuf;
@@ -72,31 +73,20 @@ fn logits_match_transformers_gqa_tied() {
 /// Gradient of every parameter, by HF name.
 fn named_grads(model: &MiniCpm, grads: &GradientsParams) -> Vec<(String, Vec<f32>)> {
     struct V<'a> {
-        path: Vec<String>,
         grads: &'a GradientsParams,
         out: Vec<(String, Vec<f32>)>,
     }
-    impl ModuleVisitor for V<'_> {
-        fn enter_module(&mut self, n: &str, _: &str) {
-            self.path.push(n.into());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+    impl NamedVisitor for V<'_> {
+        fn visit<const D: usize>(&mut self, name: &str, p: &Param<Tensor<D>>) {
             let g = self
                 .grads
                 .get::<D>(p.id)
                 .expect("every parameter has a gradient");
-            self.out.push((self.path.join("."), to_vec(g)));
+            self.out.push((name.to_string(), to_vec(g)));
         }
     }
-    let mut v = V {
-        path: vec![],
-        grads,
-        out: vec![],
-    };
-    model.visit(&mut v);
+    let mut v = V { grads, out: vec![] };
+    visit_named(model, &mut v);
     v.out
 }
 

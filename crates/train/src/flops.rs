@@ -8,20 +8,14 @@
 //! x T/2 forward FLOPs per token, 3 times that in training: 6 x layers x heads x head_dim x T.
 //! Norms, RoPE, softmax and element-wise work are not counted (they are not model FLOPs).
 
+use minicpm_model::params::ParamCounts;
 use minicpm_model::ModelConfig;
 
-/// Weights of the matrix multiplies: hidden matrices of every layer plus the LM head.
+/// Weights of the matrix multiplies: hidden matrices of every layer plus the LM head (whose
+/// matrix has the embedding's shape, tied or not), counted from the model's own description.
 pub fn matmul_params(cfg: &ModelConfig) -> u64 {
-    let (d, hd, ff) = (
-        cfg.hidden_size as u64,
-        cfg.head_dim() as u64,
-        cfg.intermediate_size as u64,
-    );
-    let (h, kv) = (cfg.num_attention_heads as u64, cfg.num_kv_heads() as u64);
-    let attention = d * h * hd + 2 * d * kv * hd + h * hd * d;
-    let mlp = 3 * d * ff;
-    let head = cfg.vocab_size as u64 * d;
-    cfg.num_hidden_layers as u64 * (attention + mlp) + head
+    let counts = ParamCounts::of(cfg);
+    counts.matrices + counts.embedding
 }
 
 /// Training FLOPs per token at sequence length `seq_len` (see the module comment).
@@ -48,6 +42,16 @@ mod tests {
             "tie_word_embeddings": tied
         }))
         .unwrap()
+    }
+
+    /// The count by hand: q, k, v, o and three MLP matrices per layer, and the head.
+    #[test]
+    fn matmul_params_by_hand() {
+        for tied in [true, false] {
+            let (d, hd, ff, v) = (8u64, 4u64, 20u64, 100u64);
+            let per_layer = d * 2 * hd + 2 * d * hd + 2 * hd * d + 3 * d * ff;
+            assert_eq!(matmul_params(&cfg(tied)), 2 * per_layer + v * d);
+        }
     }
 
     #[test]

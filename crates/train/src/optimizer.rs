@@ -3,10 +3,11 @@
 //! restored from `optimizer.safetensors` exactly.
 
 use crate::adamw_host;
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use minicpm_model::mup::{rule, Parametrization, TensorRole, TensorRule};
+use minicpm_model::named::{map_named, visit_named, NamedMapper, NamedVisitor};
 use minicpm_model::safetensors_io::{write_f32, F32Tensor, TensorFile};
 use minicpm_model::{MiniCpm, ModelConfig, ModelError};
 use serde::{Deserialize, Serialize};
@@ -114,24 +115,6 @@ pub struct AdamW {
     pub steps: u64,
 }
 
-/// Visits every parameter with its HF name.
-struct Named<F: FnMut(&str, &[usize])> {
-    path: Vec<String>,
-    f: F,
-}
-
-impl<F: FnMut(&str, &[usize])> ModuleVisitor for Named<F> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        (self.f)(&self.path.join("."), &param.val().dims());
-    }
-}
-
 impl AdamW {
     pub fn new(cfg: OptimConfig, model_cfg: &ModelConfig, param: Parametrization) -> Self {
         AdamW {
@@ -193,9 +176,8 @@ impl AdamW {
             clip,
             bias1,
             bias2,
-            path: vec![],
         };
-        let model = model.map(&mut mapper);
+        let model = map_named(model, &mut mapper);
         (model, StepStats { grad_norm })
     }
 
@@ -241,27 +223,38 @@ impl AdamW {
             .into_iter()
             .next()
             .expect("model has a device");
-        let mut state = HashMap::new();
-        let mut err = None;
-        model.visit(&mut Named {
-            path: vec![],
-            f: |name: &str, dims: &[usize]| {
-                if err.is_some() {
+        struct Read<'a> {
+            file: &'a TensorFile,
+            device: burn::tensor::Device,
+            state: HashMap<String, Moments>,
+            err: Option<ModelError>,
+        }
+        impl NamedVisitor for Read<'_> {
+            fn visit<const D: usize>(&mut self, name: &str, param: &Param<Tensor<D>>) {
+                if self.err.is_some() {
                     return;
                 }
-                let n: usize = dims.iter().product();
+                let n = param.lazy_shape().num_elements();
                 let read = |suffix: &str| -> Result<Tensor<1>, ModelError> {
-                    let v = file.f32(&format!("{name}.{suffix}"), Some(&[n]))?;
-                    Ok(Tensor::<1>::from_floats(v.as_slice(), &device).inner())
+                    let v = self.file.f32(&format!("{name}.{suffix}"), Some(&[n]))?;
+                    Ok(Tensor::<1>::from_floats(v.as_slice(), &self.device).inner())
                 };
                 match (read("exp_avg"), read("exp_avg_sq")) {
                     (Ok(m), Ok(v)) => {
-                        state.insert(name.to_string(), Moments { m, v });
+                        self.state.insert(name.to_string(), Moments { m, v });
                     }
-                    (Err(e), _) | (_, Err(e)) => err = Some(e),
+                    (Err(e), _) | (_, Err(e)) => self.err = Some(e),
                 }
-            },
-        });
+            }
+        }
+        let mut read = Read {
+            file: &file,
+            device,
+            state: HashMap::new(),
+            err: None,
+        };
+        visit_named(model, &mut read);
+        let (state, err) = (read.state, read.err);
         if let Some(e) = err {
             return Err(e);
         }
@@ -277,21 +270,14 @@ struct Update<'a> {
     clip: f64,
     bias1: f64,
     bias2: f64,
-    path: Vec<String>,
 }
 
-impl ModuleMapper for Update<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+impl NamedMapper for Update<'_> {
+    fn map<const D: usize>(&mut self, name: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let Some(grad) = self.grads.remove::<D>(param.id) else {
             return param;
         };
-        let name = self.path.join(".");
+        let name = name.to_string();
         let rule = self.opt.rule(&name);
         let cfg = self.opt.cfg.clone();
         let (id, value, mapper) = param.consume();

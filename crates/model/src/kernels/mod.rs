@@ -1,5 +1,7 @@
 //! Fused CPU kernels for training, exposed to burn as a backend extension (`FusedKernels`) with
-//! hand-written backward passes, and used by the model when its tensors live on the CPU backend.
+//! hand-written backward passes, and the one place that chooses between them and the unfused
+//! [`reference`] compositions: the model calls [`rms_norm`], [`swiglu`] and
+//! [`rope_causal_attention`], which run fused when the tensors live on the CPU backend.
 //!
 //! Each kernel replaces a chain of generic tensor operations whose intermediate results autodiff
 //! would otherwise keep and walk again: it has one forward and one backward implementation, and
@@ -7,15 +9,18 @@
 
 pub mod attention_cpu;
 mod autodiff;
+pub mod reference;
 pub mod rms_norm;
 mod strided_gemm;
 pub mod swiglu;
 #[cfg(test)]
 mod tests;
 
+use crate::kv_cache::LayerCache;
+use crate::rope::RopeTables;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Backend, Dispatch, Flex};
+use burn::backend::{backend_extension, Backend, Flex};
 use burn::tensor::{Device, Tensor, TensorData};
 
 #[backend_extension(Flex, Autodiff)]
@@ -63,38 +68,79 @@ pub fn available(device: &Device) -> bool {
     device.clone().inner() == Device::flex()
 }
 
-/// [`FusedKernels::rope_causal_attention`] on high-level tensors.
+/// RMSNorm of `x [batch, len, d]` with `weight [d]`: fused on the CPU, the reference elsewhere.
+pub fn rms_norm(x: Tensor<3>, weight: Tensor<1>, eps: f64) -> Tensor<3> {
+    match available(&x.device()) {
+        true => fused::rms_norm(x, weight, eps),
+        false => reference::rms_norm(x, weight, eps),
+    }
+}
+
+/// SwiGLU's gate `silu(gate) * up`: fused on the CPU, the reference elsewhere.
+pub fn swiglu(gate: Tensor<3>, up: Tensor<3>) -> Tensor<3> {
+    match available(&gate.device()) {
+        true => fused::swiglu(gate, up),
+        false => reference::swiglu(gate, up),
+    }
+}
+
+/// RoPE and causal attention on the projections' own layout, `q [batch, len, heads, head_dim]`,
+/// `k`, `v [batch, len, kv_heads, head_dim]`; the result has q's shape. One fused kernel on the
+/// CPU when there is no cache; the reference composition otherwise.
 pub fn rope_causal_attention(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
-    cos: Tensor<2>,
-    sin: Tensor<2>,
+    rope: &RopeTables,
+    cache: Option<&mut LayerCache>,
 ) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as FusedKernels>::rope_causal_attention(
-        q.into_dispatch(),
-        k.into_dispatch(),
-        v.into_dispatch(),
-        cos.into_dispatch(),
-        sin.into_dispatch(),
-    ))
+    if cache.is_none() && available(&q.device()) {
+        let [_, t, _, hd] = q.dims();
+        let table = |x: &Tensor<4>| x.clone().reshape([t, hd]);
+        return fused::rope_causal_attention(q, k, v, table(&rope.cos), table(&rope.sin));
+    }
+    reference::rope_causal_attention(q, k, v, rope, cache)
 }
 
-/// [`FusedKernels::rms_norm`] on high-level tensors.
-pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as FusedKernels>::rms_norm(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-        eps,
-    ))
-}
+/// The fused kernels on high-level tensors, whatever the device (tests call them directly).
+pub(crate) mod fused {
+    use super::FusedKernels;
+    use burn::backend::Dispatch;
+    use burn::tensor::Tensor;
 
-/// [`FusedKernels::swiglu`] on high-level tensors.
-pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as FusedKernels>::swiglu(
-        gate.into_dispatch(),
-        up.into_dispatch(),
-    ))
+    /// [`FusedKernels::rope_causal_attention`].
+    pub fn rope_causal_attention(
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        cos: Tensor<2>,
+        sin: Tensor<2>,
+    ) -> Tensor<4> {
+        Tensor::from_dispatch(<Dispatch as FusedKernels>::rope_causal_attention(
+            q.into_dispatch(),
+            k.into_dispatch(),
+            v.into_dispatch(),
+            cos.into_dispatch(),
+            sin.into_dispatch(),
+        ))
+    }
+
+    /// [`FusedKernels::rms_norm`].
+    pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+        Tensor::from_dispatch(<Dispatch as FusedKernels>::rms_norm(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            eps,
+        ))
+    }
+
+    /// [`FusedKernels::swiglu`].
+    pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+        Tensor::from_dispatch(<Dispatch as FusedKernels>::swiglu(
+            gate.into_dispatch(),
+            up.into_dispatch(),
+        ))
+    }
 }
 
 /// The contiguous f32 elements of a CPU tensor (copied only when it is a strided view).

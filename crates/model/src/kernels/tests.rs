@@ -1,11 +1,9 @@
 //! Each fused kernel against the unfused composition of burn operations it replaces, values and
 //! gradients, through autodiff.
 
-use super::rope_causal_attention;
+use super::fused::rope_causal_attention;
 use crate::rope;
 use crate::ModelConfig;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 fn config(heads: usize, kv_heads: usize, head_dim: usize) -> ModelConfig {
@@ -18,22 +16,7 @@ fn config(heads: usize, kv_heads: usize, head_dim: usize) -> ModelConfig {
 
 /// RoPE + causal attention as the model computes it without the kernel, on `[b, len, n, hd]`.
 fn unfused(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, tables: &rope::RopeTables) -> Tensor<4> {
-    let [b, len, heads, hd] = q.dims();
-    let kv = k.dims()[2];
-    let repeat = |x: Tensor<4>| {
-        x.unsqueeze_dim::<5>(2)
-            .expand([b, kv, heads / kv, len, hd])
-            .reshape([b, heads, len, hd])
-    };
-    let q = rope::apply(q.swap_dims(1, 2), tables);
-    let k = repeat(rope::apply(k.swap_dims(1, 2), tables));
-    let v = repeat(v.swap_dims(1, 2));
-    let opts = AttentionModuleOptions {
-        scale: None,
-        softcap: None,
-        is_causal: true,
-    };
-    attention(q, k, v, None, None, opts).swap_dims(1, 2)
+    super::reference::rope_causal_attention(q, k, v, tables, None)
 }
 
 fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
@@ -165,8 +148,8 @@ fn fused_rms_norm_matches_the_unfused_composition() {
     check_binary(
         x,
         w,
-        |x, w| super::rms_norm(x, w, eps),
-        |x, w| crate::model::rms_norm_unfused(x, w, eps),
+        |x, w| super::fused::rms_norm(x, w, eps),
+        |x, w| super::reference::rms_norm(x, w, eps),
         1e-5,
     );
 }
@@ -179,8 +162,8 @@ fn fused_swiglu_matches_the_unfused_composition() {
     check_binary(
         gate,
         up,
-        super::swiglu,
-        |g, u| burn::tensor::activation::silu(g) * u,
+        super::fused::swiglu,
+        super::reference::swiglu,
         1e-5,
     );
 }

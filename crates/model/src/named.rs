@@ -1,0 +1,101 @@
+//! Walking a module's parameters by their HF names: the dotted module path of every parameter is
+//! its HF tensor name (`model.layers.3.self_attn.q_proj.weight`), because the modules' field
+//! names are HF's. One walker for reading ([`visit_named`]) and one for rebuilding
+//! ([`map_named`]) serve the loader, the saver, the optimizer and the training step.
+
+use crate::safetensors_io::F32Tensor;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::Tensor;
+
+/// Sees each float parameter with its HF name.
+pub trait NamedVisitor {
+    fn visit<const D: usize>(&mut self, name: &str, param: &Param<Tensor<D>>);
+}
+
+/// Calls `visitor` for every float parameter of `module`, in module order.
+pub fn visit_named<M: Module>(module: &M, visitor: &mut impl NamedVisitor) {
+    struct Path<'v, V> {
+        path: Vec<String>,
+        visitor: &'v mut V,
+    }
+    impl<V: NamedVisitor> ModuleVisitor for Path<'_, V> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.visitor.visit(&self.path.join("."), param);
+        }
+    }
+    module.visit(&mut Path {
+        path: vec![],
+        visitor,
+    });
+}
+
+/// Every parameter as (HF name, shape), without reading values: lazy parameters stay lazy.
+pub fn named_shapes<M: Module>(module: &M) -> Vec<(String, Vec<usize>)> {
+    struct Shapes(Vec<(String, Vec<usize>)>);
+    impl NamedVisitor for Shapes {
+        fn visit<const D: usize>(&mut self, name: &str, param: &Param<Tensor<D>>) {
+            self.0.push((name.to_string(), param.lazy_shape().to_vec()));
+        }
+    }
+    let mut shapes = Shapes(vec![]);
+    visit_named(module, &mut shapes);
+    shapes.0
+}
+
+/// Every parameter as (HF name, shape, f32 values), in module order.
+pub fn named_tensors<M: Module>(module: &M) -> Vec<F32Tensor> {
+    struct Collect(Vec<F32Tensor>);
+    impl NamedVisitor for Collect {
+        fn visit<const D: usize>(&mut self, name: &str, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            let shape = t.dims().to_vec();
+            let data = t
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32 data");
+            self.0.push(F32Tensor {
+                name: name.to_string(),
+                shape,
+                data,
+            });
+        }
+    }
+    let mut c = Collect(vec![]);
+    visit_named(module, &mut c);
+    c.0
+}
+
+/// Rebuilds each float parameter with its HF name.
+pub trait NamedMapper {
+    fn map<const D: usize>(&mut self, name: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>>;
+}
+
+/// Maps every float parameter of `module` through `mapper`, in module order.
+pub fn map_named<M: Module>(module: M, mapper: &mut impl NamedMapper) -> M {
+    struct Path<'m, T> {
+        path: Vec<String>,
+        mapper: &'m mut T,
+    }
+    impl<T: NamedMapper> ModuleMapper for Path<'_, T> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            self.mapper.map(&self.path.join("."), param)
+        }
+    }
+    module.map(&mut Path {
+        path: vec![],
+        mapper,
+    })
+}
