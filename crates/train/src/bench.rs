@@ -1,38 +1,21 @@
 //! Timed training steps on synthetic tokens: the measurement behind `minicpm bench train`.
 //!
-//! Each step is the trainer's update (forward, backward, AdamW with the run's parameter groups,
-//! micro-batches accumulated as configured) on uniformly random token ids, so no dataset is
-//! needed and the cost is the model's alone. The device is synchronised at every phase boundary,
-//! so the phase times also hold on asynchronous backends.
+//! Each step is the trainer's own [`Step`] (forward, backward, AdamW with the run's parameter
+//! groups, micro-batches accumulated as configured) on uniformly random token ids, so no dataset
+//! is needed and the cost is the model's alone. The device is synchronised at every phase
+//! boundary, so the phase times also hold on asynchronous backends.
 
 use crate::config::RunConfig;
-use crate::loss::{batch_loss, input_tensor};
+use crate::error::TrainError;
+use crate::loss::LanguageModel;
 use crate::optimizer::AdamW;
-use crate::trainer::TrainError;
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use crate::step::{Phase, Step};
 use burn::tensor::Device;
 use minicpm_data::Batch;
-use minicpm_model::{init, mup, MiniCpm};
+use minicpm_model::{init, mup};
 use std::time::{Duration, Instant};
 
-/// Wall time spent in each phase of the measured steps.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PhaseTimes {
-    /// Making the token batch and moving it to the device.
-    pub data: Duration,
-    /// Logits and loss.
-    pub forward: Duration,
-    /// Gradients of every parameter.
-    pub backward: Duration,
-    /// Gradient norm, clipping and the AdamW update.
-    pub optimizer: Duration,
-}
-
-impl PhaseTimes {
-    pub fn total(&self) -> Duration {
-        self.data + self.forward + self.backward + self.optimizer
-    }
-}
+pub use crate::step::PhaseTimes;
 
 #[derive(Debug, Clone)]
 pub struct BenchResult {
@@ -43,7 +26,7 @@ pub struct BenchResult {
     /// Wall time of the measured steps.
     pub elapsed: Duration,
     pub phases: PhaseTimes,
-    /// Loss of the last micro-batch (a sanity check: near ln(vocab) for random tokens).
+    /// Mean loss of the last update (a sanity check: near ln(vocab) for random tokens).
     pub last_loss: f64,
 }
 
@@ -84,15 +67,6 @@ impl TokenSource {
     }
 }
 
-fn timed<T>(device: &Device, total: &mut Duration, f: impl FnOnce() -> T) -> T {
-    let start = Instant::now();
-    let out = f();
-    // A failed sync surfaces at the next read of a tensor; the timing is what matters here.
-    let _ = device.sync();
-    *total += start.elapsed();
-    out
-}
-
 /// Runs `warmup` untimed and then `steps` timed training updates of `cfg`'s model on `device`
 /// (an autodiff device).
 pub fn run(
@@ -102,48 +76,34 @@ pub fn run(
     device: &Device,
 ) -> Result<BenchResult, TrainError> {
     if steps == 0 {
-        return Err(TrainError::Usage("--steps must be positive".into()));
+        return Err(TrainError::Config("--steps must be positive".into()));
     }
     let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
     let t = &cfg.train;
     let vocab = u32::try_from(model_cfg.vocab_size)
-        .map_err(|_| TrainError::Usage("model.vocab_size does not fit token ids".into()))?;
-    let accum = cfg.accumulation();
+        .map_err(|_| TrainError::Config("model.vocab_size does not fit token ids".into()))?;
     let mut model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
     let mut opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
     let mut tokens = TokenSource(cfg.seed);
+    let objective = LanguageModel;
     let mut phases = PhaseTimes::default();
     let mut last_loss = f64::NAN;
     let mut measured_start = Instant::now();
-    for step in 0..warmup + steps {
-        if step == warmup {
+    for i in 0..warmup + steps {
+        if i == warmup {
             phases = PhaseTimes::default();
             measured_start = Instant::now();
         }
-        let mut acc = GradientsAccumulator::<MiniCpm>::new();
-        for _ in 0..accum {
-            let (batch, inputs) = timed(device, &mut phases.data, || {
-                let batch = tokens.batch(t.micro_batch, t.seq_len, vocab);
-                let inputs = input_tensor(&batch, device);
-                (batch, inputs)
-            });
-            let loss = timed(device, &mut phases.forward, || {
-                let loss = batch_loss(&model, inputs, &batch.targets);
-                if accum > 1 {
-                    loss.div_scalar(accum as f64)
-                } else {
-                    loss
-                }
-            });
-            last_loss = loss.clone().into_scalar::<f32>() as f64 * accum as f64;
-            timed(device, &mut phases.backward, || {
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                acc.accumulate(&model, grads);
-            });
-        }
-        model = timed(device, &mut phases.optimizer, || {
-            opt.step(model, acc.grads(), cfg.optim.lr).0
+        let mut step = Step::new(&objective, device);
+        step.timer = Some(&mut phases);
+        let batches: Vec<Batch> = step.timed(Phase::Data, |_| {
+            (0..cfg.accumulation())
+                .map(|_| tokens.batch(t.micro_batch, t.seq_len, vocab))
+                .collect()
         });
+        let (updated, _, loss) = step.run(model, &mut opt, &batches, cfg.optim.lr);
+        model = updated;
+        last_loss = loss;
     }
     Ok(BenchResult {
         steps,

@@ -9,8 +9,9 @@
 
 use crate::checkpoint::{self, TrainerState};
 use crate::config::RunConfig;
+use crate::error::TrainError;
+use crate::open_run::RUN_CONFIG_FILE;
 use crate::schedule::{DecayFn, ScheduleConfig};
-use crate::trainer::{TrainError, RUN_CONFIG_FILE};
 use minicpm_model::safetensors_io::write_atomic;
 use minicpm_model::ModelError;
 use serde::{Deserialize, Serialize};
@@ -189,7 +190,7 @@ pub fn create(
     name: Option<&str>,
     force: bool,
 ) -> Result<Branch, TrainError> {
-    let usage = |m: String| TrainError::Usage(m);
+    let usage = |m: String| TrainError::Config(m);
     spec.check().map_err(usage)?;
     // Absolute, so that the parent's name is known even for `--from checkpoints/step-N`.
     let checkpoint = &checkpoint

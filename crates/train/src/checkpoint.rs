@@ -69,6 +69,34 @@ pub struct Retention<'a> {
     pub pinned: &'a [u64],
 }
 
+/// When a run saves checkpoints and which it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointPolicy {
+    /// Save every this many updates (0: only at the end, when stopped, and at pinned steps).
+    pub every: u64,
+    /// Keep the newest this many (0 keeps all).
+    pub keep: usize,
+    /// Steps saved and kept whatever their age: where decay branches start.
+    pub pinned: Vec<u64>,
+}
+
+impl CheckpointPolicy {
+    /// Whether to save once `done` updates are made; `last` when the run is complete,
+    /// `stopping` when it was asked to stop.
+    pub fn due(&self, done: u64, last: bool, stopping: bool) -> bool {
+        last || stopping
+            || self.pinned.contains(&done)
+            || (self.every > 0 && done % self.every == 0)
+    }
+
+    pub fn retention(&self) -> Retention<'_> {
+        Retention {
+            keep: self.keep,
+            pinned: &self.pinned,
+        }
+    }
+}
+
 /// Writes a checkpoint for `state.step`, then retires those that `retention` does not keep.
 pub fn save(
     run: &Path,
@@ -152,6 +180,49 @@ mod tests {
         std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
         std::fs::write(dir.join(STATE_FILE), b"{}").unwrap();
         dir
+    }
+
+    #[test]
+    fn saves_at_the_interval_the_pinned_steps_the_end_and_a_stop() {
+        let p = CheckpointPolicy {
+            every: 40,
+            keep: 2,
+            pinned: vec![30, 80],
+        };
+        let due: Vec<u64> = (1..=100).filter(|&n| p.due(n, n == 100, false)).collect();
+        assert_eq!(due, [30, 40, 80, 100]);
+        assert!(p.due(57, false, true), "a stop saves where the run stands");
+        let never = CheckpointPolicy {
+            every: 0,
+            keep: 0,
+            pinned: vec![],
+        };
+        assert!((1..100).all(|n| !never.due(n, false, false)));
+        assert!(never.due(100, true, false));
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_every_pinned_step() {
+        let run = tempfile::tempdir().unwrap();
+        let p = CheckpointPolicy {
+            every: 10,
+            keep: 2,
+            pinned: vec![10],
+        };
+        for step in [10, 20, 30, 40] {
+            fake_checkpoint(run.path(), step);
+        }
+        // What `save` does after writing: retire all but the newest `keep` unpinned ones.
+        let r = p.retention();
+        let unpinned: Vec<_> = list(run.path())
+            .into_iter()
+            .filter(|(s, _)| !r.pinned.contains(s))
+            .collect();
+        for (_, old) in unpinned.iter().take(unpinned.len() - r.keep) {
+            retire(old).unwrap();
+        }
+        let steps: Vec<u64> = list(run.path()).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, [10, 30, 40]);
     }
 
     #[test]

@@ -13,12 +13,12 @@
 
 use crate::bench::TokenSource;
 use crate::config::RunConfig;
-use crate::loss::{batch_loss, input_tensor};
+use crate::error::TrainError;
+use crate::loss::{input_tensor, LanguageModel};
 use crate::optimizer::AdamW;
 use crate::run_data::RunData;
-use crate::trainer::TrainError;
+use crate::step::Step;
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use minicpm_data::batches::eval_batches;
 use minicpm_data::mixture::{Mixture, MixtureCursor};
@@ -64,7 +64,7 @@ pub fn run(
     let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
     let t = &cfg.train;
     let vocab = u32::try_from(model_cfg.vocab_size)
-        .map_err(|_| TrainError::Usage("model.vocab_size does not fit token ids".into()))?;
+        .map_err(|_| TrainError::Config("model.vocab_size does not fit token ids".into()))?;
     let mut model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
     let mut opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
     let (probe_batch, mut training) = match text {
@@ -80,7 +80,7 @@ pub fn run(
                 .into_iter()
                 .next()
                 .ok_or_else(|| {
-                    TrainError::Usage(format!(
+                    TrainError::Config(format!(
                         "data.valid: fewer than {} sequences of {} for the probe batch",
                         t.micro_batch, t.seq_len
                     ))
@@ -90,6 +90,8 @@ pub fn run(
         }
     };
     let inner = device.clone().inner();
+    let objective = LanguageModel;
+    let mut update = Step::new(&objective, device);
     let mut out = Vec::new();
     for step in 0..=steps {
         let valid = model.valid();
@@ -120,9 +122,7 @@ pub fn run(
             break;
         }
         let batch = training.next(t.micro_batch, t.seq_len);
-        let loss = batch_loss(&model, input_tensor(&batch, device), &batch.targets);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = opt.step(model, grads, cfg.optim.lr).0;
+        model = update.run(model, &mut opt, &[batch], cfg.optim.lr).0;
     }
     Ok(out)
 }

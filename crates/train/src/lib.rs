@@ -4,19 +4,27 @@
 mod adamw_host;
 pub mod bench;
 pub mod branch;
+pub mod branch_policy;
+pub mod cadence;
 pub mod checkpoint;
 pub mod config;
 pub mod coord_check;
 pub mod diagnostics;
+pub mod error;
 pub mod flops;
 pub mod lm_head_loss;
 pub mod loss;
 pub mod metrics;
+pub mod open_run;
 pub mod optimizer;
+pub mod progress;
 pub mod run_data;
 pub mod runs;
 pub mod schedule;
+pub mod step;
 pub mod trainer;
 
 pub use config::RunConfig;
-pub use trainer::{train, TrainError, TrainOptions, TrainOutcome};
+pub use error::TrainError;
+pub use step::{GradientHook, Objective, Step};
+pub use trainer::{train, TrainOptions, TrainOutcome};

@@ -1,6 +1,7 @@
 //! The language-modelling objective and held-out evaluation.
 
 use crate::lm_head_loss::lm_head_cross_entropy;
+use crate::step::Objective;
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -30,6 +31,20 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
 pub fn lm_loss(model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1> {
     let inputs = input_tensor(batch, device);
     batch_loss(model, inputs, &batch.targets)
+}
+
+/// Next-token cross-entropy at every position: pre-training's objective.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LanguageModel;
+
+impl Objective for LanguageModel {
+    fn loss_tokens(&self, batch: &Batch) -> usize {
+        batch.targets.len()
+    }
+
+    fn loss(&self, model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1> {
+        lm_loss(model, batch, device)
+    }
 }
 
 /// Token ids of a batch's inputs as a device tensor `[rows, len]`.

@@ -1,0 +1,27 @@
+//! Why training could not start or go on, each case named so that the CLI's one-line message
+//! says what to do.
+
+use minicpm_data::DataError;
+use minicpm_model::ModelError;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Reading or writing a model, checkpoint, metrics or config file.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Opening or reading the run's data.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A setting that cannot work (a schedule, a branch point, a data mixture, a command option).
+    #[error("{0}")]
+    Config(String),
+    #[error("a new run needs --config")]
+    NoConfig,
+    #[error("{}: a run already exists here; continue it with --resume or choose another --out", .0.display())]
+    RunExists(PathBuf),
+    #[error("{}: another process is training this run", .0.display())]
+    Locked(PathBuf),
+    #[error("{}: cannot resume: the model config changed: {diff}", .path.display())]
+    ConfigChanged { path: PathBuf, diff: String },
+}

@@ -1,0 +1,401 @@
+//! One optimizer update (docs/MODEL.md section 5), the single implementation that training, the
+//! benchmark and the coordinate check share: the update's micro-batches each run forward and
+//! backward, their gradients accumulate into one, each parameter's complete gradient passes a
+//! hook, and AdamW applies it with global-norm clipping.
+//!
+//! The objective is a parameter: the language-model loss today, a masked SFT loss or the DPO
+//! loss next. Each micro-batch's loss is the mean over its own loss tokens, weighted by its share
+//! of the update's loss tokens, so the update minimises the mean over every loss token of the
+//! update whatever the micro-batches count (a masked loss counts different numbers).
+
+use crate::optimizer::{AdamW, StepStats};
+use burn::module::Param;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Tensor};
+use minicpm_data::Batch;
+use minicpm_model::named::{visit_named, NamedVisitor};
+use minicpm_model::MiniCpm;
+use std::time::{Duration, Instant};
+
+/// What an update minimises.
+pub trait Objective {
+    /// How many tokens of `batch` the loss counts.
+    fn loss_tokens(&self, batch: &Batch) -> usize;
+
+    /// The mean loss over `batch`'s loss tokens, a scalar that keeps its graph. The objective
+    /// runs the forward pass itself, so it may read any side output of it (an MoE layer's
+    /// auxiliary loss).
+    fn loss(&self, model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1>;
+}
+
+/// Sees each parameter's gradient for the whole update, flattened, once it is complete (after
+/// the last micro-batch's backward pass; burn's backward yields all gradients together), and
+/// returns the gradient to apply: data parallelism all-reduces here.
+pub trait GradientHook {
+    fn on_gradient(&mut self, name: &str, grad: Tensor<1>) -> Tensor<1>;
+}
+
+/// Wall time spent in each phase of the measured updates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PhaseTimes {
+    /// Making the token batch and moving it to the device.
+    pub data: Duration,
+    /// Logits and loss.
+    pub forward: Duration,
+    /// Gradients of every parameter.
+    pub backward: Duration,
+    /// Gradient norm, clipping and the AdamW update.
+    pub optimizer: Duration,
+}
+
+impl PhaseTimes {
+    pub fn total(&self) -> Duration {
+        self.data + self.forward + self.backward + self.optimizer
+    }
+}
+
+/// An update's accumulated gradient and its loss.
+pub struct Gradients {
+    pub grads: GradientsParams,
+    /// Mean loss over the update's loss tokens.
+    pub loss: f64,
+    /// Loss tokens of the update.
+    pub loss_tokens: usize,
+}
+
+/// The step's settings: what to minimise, where, and optional timing and gradient hook.
+pub struct Step<'a, O> {
+    pub objective: &'a O,
+    pub device: &'a Device,
+    /// When set, the device is synchronised at every phase boundary and the phases timed.
+    pub timer: Option<&'a mut PhaseTimes>,
+    pub hook: Option<&'a mut dyn GradientHook>,
+}
+
+impl<'a, O: Objective> Step<'a, O> {
+    pub fn new(objective: &'a O, device: &'a Device) -> Self {
+        Step {
+            objective,
+            device,
+            timer: None,
+            hook: None,
+        }
+    }
+
+    /// Forward and backward over the update's micro-batches, accumulated into one gradient.
+    pub fn gradients(&mut self, model: &MiniCpm, batches: &[Batch]) -> Gradients {
+        let counts: Vec<usize> = batches
+            .iter()
+            .map(|b| self.objective.loss_tokens(b))
+            .collect();
+        let total: usize = counts.iter().sum();
+        let mut acc = GradientsAccumulator::<MiniCpm>::new();
+        let mut losses = Vec::with_capacity(batches.len());
+        for (batch, &count) in batches.iter().zip(&counts) {
+            if count == 0 {
+                continue; // no loss token: nothing to add to the loss or the gradient
+            }
+            let loss = self.timed(Phase::Forward, |s| s.objective.loss(model, batch, s.device));
+            // The micro-batch's share of the update: count / total. Dividing by total / count
+            // (exactly the number of micro-batches when they count alike) keeps the plain
+            // mean's rounding.
+            let scaled = match count == total {
+                true => loss.clone(),
+                false => loss.clone().div_scalar(total as f64 / count as f64),
+            };
+            self.timed(Phase::Backward, |_| {
+                let grads = GradientsParams::from_grads(scaled.backward(), model);
+                acc.accumulate(model, grads);
+            });
+            losses.push((loss.into_scalar::<f32>() as f64, count));
+        }
+        let mut grads = acc.grads();
+        if let Some(hook) = self.hook.as_deref_mut() {
+            grads = pass_hook(model, grads, hook);
+        }
+        Gradients {
+            grads,
+            loss: update_mean(&losses),
+            loss_tokens: total,
+        }
+    }
+
+    /// Clipping and the AdamW update at base learning rate `lr`.
+    pub fn update(
+        &mut self,
+        model: MiniCpm,
+        opt: &mut AdamW,
+        grads: GradientsParams,
+        lr: f64,
+    ) -> (MiniCpm, StepStats) {
+        self.timed(Phase::Optimizer, |_| opt.step(model, grads, lr))
+    }
+
+    /// [`Self::gradients`] then [`Self::update`].
+    pub fn run(
+        &mut self,
+        model: MiniCpm,
+        opt: &mut AdamW,
+        batches: &[Batch],
+        lr: f64,
+    ) -> (MiniCpm, StepStats, f64) {
+        let g = self.gradients(&model, batches);
+        let (model, stats) = self.update(model, opt, g.grads, lr);
+        (model, stats, g.loss)
+    }
+
+    /// Runs `f`, timing it into `phase` when a timer is set.
+    pub(crate) fn timed<T>(&mut self, phase: Phase, f: impl FnOnce(&mut Self) -> T) -> T {
+        if self.timer.is_none() {
+            return f(self);
+        }
+        let start = Instant::now();
+        let out = f(self);
+        // A failed sync surfaces at the next read of a tensor; the timing is what matters here.
+        let _ = self.device.sync();
+        if let Some(t) = self.timer.as_deref_mut() {
+            *match phase {
+                Phase::Data => &mut t.data,
+                Phase::Forward => &mut t.forward,
+                Phase::Backward => &mut t.backward,
+                Phase::Optimizer => &mut t.optimizer,
+            } += start.elapsed();
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Phase {
+    Data,
+    Forward,
+    Backward,
+    Optimizer,
+}
+
+/// The mean loss over all loss tokens of an update from its micro-batches' (mean, count)
+/// (when the counts are equal, the plain mean of the means, with its rounding).
+fn update_mean(losses: &[(f64, usize)]) -> f64 {
+    if losses.windows(2).all(|w| w[0].1 == w[1].1) {
+        return losses.iter().map(|l| l.0).sum::<f64>() / losses.len().max(1) as f64;
+    }
+    let total: usize = losses.iter().map(|l| l.1).sum();
+    let weighted: f64 = losses.iter().map(|&(l, n)| l * n as f64).sum();
+    weighted / total as f64
+}
+
+/// Gives `hook` every parameter's gradient in module order and keeps what it returns.
+fn pass_hook(
+    model: &MiniCpm,
+    mut grads: GradientsParams,
+    hook: &mut dyn GradientHook,
+) -> GradientsParams {
+    struct Pass<'g> {
+        grads: &'g mut GradientsParams,
+        hook: &'g mut dyn GradientHook,
+    }
+    impl NamedVisitor for Pass<'_> {
+        fn visit<const D: usize>(&mut self, name: &str, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                let dims = g.dims();
+                let flat = self.hook.on_gradient(name, g.reshape([-1]));
+                self.grads.register::<D>(param.id, flat.reshape(dims));
+            }
+        }
+    }
+    visit_named(
+        model,
+        &mut Pass {
+            grads: &mut grads,
+            hook,
+        },
+    );
+    grads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::activation::log_softmax;
+    use burn::tensor::{Int, TensorData};
+    use minicpm_model::{init, ModelConfig, Parametrization};
+
+    /// Next-token cross-entropy over the positions whose target is not [`IGNORE`] (HF's -100).
+    struct Masked;
+    const IGNORE: u32 = u32::MAX;
+
+    impl Objective for Masked {
+        fn loss_tokens(&self, batch: &Batch) -> usize {
+            batch.targets.iter().filter(|&&t| t != IGNORE).count()
+        }
+
+        fn loss(&self, model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1> {
+            let ids: Vec<i64> = batch.inputs.iter().map(|&x| x as i64).collect();
+            let ids = Tensor::<2, Int>::from_data(
+                TensorData::new(ids, [batch.rows, batch.seq_len]),
+                device,
+            );
+            let logits = model.forward(ids, None);
+            let [b, t, v] = logits.dims();
+            let n = b * t;
+            let (targets, mask): (Vec<i64>, Vec<f32>) = batch
+                .targets
+                .iter()
+                .map(|&x| match x {
+                    IGNORE => (0, 0.0),
+                    x => (x as i64, 1.0),
+                })
+                .unzip();
+            let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), device);
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, 1]), device);
+            let picked = log_softmax(logits.reshape([n, v]), 1).gather(1, targets);
+            (picked * mask)
+                .sum()
+                .neg()
+                .div_scalar(self.loss_tokens(batch) as f64)
+        }
+    }
+
+    fn model(device: &Device) -> MiniCpm {
+        let cfg: ModelConfig = serde_json::from_value(serde_json::json!({
+            "vocab_size": 40, "hidden_size": 16, "intermediate_size": 24,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "scale_emb": 4.0, "scale_depth": 1.4, "dim_model_base": 8.0
+        }))
+        .unwrap();
+        init::init_model(&cfg, Parametrization::Mup, 3, device)
+    }
+
+    /// Eight rows of six tokens; with `masked`, row r ignores its first `r` targets, so the
+    /// rows count 6, 5, ..., 0 loss tokens (and micro-batches of two count 11, 7, 3, 0...).
+    fn batch(masked: bool) -> Batch {
+        let (rows, len) = (8, 6);
+        let mut x = 7u32;
+        let mut next = || {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (x >> 16) % 40
+        };
+        let inputs: Vec<u32> = (0..rows * len).map(|_| next()).collect();
+        let targets = (0..rows * len)
+            .map(|i| match masked && i % len < (i / len).min(len) {
+                true => IGNORE,
+                false => next(),
+            })
+            .collect();
+        Batch {
+            inputs,
+            targets,
+            rows,
+            seq_len: len,
+        }
+    }
+
+    fn split(b: &Batch, parts: usize) -> Vec<Batch> {
+        let rows = b.rows / parts;
+        let n = rows * b.seq_len;
+        (0..parts)
+            .map(|p| Batch {
+                inputs: b.inputs[p * n..(p + 1) * n].to_vec(),
+                targets: b.targets[p * n..(p + 1) * n].to_vec(),
+                rows,
+                seq_len: b.seq_len,
+            })
+            .collect()
+    }
+
+    fn grads_by_name(model: &MiniCpm, g: &GradientsParams) -> Vec<(String, Vec<f32>)> {
+        struct Collect<'a>(&'a GradientsParams, Vec<(String, Vec<f32>)>);
+        impl NamedVisitor for Collect<'_> {
+            fn visit<const D: usize>(&mut self, name: &str, p: &Param<Tensor<D>>) {
+                let v = self
+                    .0
+                    .get::<D>(p.id)
+                    .expect("a gradient for every parameter");
+                self.1
+                    .push((name.into(), v.into_data().try_to_vec::<f32>().unwrap()));
+            }
+        }
+        let mut c = Collect(g, vec![]);
+        visit_named(model, &mut c);
+        c.1
+    }
+
+    #[test]
+    fn four_micro_batches_of_two_make_the_gradient_of_one_batch_of_eight() {
+        let device = Device::flex().autodiff();
+        let model = model(&device);
+        for masked in [false, true] {
+            let whole = batch(masked);
+            let parts = split(&whole, 4);
+            let one = Step::new(&Masked, &device).gradients(&model, std::slice::from_ref(&whole));
+            let four = Step::new(&Masked, &device).gradients(&model, &parts);
+            assert_eq!(one.loss_tokens, four.loss_tokens);
+            assert!(
+                (one.loss - four.loss).abs() < 1e-5,
+                "masked {masked}: loss {} vs {}",
+                one.loss,
+                four.loss
+            );
+            for ((name, a), (_, b)) in grads_by_name(&model, &one.grads)
+                .into_iter()
+                .zip(grads_by_name(&model, &four.grads))
+            {
+                let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+                let diff = a
+                    .iter()
+                    .zip(&b)
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(
+                    diff / scale < 1e-4,
+                    "masked {masked}: {name} differs by {diff} (largest {scale})"
+                );
+            }
+            if masked {
+                // The plain mean of the micro-batches' means weighs a token of the last
+                // micro-batch (3 tokens) far above one of the first (11): not the same loss.
+                let counts: Vec<usize> = parts.iter().map(|p| Masked.loss_tokens(p)).collect();
+                assert_eq!(counts, [11, 7, 3, 0]);
+                let naive: f64 = parts
+                    .iter()
+                    .filter(|p| Masked.loss_tokens(p) > 0)
+                    .map(|p| Masked.loss(&model, p, &device).into_scalar::<f32>() as f64)
+                    .sum::<f64>()
+                    / 3.0;
+                assert!((naive - one.loss).abs() > 1e-3, "{naive} vs {}", one.loss);
+            }
+        }
+    }
+
+    /// The hook sees every parameter's finished gradient once, by HF name, and what it returns
+    /// is what the optimizer gets.
+    #[test]
+    fn the_gradient_hook_sees_each_parameter_once_and_its_result_is_kept() {
+        struct Double(Vec<String>);
+        impl GradientHook for Double {
+            fn on_gradient(&mut self, name: &str, grad: Tensor<1>) -> Tensor<1> {
+                self.0.push(name.to_string());
+                grad.mul_scalar(2.0)
+            }
+        }
+        let device = Device::flex().autodiff();
+        let model = model(&device);
+        let parts = split(&batch(false), 2);
+        let plain = Step::new(&Masked, &device).gradients(&model, &parts);
+        let mut hook = Double(vec![]);
+        let mut step = Step::new(&Masked, &device);
+        step.hook = Some(&mut hook);
+        let doubled = step.gradients(&model, &parts);
+        let names: Vec<String> = grads_by_name(&model, &plain.grads)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(hook.0, names);
+        assert_eq!(names.len(), 1 + 2 * 9 + 1);
+        for ((_, a), (_, b)) in grads_by_name(&model, &plain.grads)
+            .into_iter()
+            .zip(grads_by_name(&model, &doubled.grads))
+        {
+            assert!(a.iter().zip(&b).all(|(x, y)| 2.0 * x == *y));
+        }
+    }
+}
