@@ -59,25 +59,11 @@ mod tests {
 
     fn parse(branches: &str) -> Result<RunConfig, minicpm_model::ModelError> {
         let text = format!(
-            r#"
-[model]
-vocab_size = 256
-hidden_size = 64
-intermediate_size = 160
-num_hidden_layers = 2
-num_attention_heads = 1
-[train]
-steps = 40
-batch_tokens = 128
-micro_batch = 2
-seq_len = 64
-[schedule]
-kind = "wsd"
-warmup_steps = 5
-decay_fraction = 0.25
-{branches}"#
+            "{}\n[schedule]\nkind = \"wsd\"\nwarmup_steps = 5\ndecay_fraction = 0.25\n{branches}",
+            crate::config::tests::BASE
         );
-        RunConfig::parse(&text, "t.toml", &[])
+        let sizes = ["train.steps=40".into(), "train.batch_tokens=128".into()];
+        RunConfig::parse(&text, "t.toml", &sizes)
     }
 
     #[test]

@@ -307,10 +307,11 @@ impl RunConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const BASE: &str = r#"
+    /// A small valid run config, for tests across the crate.
+    pub(crate) const BASE: &str = r#"
 [model]
 vocab_size = 256
 hidden_size = 64
