@@ -6,7 +6,7 @@
 //! boundary, so the phase times also hold on asynchronous backends.
 
 use crate::config::RunConfig;
-use crate::error::TrainError;
+use crate::error::{InvalidSetting, TrainError};
 use crate::loss::LanguageModel;
 use crate::optimizer::AdamW;
 use crate::step::{Phase, Step};
@@ -76,12 +76,16 @@ pub fn run(
     device: &Device,
 ) -> Result<BenchResult, TrainError> {
     if steps == 0 {
-        return Err(TrainError::Config("--steps must be positive".into()));
+        return Err(InvalidSetting::new("--steps", "--steps must be positive").into());
     }
     let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
     let t = &cfg.train;
-    let vocab = u32::try_from(model_cfg.vocab_size)
-        .map_err(|_| TrainError::Config("model.vocab_size does not fit token ids".into()))?;
+    let vocab = u32::try_from(model_cfg.vocab_size).map_err(|_| {
+        InvalidSetting::new(
+            "model.vocab_size",
+            "model.vocab_size does not fit token ids",
+        )
+    })?;
     let mut model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
     let mut opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
     let mut tokens = TokenSource(cfg.seed);

@@ -9,7 +9,7 @@
 
 use crate::checkpoint::{self, TrainerState};
 use crate::config::RunConfig;
-use crate::error::TrainError;
+use crate::error::{InvalidSetting, TrainError};
 use crate::open_run::RUN_CONFIG_FILE;
 use crate::schedule::{DecayFn, ScheduleConfig};
 use minicpm_model::safetensors_io::write_atomic;
@@ -77,7 +77,12 @@ fn default_decay() -> DecayFn {
 }
 
 impl AutoBranches {
-    pub fn spec(&self) -> Result<DecaySpec, String> {
+    pub fn spec(&self) -> Result<DecaySpec, InvalidSetting> {
+        self.checked_spec()
+            .map_err(|msg| InvalidSetting::new("branches", msg))
+    }
+
+    fn checked_spec(&self) -> Result<DecaySpec, String> {
         let length = match (self.decay_fraction, self.decay_tokens) {
             (Some(_), Some(_)) => {
                 return Err("branches: give decay_fraction or decay_tokens, not both".into())
@@ -98,9 +103,14 @@ impl AutoBranches {
 
     /// The updates at which branches start; every count must fall on an update boundary inside
     /// the run and before its own decay.
-    pub fn steps(&self, cfg: &RunConfig) -> Result<Vec<u64>, String> {
+    pub fn steps(&self, cfg: &RunConfig) -> Result<Vec<u64>, InvalidSetting> {
+        self.checked_steps(cfg)
+            .map_err(|msg| InvalidSetting::new("branches.at_tokens", msg))
+    }
+
+    fn checked_steps(&self, cfg: &RunConfig) -> Result<Vec<u64>, String> {
         let per_step = cfg.train.batch_tokens;
-        let schedule = cfg.schedule.resolve(cfg.train.steps)?;
+        let schedule = cfg.schedule.resolve(cfg.train.steps).map_err(|e| e.msg)?;
         let mut steps = Vec::with_capacity(self.at_tokens.len());
         for &t in &self.at_tokens {
             if t == 0 || t % per_step != 0 {
@@ -190,7 +200,7 @@ pub fn create(
     name: Option<&str>,
     force: bool,
 ) -> Result<Branch, TrainError> {
-    let usage = |m: String| TrainError::Config(m);
+    let usage = |m: String| TrainError::from(InvalidSetting::new("decay", m));
     spec.check().map_err(usage)?;
     // Absolute, so that the parent's name is known even for `--from checkpoints/step-N`.
     let checkpoint = &checkpoint
@@ -222,10 +232,7 @@ pub fn create(
     // The rate the trunk trained at when this checkpoint was taken: a branch decays from the
     // peak, so a checkpoint below it (in warmup, or itself decaying) needs --force and then
     // decays on from where it was, never jumping back up to the peak.
-    let schedule = parent_cfg
-        .schedule
-        .resolve(parent_cfg.train.steps)
-        .map_err(usage)?;
+    let schedule = parent_cfg.schedule.resolve(parent_cfg.train.steps)?;
     let factor = schedule.factor(state.step - 1);
     let below_peak = factor < 1.0 || parent_cfg.branch.is_some();
     let warning = if below_peak {

@@ -19,8 +19,8 @@ impl BranchPolicy {
             return Ok(BranchPolicy::default());
         };
         Ok(BranchPolicy {
-            steps: b.steps(cfg).map_err(TrainError::Config)?,
-            spec: Some(b.spec().map_err(TrainError::Config)?),
+            steps: b.steps(cfg)?,
+            spec: Some(b.spec()?),
             batch_tokens: cfg.train.batch_tokens,
         })
     }

@@ -3,6 +3,7 @@
 //! the resolved form written next to the results as `run.toml`.
 
 use crate::branch::{AutoBranches, BranchOrigin};
+use crate::error::InvalidSetting;
 use crate::optimizer::OptimConfig;
 use crate::schedule::ScheduleConfig;
 use minicpm_data::mixture::PhaseWeights;
@@ -127,26 +128,36 @@ impl DataConfig {
     }
 
     /// A phase named explicitly must exist (`stable` always does).
-    pub fn check_decay_phase(&self) -> Result<(), String> {
+    pub fn check_decay_phase(&self) -> Result<(), InvalidSetting> {
         match &self.decay_phase {
-            Some(p) if p != "stable" && !self.mixture.contains_key(p) => Err(format!(
-                "data.decay_phase: the mixture has no phase `{p}` (it has: {})",
-                std::iter::once("stable")
-                    .chain(
-                        self.mixture
-                            .keys()
-                            .map(String::as_str)
-                            .filter(|k| *k != "stable")
-                    )
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            Some(p) if p != "stable" && !self.mixture.contains_key(p) => Err(InvalidSetting::new(
+                "data.decay_phase",
+                format!(
+                    "data.decay_phase: the mixture has no phase `{p}` (it has: {})",
+                    std::iter::once("stable")
+                        .chain(
+                            self.mixture
+                                .keys()
+                                .map(String::as_str)
+                                .filter(|k| *k != "stable")
+                        )
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             )),
             _ => Ok(()),
         }
     }
 
     /// The training sources and their phase weights, with `train = ...` as a one-source mixture.
-    pub fn resolved_mixture(&self) -> Result<(BTreeMap<String, PathBuf>, PhaseWeights), String> {
+    pub fn resolved_mixture(
+        &self,
+    ) -> Result<(BTreeMap<String, PathBuf>, PhaseWeights), InvalidSetting> {
+        self.checked_mixture()
+            .map_err(|msg| InvalidSetting::new("data", msg))
+    }
+
+    fn checked_mixture(&self) -> Result<(BTreeMap<String, PathBuf>, PhaseWeights), String> {
         match (&self.train, self.sources.is_empty()) {
             (Some(_), false) => {
                 Err("data: give either `train` or `sources` + `mixture`, not both".into())
@@ -261,10 +272,9 @@ impl RunConfig {
             field: field.into(),
             msg,
         };
-        self.optim.validate().map_err(|m| field("optim", m))?;
-        self.schedule
-            .resolve(self.train.steps)
-            .map_err(|m| field("schedule", m))?;
+        let setting = |e: InvalidSetting| field(&e.key, e.msg);
+        self.optim.validate().map_err(setting)?;
+        self.schedule.resolve(self.train.steps).map_err(setting)?;
         let t = &self.train;
         for (name, v) in [
             ("train.steps", t.steps),
@@ -276,12 +286,10 @@ impl RunConfig {
                 return Err(field(name, "must be positive".into()));
             }
         }
-        self.data
-            .check_decay_phase()
-            .map_err(|m| field("data.decay_phase", m))?;
+        self.data.check_decay_phase().map_err(setting)?;
         if let Some(b) = &self.branches {
-            b.spec().map_err(|m| field("branches", m))?;
-            b.steps(self).map_err(|m| field("branches.at_tokens", m))?;
+            b.spec().map_err(setting)?;
+            b.steps(self).map_err(setting)?;
         }
         let micro_tokens = (t.micro_batch * t.seq_len) as u64;
         if t.batch_tokens % micro_tokens != 0 {

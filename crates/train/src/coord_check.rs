@@ -13,7 +13,7 @@
 
 use crate::bench::TokenSource;
 use crate::config::RunConfig;
-use crate::error::TrainError;
+use crate::error::{InvalidSetting, TrainError};
 use crate::loss::{input_tensor, LanguageModel};
 use crate::optimizer::AdamW;
 use crate::run_data::RunData;
@@ -63,8 +63,12 @@ pub fn run(
 ) -> Result<Vec<CoordRecord>, TrainError> {
     let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
     let t = &cfg.train;
-    let vocab = u32::try_from(model_cfg.vocab_size)
-        .map_err(|_| TrainError::Config("model.vocab_size does not fit token ids".into()))?;
+    let vocab = u32::try_from(model_cfg.vocab_size).map_err(|_| {
+        InvalidSetting::new(
+            "model.vocab_size",
+            "model.vocab_size does not fit token ids",
+        )
+    })?;
     let mut model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
     let mut opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
     let (probe_batch, mut training) = match text {
@@ -80,10 +84,13 @@ pub fn run(
                 .into_iter()
                 .next()
                 .ok_or_else(|| {
-                    TrainError::Config(format!(
-                        "data.valid: fewer than {} sequences of {} for the probe batch",
-                        t.micro_batch, t.seq_len
-                    ))
+                    InvalidSetting::new(
+                        "data.valid",
+                        format!(
+                            "data.valid: fewer than {} sequences of {} for the probe batch",
+                            t.micro_batch, t.seq_len
+                        ),
+                    )
                 })?;
             let mixture = data.mixture(t.seq_len, cfg.seed, &MixtureCursor::default())?;
             (probe, Batches::Text(mixture))

@@ -5,6 +5,24 @@ use minicpm_data::DataError;
 use minicpm_model::ModelError;
 use std::path::PathBuf;
 
+/// A setting that cannot work (a schedule, a branch point, a data mixture, a command-line
+/// option), under its config key; the message names the key too.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{msg}")]
+pub struct InvalidSetting {
+    pub key: String,
+    pub msg: String,
+}
+
+impl InvalidSetting {
+    pub fn new(key: impl Into<String>, msg: impl Into<String>) -> Self {
+        InvalidSetting {
+            key: key.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// Reading or writing a model, checkpoint, metrics or config file.
@@ -13,9 +31,8 @@ pub enum TrainError {
     /// Opening or reading the run's data.
     #[error(transparent)]
     Data(#[from] DataError),
-    /// A setting that cannot work (a schedule, a branch point, a data mixture, a command option).
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Setting(#[from] InvalidSetting),
     #[error("a new run needs --config")]
     NoConfig,
     #[error("{}: a run already exists here; continue it with --resume or choose another --out", .0.display())]

@@ -25,6 +25,6 @@ pub mod step;
 pub mod trainer;
 
 pub use config::RunConfig;
-pub use error::TrainError;
+pub use error::{InvalidSetting, TrainError};
 pub use step::{GradientHook, Objective, Step};
 pub use trainer::{train, TrainOptions, TrainOutcome};

@@ -3,6 +3,7 @@
 //! restored from `optimizer.safetensors` exactly.
 
 use crate::adamw_host;
+use crate::error::InvalidSetting;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -67,7 +68,12 @@ impl Default for OptimConfig {
 }
 
 impl OptimConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        self.checked()
+            .map_err(|msg| InvalidSetting::new("optim", msg))
+    }
+
+    fn checked(&self) -> Result<(), String> {
         let in01 = |name: &str, v: f64| {
             if (0.0..1.0).contains(&v) {
                 Ok(())

@@ -3,7 +3,7 @@
 //! refuse the same bad data with the same message.
 
 use crate::config::RunConfig;
-use crate::error::TrainError;
+use crate::error::{InvalidSetting, TrainError};
 use minicpm_data::mixture::{Mixture, MixtureCursor, PhaseWeights};
 use minicpm_data::{DataError, TokenDataset};
 
@@ -19,7 +19,7 @@ impl RunData {
     /// Opens `cfg.data` and checks each dataset fits a model of `vocab_size` tokens and holds
     /// more than one sequence of `cfg.train.seq_len`.
     pub fn open(cfg: &RunConfig, vocab_size: usize) -> Result<Self, TrainError> {
-        let (source_paths, weights) = cfg.data.resolved_mixture().map_err(TrainError::Config)?;
+        let (source_paths, weights) = cfg.data.resolved_mixture()?;
         let mut sources = Vec::with_capacity(source_paths.len());
         for (name, path) in &source_paths {
             sources.push((name.clone(), TokenDataset::open(path)?));
@@ -31,9 +31,11 @@ impl RunData {
             .map(|v| v.paths())
             .unwrap_or_default();
         if valid_paths.is_empty() {
-            return Err(TrainError::Config(
-                "data.valid: no held-out token-shard directory configured".into(),
-            ));
+            return Err(InvalidSetting::new(
+                "data.valid",
+                "data.valid: no held-out token-shard directory configured",
+            )
+            .into());
         }
         let valid = TokenDataset::open_many(&valid_paths)?;
         let data = RunData {
@@ -49,17 +51,25 @@ impl RunData {
         all.push(("valid".into(), &data.valid));
         for (what, ds) in all {
             if ds.index.vocab_size > vocab_size {
-                return Err(TrainError::Config(format!(
-                    "data.{what}: token ids go up to {} but model.vocab_size is {vocab_size}",
-                    ds.index.vocab_size
-                )));
+                return Err(InvalidSetting::new(
+                    format!("data.{what}"),
+                    format!(
+                        "data.{what}: token ids go up to {} but model.vocab_size is {vocab_size}",
+                        ds.index.vocab_size
+                    ),
+                )
+                .into());
             }
             if ds.tokens.len() <= cfg.train.seq_len {
-                return Err(TrainError::Config(format!(
-                    "data.{what}: {} tokens is too few for sequences of {}",
-                    ds.tokens.len(),
-                    cfg.train.seq_len
-                )));
+                return Err(InvalidSetting::new(
+                    format!("data.{what}"),
+                    format!(
+                        "data.{what}: {} tokens is too few for sequences of {}",
+                        ds.tokens.len(),
+                        cfg.train.seq_len
+                    ),
+                )
+                .into());
             }
         }
         Ok(data)

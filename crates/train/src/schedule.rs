@@ -3,6 +3,7 @@
 //! A schedule returns the factor applied to every parameter group's peak rate, so the per-group
 //! ratios of muP hold throughout. Step `s` is the 0-based index of the optimizer update.
 
+use crate::error::InvalidSetting;
 use serde::{Deserialize, Serialize};
 
 /// The shape of the decay phase of WSD, `f(x)` for `x` steps into a decay of `D` steps.
@@ -125,7 +126,12 @@ impl ScheduleConfig {
     }
 
     /// Resolves against a run of `total_steps`; errors name the offending field.
-    pub fn resolve(&self, total_steps: u64) -> Result<Schedule, String> {
+    pub fn resolve(&self, total_steps: u64) -> Result<Schedule, InvalidSetting> {
+        self.checked(total_steps)
+            .map_err(|msg| InvalidSetting::new("schedule", msg))
+    }
+
+    fn checked(&self, total_steps: u64) -> Result<Schedule, String> {
         let check_floor = |floor: f64| {
             if (0.0..=1.0).contains(&floor) {
                 Ok(())
@@ -337,17 +343,20 @@ mod tests {
         let e = ScheduleConfig::wsd(95, 0.1, DecayFn::Exp)
             .resolve(100)
             .unwrap_err();
-        assert!(e.contains("warmup_steps"), "{e}");
+        assert!(e.msg.contains("warmup_steps") && e.key == "schedule", "{e}");
         let e = ScheduleConfig::wsd(0, 1.5, DecayFn::Exp)
             .resolve(100)
             .unwrap_err();
-        assert!(e.contains("decay_fraction"), "{e}");
+        assert!(
+            e.msg.contains("decay_fraction") && e.key == "schedule",
+            "{e}"
+        );
         let mut both = ScheduleConfig::wsd(0, 0.1, DecayFn::Exp);
         if let ScheduleConfig::Wsd { decay_steps, .. } = &mut both {
             *decay_steps = Some(10);
         }
         let e = both.resolve(100).unwrap_err();
-        assert!(e.contains("not both"), "{e}");
+        assert!(e.msg.contains("not both") && e.key == "schedule", "{e}");
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         ..
     } = open_run::open(run, opts.config.as_ref(), opts.resume, device)?;
     let t = &cfg.train;
-    let schedule = cfg.schedule.resolve(t.steps).map_err(TrainError::Config)?;
+    let schedule = cfg.schedule.resolve(t.steps)?;
     let branches = BranchPolicy::of(&cfg)?;
     let checkpoints = CheckpointPolicy {
         every: t.checkpoint_every,
