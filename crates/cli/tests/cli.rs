@@ -387,3 +387,35 @@ fn a_fixed_run_with_a_branch_and_a_resume_reproduces_its_recorded_numbers() {
     }
     assert_eq!(want, got);
 }
+
+/// With stderr not a terminal (a CI log, `nohup`), training says how it goes in a plain line per
+/// logged update instead of staying silent until the end.
+#[test]
+fn training_without_a_terminal_prints_a_line_per_logged_update() {
+    let (dir, cfg) = setup(12);
+    let run = dir.path().join("run");
+    let out = run_ok(
+        bin()
+            .args(["train", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&run)
+            .args(["--set", "train.log_every=5"]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let updates: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("update ")?.split(' ').next())
+        .collect();
+    // Logged: every 5th update (0, 5, 10), the one before the evaluation after 10, the last.
+    assert_eq!(
+        updates,
+        ["1/12", "6/12", "10/12", "11/12", "12/12"],
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("update 10/12 ") && l.contains(" eval ")),
+        "{err}"
+    );
+}
