@@ -155,7 +155,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let mut cfg = base;
     set_mixture(&mut cfg.data, &shards, &sources)?;
-    cfg.data.tokenizer = Some(tok_path.clone());
+    cfg.data.tokenizer = Some(tok_path);
     // The user's settings have the last word, over the data found here as well.
     let cfg = cfg.with_overrides(DEMO_ORIGIN, &a.set)?;
     let resume = a.out.join(minicpm_train::trainer::RUN_CONFIG_FILE).exists();

@@ -248,4 +248,24 @@ mod tests {
         let parsed = minicpm_train::RunConfig::parse(text, "t.toml", &[]).unwrap();
         assert_eq!(super::paper_cosine(7), parsed.schedule);
     }
+
+    #[test]
+    fn a_malformed_batch_law_index_is_refused_in_one_line() {
+        use minicpm_lab::batch_law::BatchLawReport;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::BATCH_LAW_INDEX);
+        std::fs::write(
+            &path,
+            r#"{"units": "tokens", "targets": [3.0], "sizes": []}"#,
+        )
+        .unwrap();
+        let e = super::super::read_index::<BatchLawReport>(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("batch-law.json") && e.contains("missing field"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
 }
