@@ -11,12 +11,14 @@ use minicpm_data::fetch::{fetch_demo, FetchOptions, Kind, Manifest};
 use minicpm_data::prepare::PrepareOptions;
 use minicpm_data::shards::DatasetIndex;
 use minicpm_data::TextTokenizer;
+use minicpm_train::config::{DataConfig, OneOrMany};
 use minicpm_train::RunConfig;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The demo's run config, built into the binary so the demo needs no files.
 pub const DEMO_CONFIG: &str = include_str!("../../../configs/demo.toml");
+const DEMO_ORIGIN: &str = "configs/demo.toml";
 
 /// Share of the decay phase given to the high-quality sources.
 const DECAY_HQ_SHARE: f64 = 0.3;
@@ -95,25 +97,21 @@ fn train_tokens(dir: &Path) -> anyhow::Result<u64> {
     Ok(DatasetIndex::read(dir)?.tokens())
 }
 
-/// `--set` overrides naming the sources, the held-out sets and the two phases' weights: the
-/// stable phase draws pre-training sources in proportion to their size; the decay phase keeps
-/// those proportions for 70% of its rows and gives 30% to the high-quality sources.
-fn mixture_overrides(shards: &Path, sources: &[Source]) -> anyhow::Result<Vec<String>> {
-    let mut set = Vec::new();
+/// Names the sources, the held-out sets and the two phases' weights in `data`: the stable phase
+/// draws pre-training sources in proportion to their size; the decay phase keeps those
+/// proportions for 70% of its rows and gives 30% to the high-quality sources.
+fn set_mixture(data: &mut DataConfig, shards: &Path, sources: &[Source]) -> anyhow::Result<()> {
     let mut valid = Vec::new();
     let mut sizes = Vec::new();
     for s in sources {
         let train = shards.join(&s.name).join("train");
-        set.push(format!("data.sources.{}=\"{}\"", s.name, train.display()));
         sizes.push((s, train_tokens(&train)? as f64));
+        data.sources.insert(s.name.clone(), train);
         if s.kind == Kind::Pretrain {
-            valid.push(format!(
-                "\"{}\"",
-                shards.join(&s.name).join("valid").display()
-            ));
+            valid.push(shards.join(&s.name).join("valid"));
         }
     }
-    set.push(format!("data.valid=[{}]", valid.join(", ")));
+    data.valid = Some(OneOrMany::Many(valid));
     let total = |k: Kind| {
         sizes
             .iter()
@@ -122,24 +120,26 @@ fn mixture_overrides(shards: &Path, sources: &[Source]) -> anyhow::Result<Vec<St
             .sum::<f64>()
     };
     let (pre, hq) = (total(Kind::Pretrain), total(Kind::Hq));
+    let mut weight = |phase: &str, source: &str, w: f64| {
+        data.mixture
+            .entry(phase.to_string())
+            .or_default()
+            .insert(source.to_string(), w);
+    };
     for (s, n) in &sizes {
         if s.kind == Kind::Pretrain {
-            set.push(format!("data.mixture.stable.{}={}", s.name, n / pre));
+            weight("stable", &s.name, n / pre);
             let share = if hq > 0.0 { 1.0 - DECAY_HQ_SHARE } else { 1.0 };
-            set.push(format!("data.mixture.decay.{}={}", s.name, share * n / pre));
+            weight("decay", &s.name, share * n / pre);
         } else {
-            set.push(format!(
-                "data.mixture.decay.{}={}",
-                s.name,
-                DECAY_HQ_SHARE * n / hq
-            ));
+            weight("decay", &s.name, DECAY_HQ_SHARE * n / hq);
         }
     }
-    Ok(set)
+    Ok(())
 }
 
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
-    let base = RunConfig::parse(DEMO_CONFIG, "configs/demo.toml", &a.set)?;
+    let base = RunConfig::parse(DEMO_CONFIG, DEMO_ORIGIN, &a.set)?;
     let corpus_dir = a.data.join("corpus");
     let sources = corpus(&corpus_dir)?;
     let tok_path = a.data.join("tokenizer.json");
@@ -153,10 +153,11 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let inputs: Vec<PathBuf> = sources.iter().map(|s| s.jsonl.clone()).collect();
     run_prepare(&inputs, &tok, &shards, &PrepareOptions::default())?;
 
-    let mut set = mixture_overrides(&shards, &sources)?;
-    set.push(format!("data.tokenizer=\"{}\"", tok_path.display()));
-    set.extend(a.set.iter().cloned());
-    let cfg = RunConfig::parse(DEMO_CONFIG, "configs/demo.toml", &set)?;
+    let mut cfg = base;
+    set_mixture(&mut cfg.data, &shards, &sources)?;
+    cfg.data.tokenizer = Some(tok_path);
+    // The user's settings have the last word, over the data found here as well.
+    let cfg = cfg.with_overrides(DEMO_ORIGIN, &a.set)?;
     let resume = a.out.join(minicpm_train::trainer::RUN_CONFIG_FILE).exists();
     eprintln!(
         "train: {} non-embedding parameters, {} updates of {} tokens -> {}",

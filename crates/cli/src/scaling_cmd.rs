@@ -8,7 +8,9 @@ use minicpm_lab::scaling::{
     exclude_highest_loss, fit_envelope, iso_flop_chart, plan_study, read_points, render_contours,
     study, BootstrapConfig, CurvePoint, FitConfig, Point, ScalingReport, SizeSpec, StudyPlan,
 };
+use minicpm_train::branch::AutoBranches;
 use minicpm_train::runs::{self, RunSummary};
+use minicpm_train::schedule::{DecayFn, ScheduleConfig};
 use minicpm_train::RunConfig;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -106,33 +108,40 @@ fn stable_config(
     decay_fraction: f64,
 ) -> anyhow::Result<RunConfig> {
     let shape = proxy.shape(width)?;
-    let warmup = proxy.config(&shape, &[])?.schedule.warmup_steps();
-    let at: Vec<String> = size
-        .branches
-        .iter()
-        .map(|b| b.branch_at_tokens.to_string())
-        .collect();
-    proxy.config(
-        &shape,
-        &[
-            format!("schedule={{ kind = \"constant\", warmup_steps = {warmup} }}"),
-            format!("train.steps={}", size.stable_steps),
-            format!(
-                "branches={{ at_tokens = [{}], decay_fraction = {decay_fraction} }}",
-                at.join(", ")
-            ),
-        ],
-    )
+    let mut cfg = proxy.config(&shape)?;
+    cfg.schedule = ScheduleConfig::Constant {
+        warmup_steps: cfg.schedule.warmup_steps(),
+    };
+    cfg.train.steps = size.stable_steps;
+    cfg.branches = Some(decay_branches(
+        size.branches.iter().map(|b| b.branch_at_tokens).collect(),
+        decay_fraction,
+    ));
+    proxy.check(cfg)
+}
+
+/// Branches at `at_tokens`, each decaying over `decay_fraction` of its length with the
+/// defaults of a `[branches]` table: exponential, no floor, the `decay` mixture phase.
+fn decay_branches(at_tokens: Vec<u64>, decay_fraction: f64) -> AutoBranches {
+    AutoBranches {
+        at_tokens,
+        decay_fraction: Some(decay_fraction),
+        decay_tokens: None,
+        decay: DecayFn::Exp,
+        half_life: None,
+        floor: 0.0,
+        mixture: None,
+    }
 }
 
 fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
     let mut specs = Vec::new();
     let mut batch = None;
     for w in a.proxy.widths() {
-        let cfg = a.proxy.config(&a.proxy.shape(w)?, &[])?;
+        let cfg = a.proxy.config(&a.proxy.shape(w)?)?;
         batch = Some(cfg.train.batch_tokens);
         specs.push(SizeSpec {
-            name: format!("{}-d{w}", a.proxy.param.name()),
+            name: format!("{}-d{w}", a.proxy.param),
             non_embedding_params: cfg.model.non_embedding_params(),
         });
     }
@@ -396,5 +405,18 @@ fn print_report(report: &ScalingReport, n_points: usize) {
             best.d / best.n,
             best.loss
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decay_branches_take_the_defaults_of_a_branches_table() {
+        // What a `[branches]` table giving only the counts and the fraction means.
+        let written: minicpm_train::branch::AutoBranches = serde_json::from_value(
+            serde_json::json!({"at_tokens": [4096, 8192], "decay_fraction": 0.125}),
+        )
+        .unwrap();
+        assert_eq!(super::decay_branches(vec![4096, 8192], 0.125), written);
     }
 }

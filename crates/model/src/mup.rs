@@ -18,6 +18,36 @@ pub enum Parametrization {
     Sp,
 }
 
+impl Parametrization {
+    /// Both, muP first: the order in which the wind tunnel compares them.
+    pub const ALL: [Parametrization; 2] = [Parametrization::Mup, Parametrization::Sp];
+
+    /// The name used in run configs, on the command line and in file names (serde's spelling).
+    pub fn name(self) -> &'static str {
+        match self {
+            Parametrization::Mup => "mup",
+            Parametrization::Sp => "sp",
+        }
+    }
+}
+
+impl std::fmt::Display for Parametrization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Parametrization {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Parametrization::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown parametrization `{s}` (expected mup or sp)"))
+    }
+}
+
 /// What a tensor is, as far as the parametrisation cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TensorRole {
@@ -101,6 +131,17 @@ pub fn resolve(cfg: &ModelConfig, p: Parametrization) -> ModelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_config_spelling() {
+        for p in Parametrization::ALL {
+            let json = serde_json::to_value(p).unwrap();
+            assert_eq!(json, p.name(), "serde and name() agree");
+            assert_eq!(p.to_string().parse::<Parametrization>(), Ok(p));
+        }
+        let e = "muP".parse::<Parametrization>().unwrap_err();
+        assert!(e.contains("muP") && e.contains("mup or sp"), "{e}");
+    }
 
     #[test]
     fn minicpm_2b_rules_match_the_paper() {

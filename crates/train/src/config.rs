@@ -253,6 +253,19 @@ impl RunConfig {
     }
 
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self, ModelError> {
+        let cfg = Self::parse_unchecked(text, origin, overrides)?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// [`RunConfig::load`] without the final check, for a base config that a command completes
+    /// (say, with a proxy's shape) and checks afterwards.
+    pub fn load_unchecked(path: &Path, overrides: &[String]) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        Self::parse_unchecked(&text, &path.display().to_string(), overrides)
+    }
+
+    fn parse_unchecked(text: &str, origin: &str, overrides: &[String]) -> Result<Self, ModelError> {
         let mut tree = strict::toml_to_value(text, origin)?;
         for o in overrides {
             apply_override(&mut tree, o).map_err(|msg| ModelError::Parse {
@@ -260,9 +273,7 @@ impl RunConfig {
                 msg,
             })?;
         }
-        let cfg: RunConfig = strict::from_value(tree, origin)?;
-        cfg.validate(origin)?;
-        Ok(cfg)
+        strict::from_value(tree, origin)
     }
 
     pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
@@ -312,6 +323,12 @@ impl RunConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a run config always serialises")
     }
+
+    /// Applies `--set` overrides on top of this config, as if it were a file, and checks the
+    /// result: how a user's settings keep the last word over values a command computed.
+    pub fn with_overrides(&self, origin: &str, overrides: &[String]) -> Result<Self, ModelError> {
+        Self::parse(&self.to_toml(), origin, overrides)
+    }
 }
 
 #[cfg(test)]
@@ -346,6 +363,31 @@ seq_len = 64
         assert_eq!(cfg.accumulation(), 4);
         let again = RunConfig::parse(&cfg.to_toml(), "run.toml", &[]).unwrap();
         assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn overrides_win_over_typed_edits() {
+        let mut cfg = RunConfig::parse(BASE, "t.toml", &[]).unwrap();
+        cfg.optim.lr = 0.5;
+        cfg.train.steps = 7;
+        let sets = ["optim.lr=0.02".to_string(), "seed=3".into()];
+        let edited = cfg.with_overrides("t.toml", &sets).unwrap();
+        assert_eq!(
+            (edited.optim.lr, edited.seed, edited.train.steps),
+            (0.02, 3, 7)
+        );
+        // Applying them to the file as written gives the same config, but for the edit kept.
+        let mut direct = RunConfig::parse(BASE, "t.toml", &sets).unwrap();
+        direct.train.steps = 7;
+        assert_eq!(edited, direct);
+        let e = cfg
+            .with_overrides("t.toml", &["train.micro_batch=0".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("train.micro_batch"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::{parse_tokens, run_points, write_index, PlannedPoint, ProxyArgs, Swee
 use clap::Args;
 use minicpm_lab::batch_law::{fit_batch_law, BatchRun};
 use minicpm_lab::plot::{self, Chart, Series};
+use minicpm_train::schedule::ScheduleConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,12 +35,25 @@ pub struct BatchArgs {
     out: PathBuf,
 }
 
+/// The study's index: the whole [`minicpm_lab::batch_law::BatchLawReport`].
+const BATCH_LAW_INDEX: &str = "batch-law.json";
+
 /// The largest micro-batch of at most 16 rows whose tokens divide the batch.
 fn micro_batch(batch: u64, seq_len: u64) -> Option<u64> {
     if batch == 0 || !batch.is_multiple_of(seq_len) {
         return None;
     }
     (1..=16).rev().find(|m| batch.is_multiple_of(m * seq_len))
+}
+
+/// The paper's Cosine(T) after `warmup_steps`: over the whole run down to a tenth of the peak
+/// (the schedule's default floor).
+fn paper_cosine(warmup_steps: u64) -> ScheduleConfig {
+    ScheduleConfig::Cosine {
+        warmup_steps,
+        period: None,
+        floor: 0.1,
+    }
 }
 
 pub fn run(a: BatchArgs) -> anyhow::Result<ExitCode> {
@@ -58,7 +72,7 @@ pub fn run(a: BatchArgs) -> anyhow::Result<ExitCode> {
     let mut meta = Vec::new();
     for w in a.proxy.widths() {
         let shape = a.proxy.shape(w)?;
-        let base = a.proxy.config(&shape, &[])?;
+        let base = a.proxy.config(&shape)?;
         let n = base.model.non_embedding_params();
         let tokens = parse_tokens(&a.tokens, n)?;
         let warmup = base.schedule.warmup_steps();
@@ -67,23 +81,19 @@ pub fn run(a: BatchArgs) -> anyhow::Result<ExitCode> {
             let micro = micro_batch(b, seq).ok_or_else(|| {
                 anyhow::anyhow!("--batches: {b} is not a positive multiple of seq_len {seq}")
             })?;
-            let steps = tokens.div_ceil(b).max(1);
-            let eval_every = (a.eval_tokens.unwrap_or(tokens / 30) / b).max(1);
-            let mut extra = vec![
-                format!("train.batch_tokens={b}"),
-                format!("train.micro_batch={micro}"),
-                format!("train.steps={steps}"),
-                format!("train.eval_every={eval_every}"),
-                // The paper's batch-size runs: cosine decay over the whole run.
-                format!("schedule={{ kind = \"cosine\", warmup_steps = {warmup} }}"),
-            ];
+            let mut config = base.clone();
+            config.train.batch_tokens = b;
+            config.train.micro_batch = micro as usize;
+            config.train.steps = tokens.div_ceil(b).max(1);
+            config.train.eval_every = (a.eval_tokens.unwrap_or(tokens / 30) / b).max(1);
+            // The paper's batch-size runs: cosine decay over the whole run.
+            config.schedule = paper_cosine(warmup);
             if let Some(lr) = a.lr {
-                extra.push(format!("optim.lr={lr}"));
+                config.optim.lr = lr;
             }
-            let name = format!("{}-d{w}-bs{b}", a.proxy.param.name());
             planned.push(PlannedPoint {
-                name,
-                config: a.proxy.config(&shape, &extra)?,
+                name: format!("{}-d{w}-bs{b}", a.proxy.param),
+                config: a.proxy.check(config)?,
             });
             meta.push((w, n, b));
         }
@@ -111,10 +121,7 @@ pub fn run(a: BatchArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let report = fit_batch_law(&runs, &targets)
         .map_err(|e| anyhow::anyhow!("fitting the batch-size law: {e}"))?;
-    write_index(
-        &a.out.join("batch-law.json"),
-        &serde_json::to_value(&report)?,
-    )?;
+    write_index(&a.out.join(BATCH_LAW_INDEX), &report)?;
 
     println!("tokens to reach each target (k), and the batch that needs the fewest:");
     for size in &report.sizes {
@@ -230,5 +237,35 @@ mod tests {
         assert_eq!(super::micro_batch(4096, 128), Some(16));
         assert_eq!(super::micro_batch(1536, 128), Some(12));
         assert_eq!(super::micro_batch(100, 128), None);
+    }
+
+    #[test]
+    fn the_paper_cosine_is_the_configs_default_cosine() {
+        // What a config saying only `kind = "cosine"` means, as the config parser reads it.
+        let text = "[model]\nvocab_size = 16\nhidden_size = 8\nintermediate_size = 16\n\
+                    num_hidden_layers = 1\nnum_attention_heads = 1\n\
+                    [schedule]\nkind = \"cosine\"\nwarmup_steps = 7\n";
+        let parsed = minicpm_train::RunConfig::parse(text, "t.toml", &[]).unwrap();
+        assert_eq!(super::paper_cosine(7), parsed.schedule);
+    }
+
+    #[test]
+    fn a_malformed_batch_law_index_is_refused_in_one_line() {
+        use minicpm_lab::batch_law::BatchLawReport;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::BATCH_LAW_INDEX);
+        std::fs::write(
+            &path,
+            r#"{"units": "tokens", "targets": [3.0], "sizes": []}"#,
+        )
+        .unwrap();
+        let e = super::super::read_index::<BatchLawReport>(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("batch-law.json") && e.contains("missing field"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 }

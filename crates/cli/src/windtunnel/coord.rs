@@ -1,10 +1,11 @@
 //! `windtunnel coord-check`: mean |activation| per kind and width over the first updates.
 
-use super::ProxyArgs;
+use super::{read_index, write_index, ProxyArgs};
 use clap::Args;
 use minicpm_lab::plot::{self, Chart, Series};
+use minicpm_model::Parametrization;
 use minicpm_train::run_data::RunData;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -25,6 +26,38 @@ pub struct CoordArgs {
     out: Option<PathBuf>,
 }
 
+/// `coord-check-<param>.json`: every measurement of one parametrisation's check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CoordCheckIndex {
+    param: Parametrization,
+    tokens: ProbeTokens,
+    records: Vec<CoordIndexRecord>,
+}
+
+/// What the check trained on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ProbeTokens {
+    Random,
+    Text,
+}
+
+/// Mean |activation| of one kind at one width and step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CoordIndexRecord {
+    width: usize,
+    step: u64,
+    site: String,
+    /// None where the activations were not finite (JSON has no NaN).
+    mean_abs: Option<f64>,
+}
+
+impl CoordCheckIndex {
+    fn file_name(param: Parametrization) -> String {
+        format!("coord-check-{param}.json")
+    }
+}
+
 pub fn run(a: CoordArgs) -> anyhow::Result<ExitCode> {
     if a.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
@@ -41,7 +74,7 @@ pub fn run(a: CoordArgs) -> anyhow::Result<ExitCode> {
     let mut all = Vec::new();
     for w in a.proxy.widths() {
         let shape = a.proxy.shape(w)?;
-        let cfg = a.proxy.config(&shape, &[])?;
+        let cfg = a.proxy.config(&shape)?;
         // Every width shares the data and its vocabulary: opened (and checked) once.
         if a.text && text.is_none() {
             text = Some(RunData::open(&cfg, cfg.model.vocab_size)?);
@@ -52,16 +85,25 @@ pub fn run(a: CoordArgs) -> anyhow::Result<ExitCode> {
         }
     }
     std::fs::create_dir_all(&out)?;
-    let param = a.proxy.param.name();
-    let records: Vec<_> = all
-        .iter()
-        .map(|(w, r)| json!({"width": w, "step": r.step, "site": r.site, "mean_abs": r.mean_abs}))
-        .collect();
-    let tokens = if a.text { "text" } else { "random" };
-    super::write_index(
-        &out.join(format!("coord-check-{param}.json")),
-        &json!({"param": param, "tokens": tokens, "records": records}),
-    )?;
+    let param = a.proxy.param;
+    let index = CoordCheckIndex {
+        param,
+        tokens: if a.text {
+            ProbeTokens::Text
+        } else {
+            ProbeTokens::Random
+        },
+        records: all
+            .iter()
+            .map(|(w, r)| CoordIndexRecord {
+                width: *w,
+                step: r.step,
+                site: r.site.clone(),
+                mean_abs: r.mean_abs.is_finite().then_some(r.mean_abs),
+            })
+            .collect(),
+    };
+    write_index(&out.join(CoordCheckIndex::file_name(param)), &index)?;
 
     // One chart per activation kind: mean |x| against width, a curve per step.
     let mut sites: Vec<&str> = all.iter().map(|(_, r)| r.site.as_str()).collect();
@@ -113,27 +155,18 @@ pub fn run(a: CoordArgs) -> anyhow::Result<ExitCode> {
 /// ratio on a shared scale shows what the check is for.
 fn compare(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut by_param = Vec::new();
-    for param in ["mup", "sp"] {
-        let Ok(text) = std::fs::read_to_string(out.join(format!("coord-check-{param}.json")))
+    for param in Parametrization::ALL {
+        let Some(index) =
+            read_index::<CoordCheckIndex>(&out.join(CoordCheckIndex::file_name(param)))?
         else {
             return Ok(Vec::new());
         };
-        let v: serde_json::Value = serde_json::from_str(&text)?;
-        let records: Vec<(u64, u64, String, f64)> = v["records"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| {
-                        Some((
-                            r["width"].as_u64()?,
-                            r["step"].as_u64()?,
-                            r["site"].as_str()?.to_string(),
-                            r["mean_abs"].as_f64()?,
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        // (width, step, site, mean |x|); a measurement that was not finite has no point.
+        let records: Vec<(usize, u64, String, f64)> = index
+            .records
+            .into_iter()
+            .filter_map(|r| Some((r.width, r.step, r.site, r.mean_abs?)))
+            .collect();
         by_param.push((param, records));
     }
     let mut sites: Vec<String> = by_param[0].1.iter().map(|r| r.2.clone()).collect();
@@ -174,4 +207,52 @@ fn compare(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         3,
         &out.join("coord-check-compare"),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_round_trips_and_a_malformed_one_is_refused() {
+        let record = |width: usize, mean_abs: Option<f64>| CoordIndexRecord {
+            width,
+            step: 5,
+            site: "mlp".into(),
+            mean_abs,
+        };
+        let index = CoordCheckIndex {
+            param: Parametrization::Sp,
+            tokens: ProbeTokens::Text,
+            records: vec![record(64, Some(0.25)), record(128, None)],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir
+            .path()
+            .join(CoordCheckIndex::file_name(Parametrization::Sp));
+        write_index(&path, &index).unwrap();
+        // The layout the file has always had.
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(json["param"], "sp");
+        assert_eq!(json["tokens"], "text");
+        assert_eq!(json["records"][0]["mean_abs"], 0.25);
+        assert_eq!(json["records"][1]["mean_abs"], serde_json::Value::Null);
+        assert_eq!(read_index::<CoordCheckIndex>(&path).unwrap(), Some(index));
+
+        // A row that used to be dropped without a word now stops the reading, naming the file.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"mlp\"", "7", 1)).unwrap();
+        let e = read_index::<CoordCheckIndex>(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("coord-check-sp.json") && e.contains("line"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        // No file: that parametrisation has not been checked.
+        let none = read_index::<CoordCheckIndex>(&dir.path().join("coord-check-mup.json"));
+        assert_eq!(none.unwrap(), None);
+    }
 }

@@ -1,11 +1,15 @@
 //! `windtunnel lr`: the learning-rate sweep over widths.
 
-use super::{run_points, write_index, PlannedPoint, ProxyArgs, SweepArgs};
+use super::{
+    read_index, run_points, train_for_tokens, write_index, PlannedPoint, ProxyArgs, SweepArgs,
+};
 use clap::Args;
 use minicpm_lab::heatmap::{render_heatmaps, Heatmap};
 use minicpm_lab::plot::tick;
-use minicpm_lab::windtunnel::{parse_grid_values, LrTable, SweepGrid};
-use serde_json::json;
+use minicpm_lab::windtunnel::{
+    parse_grid_values, LrSweepIndex, LrSweepKind, LrSweepPoint, LrTable, SweepGrid,
+};
+use minicpm_model::Parametrization;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -33,7 +37,7 @@ pub fn run(a: LrArgs) -> anyhow::Result<ExitCode> {
     let grid = SweepGrid {
         widths: a.proxy.widths.clone(),
         lrs,
-        param: a.proxy.param.name().into(),
+        param: a.proxy.param,
         head_dim: a.proxy.head_dim,
         layers: a.proxy.layers,
     };
@@ -44,11 +48,12 @@ pub fn run(a: LrArgs) -> anyhow::Result<ExitCode> {
     // Resolve every point's config before training any, so a bad setting fails at once.
     let mut planned = Vec::new();
     for p in &grid_points {
-        let lr = format!("optim.lr={}", p.lr);
-        let config = a.proxy.config_for_tokens(&p.shape, &[lr], &a.tokens)?;
+        let mut config = a.proxy.config(&p.shape)?;
+        config.optim.lr = p.lr;
+        train_for_tokens(&mut config, &a.tokens)?;
         planned.push(PlannedPoint {
             name: p.name.clone(),
-            config,
+            config: a.proxy.check(config)?,
         });
     }
     let steps: Vec<u64> = planned.iter().map(|p| p.config.train.steps).collect();
@@ -57,43 +62,40 @@ pub fn run(a: LrArgs) -> anyhow::Result<ExitCode> {
     };
 
     let mut table_input = Vec::new();
-    let mut index = Vec::new();
+    let mut points = Vec::new();
     for ((p, r), steps) in grid_points.iter().zip(&results).zip(steps) {
         let s = r.summary.as_ref();
         let loss = s.and_then(|s| s.eval_loss);
         table_input.push((p.shape.hidden, p.lr, loss));
-        index.push(json!({
-            "name": r.name,
-            "dir": a.out.join(&r.name),
-            "param": grid.param,
-            "width": p.shape.hidden,
-            "layers": p.shape.layers,
-            "heads": p.shape.heads,
-            "intermediate": p.shape.intermediate,
-            "lr": p.lr,
-            "non_embedding_params": s.map(|s| s.non_embedding_params),
-            "steps": steps,
-            "finished": s.is_some(),
-            "eval_loss": loss,
-            "eval_bpb": s.and_then(|s| s.eval_bpb),
-        }));
+        points.push(LrSweepPoint {
+            name: r.name.clone(),
+            dir: a.out.join(&r.name),
+            param: grid.param,
+            width: p.shape.hidden,
+            layers: p.shape.layers,
+            heads: p.shape.heads,
+            intermediate: p.shape.intermediate,
+            lr: p.lr,
+            non_embedding_params: s.map(|s| s.non_embedding_params),
+            steps,
+            finished: s.is_some(),
+            eval_loss: loss,
+            eval_bpb: s.and_then(|s| s.eval_bpb),
+        });
     }
     let table = LrTable::new(&table_input);
-    let param = a.proxy.param.name();
-    write_index(
-        &a.out.join(format!("sweep-{param}.json")),
-        &json!({
-            "kind": "windtunnel-lr",
-            "tokens": a.tokens,
-            "table": table,
-            "best": table.best(),
-            "points": index,
-        }),
-    )?;
+    let index = LrSweepIndex {
+        kind: LrSweepKind::WindtunnelLr,
+        tokens: a.tokens.clone(),
+        best: table.best(),
+        table,
+        points,
+    };
+    write_index(&a.out.join(LrSweepIndex::file_name(a.proxy.param)), &index)?;
+    let table = index.table;
     println!(
         "held-out loss after {} tokens ({}):",
-        a.tokens,
-        a.proxy.param.name()
+        a.tokens, a.proxy.param
     );
     print!("{}", table.render());
     if let Some(spread) = table.best_lr_spread() {
@@ -103,6 +105,14 @@ pub fn run(a: LrArgs) -> anyhow::Result<ExitCode> {
         println!("{}", f.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the parametrisations are written in prose and on charts.
+fn label(param: Parametrization) -> &'static str {
+    match param {
+        Parametrization::Mup => "muP",
+        Parametrization::Sp => "SP",
+    }
 }
 
 /// `2^-7` for a power of two (the usual grid), the number otherwise.
@@ -119,12 +129,12 @@ fn lr_label(lr: f64) -> String {
 /// once both have run), each width's best LR marked: `<out>/lr-heatmap.png/svg`.
 fn heatmaps(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut maps = Vec::new();
-    for param in ["mup", "sp"] {
-        let Ok(text) = std::fs::read_to_string(out.join(format!("sweep-{param}.json"))) else {
+    for param in Parametrization::ALL {
+        let Some(index) = read_index::<LrSweepIndex>(&out.join(LrSweepIndex::file_name(param)))?
+        else {
             continue;
         };
-        let index: serde_json::Value = serde_json::from_str(&text)?;
-        let table: LrTable = serde_json::from_value(index["table"].clone())?;
+        let table = index.table;
         let best = table.best();
         let marked = best
             .iter()
@@ -135,10 +145,7 @@ fn heatmaps(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
             })
             .collect();
         maps.push(Heatmap {
-            title: format!(
-                "held-out loss, {}",
-                if param == "mup" { "muP" } else { "SP" }
-            ),
+            title: format!("held-out loss, {}", label(param)),
             x_label: "width".into(),
             y_label: "peak learning rate".into(),
             x_ticks: table.widths.iter().map(|w| w.to_string()).collect(),

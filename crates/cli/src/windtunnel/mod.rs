@@ -7,10 +7,14 @@ mod lr;
 mod search;
 
 use crate::sweep_runner::{self, Job, JobState};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Subcommand};
 use minicpm_lab::windtunnel::{job_list, slurm_array_script, ProxyShape};
+use minicpm_model::Parametrization;
 use minicpm_train::runs::{self, RunSummary};
 use minicpm_train::RunConfig;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -35,19 +39,10 @@ pub fn run(cmd: WindtunnelCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Param {
-    Mup,
-    Sp,
-}
-
-impl Param {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Param::Mup => "mup",
-            Param::Sp => "sp",
-        }
-    }
+/// `--param mup|sp`: the model's own enum, offered with its names as the possible values.
+fn parametrization_parser() -> impl TypedValueParser<Value = Parametrization> {
+    PossibleValuesParser::new(Parametrization::ALL.map(Parametrization::name))
+        .try_map(|name| name.parse::<Parametrization>())
 }
 
 /// What every wind-tunnel command shares: the base config and how proxies are shaped from it.
@@ -60,8 +55,8 @@ pub(crate) struct ProxyArgs {
     /// Hidden sizes of the proxies, e.g. 128,256,512.
     #[arg(long, value_delimiter = ',', required = true)]
     widths: Vec<usize>,
-    #[arg(long, value_enum, default_value = "mup")]
-    pub(crate) param: Param,
+    #[arg(long, default_value = "mup", value_parser = parametrization_parser())]
+    pub(crate) param: Parametrization,
     /// Head size; heads = width / head size.
     #[arg(long, default_value_t = 64)]
     head_dim: usize,
@@ -87,32 +82,36 @@ impl ProxyArgs {
         w
     }
 
-    /// The run config of one proxy: the base config, the shape and parametrisation, then the
-    /// user's overrides, then `extra` (the point's own settings).
-    pub(crate) fn config(&self, shape: &ProxyShape, extra: &[String]) -> anyhow::Result<RunConfig> {
-        let mut sets = vec![format!("parametrization=\"{}\"", self.param.name())];
-        sets.extend(shape.overrides());
-        sets.extend(self.set.iter().cloned());
-        sets.extend(extra.iter().cloned());
-        Ok(RunConfig::load(&self.config, &sets)?)
+    /// The run config of one proxy, checked: the base config with the user's overrides, then the
+    /// shape and parametrisation. The overrides are read against the file as written, and
+    /// applied once more over the proxy's settings so that, as they always have, they win over
+    /// those (but not over a point's own settings, which the caller makes afterwards and checks
+    /// with [`ProxyArgs::check`]).
+    pub(crate) fn config(&self, shape: &ProxyShape) -> anyhow::Result<RunConfig> {
+        // Unchecked until it has the proxy's shape: a setting may only fit that shape.
+        let mut cfg = RunConfig::load_unchecked(&self.config, &self.set)?;
+        cfg.parametrization = self.param;
+        shape.apply(&mut cfg.model);
+        Ok(cfg.with_overrides(&self.origin(), &self.set)?)
     }
 
-    /// [`ProxyArgs::config`] trained for `tokens` (a count, or a multiple of the proxy's
-    /// non-embedding parameters such as `20N`): `extra` plus the updates that budget takes at
-    /// the config's batch.
-    pub(crate) fn config_for_tokens(
-        &self,
-        shape: &ProxyShape,
-        extra: &[String],
-        tokens: &str,
-    ) -> anyhow::Result<RunConfig> {
-        let base = self.config(shape, extra)?;
-        let tokens = parse_tokens(tokens, base.model.non_embedding_params())?;
-        let steps = tokens.div_ceil(base.train.batch_tokens).max(1);
-        let mut all = extra.to_vec();
-        all.push(format!("train.steps={steps}"));
-        self.config(shape, &all)
+    /// A point's config after its own settings, checked; errors name the base config.
+    pub(crate) fn check(&self, cfg: RunConfig) -> anyhow::Result<RunConfig> {
+        cfg.validate(&self.origin())?;
+        Ok(cfg)
     }
+
+    fn origin(&self) -> String {
+        self.config.display().to_string()
+    }
+}
+
+/// Sets `cfg`'s length to the updates that `tokens` (a count, or a multiple of the proxy's
+/// non-embedding parameters such as `20N`) take at its batch.
+pub(crate) fn train_for_tokens(cfg: &mut RunConfig, tokens: &str) -> anyhow::Result<()> {
+    let tokens = parse_tokens(tokens, cfg.model.non_embedding_params())?;
+    cfg.train.steps = tokens.div_ceil(cfg.train.batch_tokens).max(1);
+    Ok(())
 }
 
 /// How a sweep's points are trained: here, K at a time, or handed to a scheduler.
@@ -196,14 +195,30 @@ pub(crate) fn run_points(
     ))
 }
 
-/// Writes a sweep's JSON index next to its points.
-pub(crate) fn write_index(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+/// Writes a sweep's JSON index next to its points. It goes through a JSON value, whose maps
+/// sort their keys: every index keeps the key order its files have always had.
+pub(crate) fn write_index<T: Serialize>(path: &Path, index: &T) -> anyhow::Result<()> {
+    let value = serde_json::to_value(index)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write the index: {e}", path.display()))?;
     minicpm_model::safetensors_io::write_atomic(
         path,
-        serde_json::to_string_pretty(value)?.as_bytes(),
+        serde_json::to_string_pretty(&value)?.as_bytes(),
     )?;
     eprintln!("index: {}", path.display());
     Ok(())
+}
+
+/// Reads an index written by [`write_index`]; None when there is no such file (that sweep has
+/// not run). Anything else that is wrong with it is a one-line error naming the file.
+pub(crate) fn read_index<T: DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid index: {e}", path.display()))
 }
 
 /// `20N` (a multiple of the non-embedding parameters) or a count with an optional k/M/G suffix.

@@ -1,6 +1,7 @@
 //! Proxy model shapes from a width, as the paper's wind tunnel built them: head_dim 64,
 //! d_ff = 2.5 d, and depth growing with width.
 
+use minicpm_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
 /// The paper's proxies (hidden, layers): MINICPM.md section 3.
@@ -50,15 +51,13 @@ impl ProxyShape {
         })
     }
 
-    /// `--set` overrides that give a run config this shape (all heads full: no grouped KV).
-    pub fn overrides(&self) -> Vec<String> {
-        vec![
-            format!("model.hidden_size={}", self.hidden),
-            format!("model.intermediate_size={}", self.intermediate),
-            format!("model.num_hidden_layers={}", self.layers),
-            format!("model.num_attention_heads={}", self.heads),
-            format!("model.num_key_value_heads={}", self.heads),
-        ]
+    /// Gives a model config this shape (all heads full: no grouped KV).
+    pub fn apply(&self, model: &mut ModelConfig) {
+        model.hidden_size = self.hidden;
+        model.intermediate_size = self.intermediate;
+        model.num_hidden_layers = self.layers;
+        model.num_attention_heads = self.heads;
+        model.num_key_value_heads = Some(self.heads);
     }
 }
 
@@ -86,5 +85,25 @@ mod tests {
         assert_eq!(ProxyShape::of_width(256, 64, Some(4)).unwrap().layers, 4);
         assert!(ProxyShape::of_width(100, 64, None).is_err());
         assert!(ProxyShape::of_width(128, 64, Some(0)).is_err());
+    }
+
+    #[test]
+    fn shaped_configs_have_the_papers_parameter_counts() {
+        // MINICPM.md section 3: N (non-embedding parameters, millions) of each proxy.
+        let millions = [9, 36, 66, 109, 166, 241, 499];
+        let mut model: ModelConfig = serde_json::from_value(serde_json::json!({
+            "vocab_size": 122753, "hidden_size": 64, "intermediate_size": 160,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2
+        }))
+        .unwrap();
+        for ((hidden, _), n) in PAPER_PROXIES.iter().zip(millions) {
+            ProxyShape::of_width(*hidden, 64, None)
+                .unwrap()
+                .apply(&mut model);
+            model.validate("proxy").unwrap();
+            assert_eq!(model.num_key_value_heads, Some(model.num_attention_heads));
+            let got = model.non_embedding_params() as f64 / 1e6;
+            assert_eq!(got.round() as u64, n, "width {hidden}: {got}M");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! scheduler instead of running them here.
 
 use super::proxy::ProxyShape;
+use minicpm_model::Parametrization;
 use std::path::Path;
 
 /// One (width, learning rate) proxy: a run of its own.
@@ -18,8 +19,8 @@ pub struct Point {
 pub struct SweepGrid {
     pub widths: Vec<usize>,
     pub lrs: Vec<f64>,
-    /// `mup` or `sp`; part of each point's name, so both sweeps can share a directory.
-    pub param: String,
+    /// Part of each point's name, so that both parametrisations' sweeps can share a directory.
+    pub param: Parametrization,
     pub head_dim: usize,
     /// A fixed depth, or None for the paper's depth-grows-with-width rule.
     pub layers: Option<usize>,
@@ -156,7 +157,7 @@ mod tests {
         let grid = SweepGrid {
             widths: vec![256, 128, 256],
             lrs: vec![0.01, 0.005],
-            param: "mup".into(),
+            param: Parametrization::Mup,
             head_dim: 64,
             layers: Some(2),
         };
