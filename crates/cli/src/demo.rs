@@ -106,11 +106,10 @@ fn mixture_overrides(shards: &Path, sources: &[Source]) -> anyhow::Result<Vec<St
         let train = shards.join(&s.name).join("train");
         set.push(format!("data.sources.{}=\"{}\"", s.name, train.display()));
         sizes.push((s, train_tokens(&train)? as f64));
-        if s.kind == Kind::Pretrain {
-            valid.push(format!(
-                "\"{}\"",
-                shards.join(&s.name).join("valid").display()
-            ));
+        // A source too small to hold anything out has an empty valid split: not evaluated.
+        let held_out = shards.join(&s.name).join("valid");
+        if s.kind == Kind::Pretrain && DatasetIndex::read(&held_out)?.tokens() > 0 {
+            valid.push(format!("\"{}\"", held_out.display()));
         }
     }
     set.push(format!("data.valid=[{}]", valid.join(", ")));
@@ -190,4 +189,43 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         util::stream_generation(&model, &tok, prompt, 80, params)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minicpm_data::shards::ShardWriter;
+
+    #[test]
+    fn an_empty_valid_split_is_not_listed_for_evaluation() {
+        let shards = tempfile::tempdir().unwrap();
+        let write = |source: &str, split: &str, docs: usize| {
+            let mut w =
+                ShardWriter::create(&shards.path().join(source).join(split), 100, 2, 1 << 10)
+                    .unwrap();
+            for _ in 0..docs {
+                w.push_document(&[5, 6, 7], 3).unwrap();
+            }
+            w.finish().unwrap();
+        };
+        for (name, valid_docs) in [("big", 2), ("tiny", 0)] {
+            write(name, "train", 4);
+            write(name, "valid", valid_docs);
+        }
+        let sources: Vec<Source> = ["big", "tiny"]
+            .into_iter()
+            .map(|name| Source {
+                name: name.into(),
+                kind: Kind::Pretrain,
+                jsonl: PathBuf::from(format!("{name}.jsonl")),
+            })
+            .collect();
+        let set = mixture_overrides(shards.path(), &sources).unwrap();
+        let big = shards.path().join("big").join("valid");
+        let valid: Vec<&String> = set
+            .iter()
+            .filter(|s| s.starts_with("data.valid="))
+            .collect();
+        assert_eq!(valid, [&format!("data.valid=[\"{}\"]", big.display())]);
+    }
 }
