@@ -107,8 +107,10 @@ fn set_mixture(data: &mut DataConfig, shards: &Path, sources: &[Source]) -> anyh
         let train = shards.join(&s.name).join("train");
         sizes.push((s, train_tokens(&train)? as f64));
         data.sources.insert(s.name.clone(), train);
-        if s.kind == Kind::Pretrain {
-            valid.push(shards.join(&s.name).join("valid"));
+        // A source too small to hold anything out has an empty valid split: not evaluated.
+        let held_out = shards.join(&s.name).join("valid");
+        if s.kind == Kind::Pretrain && DatasetIndex::read(&held_out)?.tokens() > 0 {
+            valid.push(held_out);
         }
     }
     data.valid = Some(OneOrMany::Many(valid));
@@ -191,4 +193,41 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         util::stream_generation(&model, &tok, prompt, 80, params)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minicpm_data::shards::ShardWriter;
+
+    #[test]
+    fn an_empty_valid_split_is_not_listed_for_evaluation() {
+        let shards = tempfile::tempdir().unwrap();
+        let write = |source: &str, split: &str, docs: usize| {
+            let mut w =
+                ShardWriter::create(&shards.path().join(source).join(split), 100, 2, 1 << 10)
+                    .unwrap();
+            for _ in 0..docs {
+                w.push_document(&[5, 6, 7], 3).unwrap();
+            }
+            w.finish().unwrap();
+        };
+        for (name, valid_docs) in [("big", 2), ("tiny", 0)] {
+            write(name, "train", 4);
+            write(name, "valid", valid_docs);
+        }
+        let sources: Vec<Source> = ["big", "tiny"]
+            .into_iter()
+            .map(|name| Source {
+                name: name.into(),
+                kind: Kind::Pretrain,
+                jsonl: PathBuf::from(format!("{name}.jsonl")),
+            })
+            .collect();
+        let mut data = DataConfig::default();
+        set_mixture(&mut data, shards.path(), &sources).unwrap();
+        let big = shards.path().join("big").join("valid");
+        assert_eq!(data.valid, Some(OneOrMany::Many(vec![big])));
+        assert_eq!(data.sources.len(), 2, "both still train");
+    }
 }

@@ -135,6 +135,88 @@ fn a_study_is_planned_trained_and_fitted_from_its_branches() {
     }
 }
 
+/// Besiroglu et al.'s refit of Chinchilla (MINICPM.md section 5), written out here rather than
+/// taken from the library under test: (E, A, B, alpha, beta), N in parameters, D in tokens.
+const KNOWN_LAW: (f64, f64, f64, f64, f64) = (1.8172, 482.01, 2085.43, 0.3478, 0.3658);
+
+fn known_loss(n: f64, d: f64) -> f64 {
+    let (e, a, b, alpha, beta) = KNOWN_LAW;
+    e + a / n.powf(alpha) + b / d.powf(beta)
+}
+
+#[test]
+fn a_study_drawn_from_a_known_law_gives_that_law_back() {
+    use rand::{Rng, SeedableRng};
+    // Six sizes from 1M to 1B parameters, each trained to 5 .. 160 tokens per parameter, as a
+    // WSD study's decay branches would be, with a multiplicative noise of up to 0.3%.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut csv = String::from("params,tokens,loss\n");
+    for i in 0..6 {
+        let n = 1e6 * 10f64.powf(i as f64 * 0.6);
+        for multiple in [5.0, 10.0, 20.0, 40.0, 80.0, 160.0] {
+            let d = n * multiple;
+            let loss = known_loss(n, d) * (1.0 + 0.003 * rng.random_range(-1.0..=1.0));
+            csv += &format!("{n:e},{d:e},{loss}\n");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let points = dir.path().join("points.csv");
+    std::fs::write(&points, csv).unwrap();
+    let report_path = dir.path().join("fit.json");
+    let fitted = run_ok(
+        bin()
+            .args(["scaling-law", "fit"])
+            .arg(&points)
+            .args(["--bootstrap", "40", "--out"])
+            .arg(&report_path),
+    );
+    let log = String::from_utf8_lossy(&fitted.stderr);
+    assert!(log.contains("36 points"), "{log}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let fit = &report["fit"]["params"];
+    let intervals = &report["intervals"]["intervals"];
+    let (e, a, b, alpha, beta) = KNOWN_LAW;
+    // What 0.3% noise on 36 points leaves of each parameter (a few times the spread of the
+    // bootstrap): the exponents to a hundredth, E to two, A and B (which trade off against
+    // their exponents) to 15%.
+    let identified = [("e", e, 0.02), ("alpha", alpha, 0.01), ("beta", beta, 0.01)];
+    for (name, truth, tolerance) in identified {
+        let got = fit[name].as_f64().unwrap();
+        let (low, high) = (
+            intervals[name]["low"].as_f64().unwrap(),
+            intervals[name]["high"].as_f64().unwrap(),
+        );
+        eprintln!("{name}: {got:.4} (95% [{low:.4}, {high:.4}]), truth {truth}");
+        assert!(
+            (got - truth).abs() <= tolerance,
+            "{name}: {got} vs {truth}\n{log}"
+        );
+        // The bootstrap interval holds the estimate and is informative.
+        assert!(
+            low <= got && got <= high,
+            "{name}: [{low}, {high}] misses {got}"
+        );
+        assert!(
+            high - low < 2.0 * tolerance,
+            "{name}: [{low}, {high}] says little"
+        );
+    }
+    for (name, truth) in [("a", a), ("b", b)] {
+        let got = fit[name].as_f64().unwrap();
+        eprintln!("{name}: {got:.1}, truth {truth}");
+        assert!((got / truth - 1.0).abs() < 0.15, "{name}: {got} vs {truth}");
+    }
+    assert_eq!(report["intervals"]["resamples"], 40);
+    // Every point is predicted within the noise it was drawn with (plus the fit's slack).
+    let residuals = report["residuals"].as_array().unwrap();
+    assert_eq!(residuals.len(), 36);
+    for r in residuals {
+        let res = r["log_residual"].as_f64().unwrap();
+        assert!(res.abs() < 0.006, "{r}");
+    }
+}
+
 #[test]
 fn bad_studies_are_refused_with_one_line() {
     let (dir, cfg) = setup(10);

@@ -3,13 +3,18 @@
 //! and `out/<source>/valid`. The split is by document, decided by a hash of (source, document
 //! number), so it is the same on every run and never cuts a document.
 //!
+//! Every source gets held-out text, however few its documents: when the hash sends none of a
+//! source's documents to validation, its last document goes there instead, and a source of a
+//! single document (a plain text file) holds out the tail of that document, from a line start.
+//! Both rules depend only on the corpus, so the split stays deterministic.
+//!
 //! Memory stays bounded: documents stream through batches of bounded size. A source whose shards
 //! are complete (index written) is skipped, so an interrupted preparation resumes.
 
 use crate::error::DataError;
 use crate::inputs::{expand_inputs, Doc, Skipped};
 use crate::read_ahead::{read_ahead, BatchLimits, FromReader};
-use crate::shards::{ShardWriter, INDEX_FILE};
+use crate::shards::{DatasetIndex, ShardWriter, INDEX_FILE};
 use crate::tokenizer::TextTokenizer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +23,8 @@ use std::sync::mpsc::Receiver;
 pub struct PrepareOptions {
     /// JSONL field or Parquet column holding the text.
     pub text_field: String,
-    /// Documents per thousand that go to validation.
+    /// Documents per thousand that go to validation (at least one per source unless 0; see the
+    /// module documentation).
     pub valid_permille: u64,
     /// Documents tokenised per parallel batch, at most.
     pub batch_docs: usize,
@@ -44,6 +50,8 @@ pub struct SourceSummary {
     pub documents: u64,
     pub train_tokens: u64,
     pub valid_tokens: u64,
+    /// Documents written to validation; a source of one document counts its held-out tail.
+    pub valid_documents: u64,
     pub bytes: u64,
     pub skipped_invalid_utf8: u64,
     /// Parquet rows whose text is null.
@@ -95,7 +103,7 @@ pub fn prepare(
         // A failed write stops the reader, whose own error then only says so.
         written.and(read)
     })?;
-    sources.finish()
+    sources.finish(tok)
 }
 
 /// Tokenises and writes each batch as it arrives, until the reader is done.
@@ -124,9 +132,9 @@ fn write_batches(
         let texts: Vec<&str> = kept.iter().map(|d| d.text.as_str()).collect();
         let encoded = tok.encode_batch(&texts)?;
         let mut bytes = 0;
-        for (doc, ids) in kept.iter().zip(encoded) {
-            sources.write(doc, &ids)?;
+        for (doc, ids) in kept.into_iter().zip(encoded) {
             bytes += doc.text.len() as u64;
+            sources.write(doc, ids)?;
         }
         progress(bytes);
     }
@@ -136,7 +144,75 @@ fn write_batches(
 struct SourceWriter {
     train: ShardWriter,
     valid: ShardWriter,
+    /// The latest document, its tokens and whether the hash sends it to validation, written
+    /// only when the next one arrives: should the source end with nothing held out, this one
+    /// (or, when it is the only one, its tail) is held out instead.
+    held: Option<(Doc, Vec<u32>, bool)>,
     summary: SourceSummary,
+}
+
+impl SourceWriter {
+    fn push_train(&mut self, text: &str, ids: &[u32]) -> Result<(), DataError> {
+        self.summary.train_tokens += ids.len() as u64 + 1;
+        self.train.push_document(ids, text.len() as u64)
+    }
+
+    fn push_valid(&mut self, text: &str, ids: &[u32]) -> Result<(), DataError> {
+        self.summary.valid_tokens += ids.len() as u64 + 1;
+        self.summary.valid_documents += 1;
+        self.valid.push_document(ids, text.len() as u64)
+    }
+
+    /// Writes a document where the hash sends it.
+    fn push(&mut self, doc: &Doc, ids: &[u32], valid: bool) -> Result<(), DataError> {
+        if valid {
+            self.push_valid(&doc.text, ids)
+        } else {
+            self.push_train(&doc.text, ids)
+        }
+    }
+
+    /// Writes the held (last) document, now that the source is complete: to validation when
+    /// nothing else went there; split between the two when it is the source's only document.
+    fn place_held(&mut self, tok: &TextTokenizer, permille: u64) -> Result<(), DataError> {
+        let Some((doc, ids, valid)) = self.held.take() else {
+            return Ok(());
+        };
+        if permille == 0 {
+            return self.push(&doc, &ids, valid);
+        }
+        if self.summary.documents > 1 {
+            let nothing_held_out = self.summary.valid_documents == 0;
+            return self.push(&doc, &ids, valid || nothing_held_out);
+        }
+        match held_out_tail(&doc.text, permille) {
+            Some(cut) => {
+                let (head, tail) = doc.text.split_at(cut);
+                let head_ids = tok.encode(head)?;
+                let tail_ids = tok.encode(tail)?;
+                self.push_train(head, &head_ids)?;
+                self.push_valid(tail, &tail_ids)
+            }
+            // Too short to split: it goes where the hash says, leaving one split empty.
+            None => self.push(&doc, &ids, valid),
+        }
+    }
+}
+
+/// Where a single document is cut so that at least `permille` of its bytes (and at least one
+/// character) are held out: the start of the line holding that share's first byte, or that
+/// byte itself when it is on the first line. `None` when one side would hold no text.
+fn held_out_tail(text: &str, permille: u64) -> Option<usize> {
+    let share = (text.len() as u64 * permille.min(1000))
+        .div_ceil(1000)
+        .max(1) as usize;
+    let mut target = text.len().saturating_sub(share);
+    while !text.is_char_boundary(target) {
+        target -= 1;
+    }
+    let cut = text[..target].rfind('\n').map_or(target, |k| k + 1);
+    let (head, tail) = text.split_at(cut);
+    (!head.trim().is_empty() && !tail.trim().is_empty()).then_some(cut)
 }
 
 /// The sources met so far: being written, or complete from an earlier run.
@@ -161,8 +237,14 @@ impl Sources<'_> {
             return Ok(false);
         }
         let dir = self.out.join(source);
+        // A source prepared before every source was given held-out text is prepared again.
+        let has_valid = || {
+            self.opts.valid_permille == 0
+                || DatasetIndex::read(&dir.join("valid")).is_ok_and(|i| i.tokens() > 0)
+        };
         if dir.join("train").join(INDEX_FILE).exists()
             && dir.join("valid").join(INDEX_FILE).exists()
+            && has_valid()
         {
             let resumed = SourceSummary {
                 resumed: true,
@@ -182,14 +264,16 @@ impl Sources<'_> {
         let w = SourceWriter {
             train: shard("train")?,
             valid: shard("valid")?,
+            held: None,
             summary: SourceSummary::default(),
         };
         self.writers.insert(source.to_string(), w);
         Ok(true)
     }
 
-    /// Writes one document of a source `wants` accepted, to its train or valid split.
-    fn write(&mut self, doc: &Doc, ids: &[u32]) -> Result<(), DataError> {
+    /// Writes one document of a source `wants` accepted, to its train or valid split; each
+    /// waits in `held` until the next one comes.
+    fn write(&mut self, doc: Doc, ids: Vec<u32>) -> Result<(), DataError> {
         let w = self
             .writers
             .get_mut(&doc.source)
@@ -197,25 +281,25 @@ impl Sources<'_> {
         let n = w.summary.documents;
         w.summary.documents += 1;
         w.summary.bytes += doc.text.len() as u64;
-        if is_valid_doc(&doc.source, n, self.opts.valid_permille) {
-            w.summary.valid_tokens += ids.len() as u64 + 1;
-            w.valid.push_document(ids, doc.text.len() as u64)
-        } else {
-            w.summary.train_tokens += ids.len() as u64 + 1;
-            w.train.push_document(ids, doc.text.len() as u64)
+        let valid = is_valid_doc(&doc.source, n, self.opts.valid_permille);
+        match w.held.replace((doc, ids, valid)) {
+            Some((previous, ids, valid)) => w.push(&previous, &ids, valid),
+            None => Ok(()),
         }
     }
 
-    /// Writes the indexes, last: a source counts as prepared only once both exist.
-    fn finish(self) -> Result<BTreeMap<String, SourceSummary>, DataError> {
+    /// Places each source's held document, then writes the indexes, last: a source counts as
+    /// prepared only once both exist.
+    fn finish(self, tok: &TextTokenizer) -> Result<BTreeMap<String, SourceSummary>, DataError> {
         let mut done = self.done;
-        for (name, w) in self.writers {
-            let mut summary = w.summary;
-            if summary.documents == 0 {
+        for (name, mut w) in self.writers {
+            if w.summary.documents == 0 {
                 return Err(DataError::Invalid(format!(
                     "source `{name}` has no documents"
                 )));
             }
+            w.place_held(tok, self.opts.valid_permille)?;
+            let mut summary = w.summary;
             w.valid.finish()?;
             w.train.finish()?;
             let skipped = self.skipped.get(&name).copied().unwrap_or_default();
@@ -294,6 +378,19 @@ mod tests {
             let b = std::fs::read(out2.join(source).join("valid/shard-00000.bin")).unwrap();
             assert_eq!(a, b);
         }
+    }
+
+    #[test]
+    fn a_single_document_holds_out_its_tail_from_a_line_start() {
+        // The last byte is on the last line: that whole line is held out.
+        assert_eq!(held_out_tail("a\nb\nc\n", 10), Some(4));
+        // Half of it: from the line holding byte 3 (of 0..6), that is from "b".
+        assert_eq!(held_out_tail("a\nb\nc\n", 500), Some(2));
+        // One line: cut at the share, on a character boundary.
+        assert_eq!(held_out_tail("汉字汉字", 10), Some(9));
+        // Nothing to split, or only blank text on one side.
+        assert_eq!(held_out_tail("x", 10), None);
+        assert_eq!(held_out_tail("   \nword", 10), None);
     }
 
     #[test]

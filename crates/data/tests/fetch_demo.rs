@@ -48,13 +48,20 @@ fn a_missing_client_is_one_line_that_says_what_to_install() {
 }
 
 #[test]
-fn the_bible_needs_mod2imp_and_says_which_package_has_it() {
+fn the_bible_without_mod2imp_says_why_it_could_not_be_fetched_and_what_to_install() {
     let out = tempfile::tempdir().unwrap();
     let bin = tempfile::tempdir().unwrap();
-    // Stand-ins that would fail if run; only their presence matters here.
-    for name in ["apt-get", "dpkg-deb"] {
+    // Stand-ins that log their arguments and fail (but for refreshing the package lists), as
+    // on a machine that cannot reach the archive.
+    let log = bin.path().join("calls");
+    for name in ["apt-get", "dpkg-deb", "dpkg-query"] {
         let p = bin.path().join(name);
-        std::fs::write(&p, "#!/bin/sh\nexit 1\n").unwrap();
+        let script = format!(
+            "#!/bin/sh\necho \"{name} $*\" >> {}\n[ \"$1\" = update ] && exit 0\n\
+             echo \"E: no network\" >&2\nexit 1\n",
+            log.display()
+        );
+        std::fs::write(&p, script).unwrap();
         make_executable(&p);
     }
     let o = FetchOptions {
@@ -65,12 +72,36 @@ fn the_bible_needs_mod2imp_and_says_which_package_has_it() {
     let failures: Vec<_> = summary.failures().collect();
     assert_eq!(failures.len(), 1);
     match failures[0].1 {
-        FetchError::MissingClient { client, install } => {
+        FetchError::Unobtainable {
+            client,
+            package,
+            install,
+            why,
+        } => {
             assert_eq!(*client, "mod2imp");
-            assert!(install.contains("libsword-utils"), "{install}");
+            assert_eq!(*package, "libsword-utils");
+            assert!(
+                install.contains("apt-get install libsword-utils"),
+                "{install}"
+            );
+            let why = why.to_string();
+            assert!(
+                why.starts_with("`apt-get download -q libsword-utils` failed")
+                    && why.contains("no network"),
+                "{why}"
+            );
         }
         other => panic!("unexpected error: {other}"),
     }
+    assert!(!failures[0].1.to_string().contains('\n'));
+    // The exporter was tried first, through apt-get like every package; the Bible module itself
+    // was not downloaded for nothing.
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls.contains("apt-get download -q libsword-utils"),
+        "{calls}"
+    );
+    assert!(!calls.contains("sword-text-web"), "{calls}");
     assert!(!summary.is_complete());
 }
 

@@ -1,7 +1,9 @@
 //! Shards are a function of the corpus and the tokenizer alone: the same bytes whatever the
-//! number of threads, and whether the fast or the generic encoder ran.
+//! number of threads, and whether the fast or the generic encoder ran; and every source, however
+//! few its documents, gets held-out text.
 
-use minicpm_data::prepare::{prepare, PrepareOptions};
+use minicpm_data::prepare::{is_valid_doc, prepare, PrepareOptions};
+use minicpm_data::shards::{ShardWriter, TokenDataset};
 use minicpm_data::TextTokenizer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,4 +82,115 @@ fn shards_do_not_depend_on_threads_or_encoder() {
     assert!(reference.len() > 10, "{:?}", reference.keys());
     assert_eq!(run("fast3", 3, false), reference);
     assert_eq!(run("generic2", 2, true), reference);
+}
+
+/// Tokens of each document of a split, cut at the end-of-text tokens.
+fn documents(dir: &Path, eos: u32) -> Vec<Vec<u32>> {
+    let data = TokenDataset::open(dir).unwrap();
+    let mut docs: Vec<Vec<u32>> = data
+        .tokens
+        .split(|&t| t == eos)
+        .map(<[u32]>::to_vec)
+        .collect();
+    assert_eq!(docs.pop(), Some(vec![]), "every document ends in EOS");
+    docs
+}
+
+#[test]
+fn every_source_gets_held_out_text_however_few_its_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    // 38 plays, as the demo's Shakespeare has: at the default 10 per thousand the hash sends
+    // none of them to validation.
+    let plays: Vec<String> = (0..38)
+        .map(|i| format!("Play {i}. Enter a king; exit, pursued by bear number {i}."))
+        .collect();
+    assert!((0..38).all(|n| !is_valid_doc("shakespeare", n, 10)));
+    // 300 notes, of which the hash sends a few to validation on its own.
+    let notes: Vec<String> = (0..300).map(|i| format!("note {i}: buy milk")).collect();
+    let hashed: Vec<usize> = (0..300)
+        .filter(|&n| is_valid_doc("notes", n as u64, 10))
+        .collect();
+    assert!(!hashed.is_empty());
+    let mut jsonl = String::new();
+    for (source, docs) in [("shakespeare", &plays), ("notes", &notes)] {
+        for text in docs {
+            jsonl += &serde_json::json!({"text": text, "source": source}).to_string();
+            jsonl += "\n";
+        }
+    }
+    let corpus = dir.path().join("corpus.jsonl");
+    std::fs::write(&corpus, jsonl).unwrap();
+    // And a book that is one document: a plain text file.
+    let book: String = (0..400)
+        .map(|i| format!("Line {i} of the only chapter.\n"))
+        .collect();
+    let book_file = dir.path().join("book.txt");
+    std::fs::write(&book_file, &book).unwrap();
+
+    let training =
+        ["Play Enter a king exit pursued by bear note buy milk Line of the only chapter"; 20];
+    let tok = TextTokenizer::train_bpe(training.iter(), 400).unwrap();
+    let eos = tok.token_id("</s>").unwrap();
+    let enc = |text: &str| tok.encode(text).unwrap();
+    let opts = PrepareOptions {
+        batch_docs: 16,
+        ..Default::default()
+    };
+    let inputs = [corpus.clone(), book_file.clone()];
+    let out = dir.path().join("out");
+    let summary = prepare(&inputs, &tok, &out, &opts, |_| {}).unwrap();
+    for (source, s) in &summary {
+        assert!(s.valid_tokens > 0 && s.train_tokens > 0, "{source}: {s:?}");
+    }
+
+    // Few documents: the last one is held out, the others train, in order.
+    let split = |source: &str, name: &str| documents(&out.join(source).join(name), eos);
+    assert_eq!(summary["shakespeare"].valid_documents, 1);
+    assert_eq!(split("shakespeare", "valid"), [enc(&plays[37])]);
+    let want: Vec<Vec<u32>> = plays[..37].iter().map(|p| enc(p)).collect();
+    assert_eq!(split("shakespeare", "train"), want);
+
+    // Enough documents: exactly the hash's choice, nothing added.
+    let want: Vec<Vec<u32>> = hashed.iter().map(|&n| enc(&notes[n])).collect();
+    assert_eq!(split("notes", "valid"), want);
+    assert_eq!(summary["notes"].valid_documents, hashed.len() as u64);
+
+    // One document: its last lines, from the line holding the first of its last 1% of bytes.
+    let s = &summary["book"];
+    assert_eq!((s.documents, s.valid_documents), (1, 1));
+    let valid = TokenDataset::open(&out.join("book/valid")).unwrap();
+    let tail_bytes = valid.index.bytes() as usize;
+    let cut = book.len() - tail_bytes;
+    assert!(book[..cut].ends_with('\n'), "cut inside a line at {cut}");
+    let (share, line) = (
+        book.len().div_ceil(100),
+        "Line 399 of the only chapter.\n".len(),
+    );
+    assert!(
+        (share..share + line).contains(&tail_bytes),
+        "{tail_bytes} of {} bytes held out",
+        book.len()
+    );
+    assert_eq!(split("book", "valid"), [enc(&book[cut..])]);
+    assert_eq!(split("book", "train"), [enc(&book[..cut])]);
+    let train = TokenDataset::open(&out.join("book/train")).unwrap();
+    assert_eq!(train.index.bytes() as usize + tail_bytes, book.len());
+
+    // The same split on another run.
+    let again = dir.path().join("again");
+    prepare(&inputs, &tok, &again, &opts, |_| {}).unwrap();
+    assert_eq!(files(&again), files(&out));
+
+    // Shards prepared before this guarantee, with an empty valid split, are prepared again;
+    // complete ones are kept.
+    let stale = out.join("shakespeare/valid");
+    ShardWriter::create(&stale, tok.vocab_size(), eos, 1 << 20)
+        .unwrap()
+        .finish()
+        .unwrap();
+    let resumed = prepare(&inputs, &tok, &out, &opts, |_| {}).unwrap();
+    assert!(!resumed["shakespeare"].resumed);
+    assert_eq!(resumed["shakespeare"].valid_documents, 1);
+    assert!(resumed["notes"].resumed && resumed["book"].resumed);
+    assert_eq!(files(&out), files(&again));
 }

@@ -22,6 +22,7 @@ fn quick() -> FitConfig {
     }
 }
 
+/// Six points on the law E = 2, A = 100, B = 300, alpha = beta = 0.3.
 fn good_points() -> Vec<Point> {
     (0..6)
         .map(|i| {
@@ -36,9 +37,46 @@ fn parse(text: &str) -> Result<Vec<Point>, ScalingError> {
     parse_points(Cursor::new(text), Path::new("runs.csv"), None)
 }
 
+/// The law `good_points` are drawn from, exactly.
+const GOOD_LAW: LawParams = LawParams {
+    e: 2.0,
+    a: 100.0,
+    b: 300.0,
+    alpha: 0.3,
+    beta: 0.3,
+};
+
 #[test]
 fn good_points_fit() {
-    assert!(fit_law(&good_points(), &quick()).is_ok());
+    let points = good_points();
+    for p in &points {
+        assert!((GOOD_LAW.predict(p.n, p.d) - p.loss).abs() < 1e-12);
+    }
+    // From the single start of the quick grid: six points along one diagonal of (N, D) leave
+    // the five parameters loosely tied (A trades off against alpha), but the objective's
+    // minimum is zero, so whatever law the fit lands on must pass through every point.
+    let fit = fit_law(&points, &quick()).unwrap();
+    assert_eq!(
+        (fit.n_points, fit.starts, fit.finite_starts, fit.huber_delta),
+        (6, 1, 1, 1e-3)
+    );
+    for p in &points {
+        let relative = fit.params.predict(p.n, p.d) / p.loss - 1.0;
+        assert!(relative.abs() < 1e-4, "{p:?}: {relative} off with {fit:?}");
+    }
+    assert!(fit.objective < 1e-8, "{fit:?}");
+    // From the full grid of starts, the fit finds the generating law itself.
+    let full = fit_law(&points, &FitConfig::default()).unwrap();
+    let p = full.params;
+    for (name, got, want) in [
+        ("E", p.e, GOOD_LAW.e),
+        ("A", p.a, GOOD_LAW.a),
+        ("B", p.b, GOOD_LAW.b),
+        ("alpha", p.alpha, GOOD_LAW.alpha),
+        ("beta", p.beta, GOOD_LAW.beta),
+    ] {
+        assert!((got / want - 1.0).abs() < 1e-5, "{name}: {got} vs {want}");
+    }
 }
 
 #[test]

@@ -61,12 +61,79 @@ pub fn deb_members(
     deb: &Path,
     want: impl FnMut(&str) -> bool,
 ) -> Result<Vec<Member>, FetchError> {
+    with_deb_tar(clients, deb, |tar| tar_members(tar, want))
+}
+
+/// Unpacks the regular files and symbolic links of a Debian package that `place` gives a path
+/// (relative to `dir`), keeping the executable bit; a link is kept only when it points to a
+/// file name in its own directory (how shared libraries name their versions). Returns the
+/// number of entries written.
+pub fn unpack_deb(
+    clients: &Clients,
+    deb: &Path,
+    mut place: impl FnMut(&str) -> Option<String>,
+    dir: &Path,
+) -> Result<usize, FetchError> {
+    with_deb_tar(clients, deb, |tar| {
+        let mut archive = tar::Archive::new(tar);
+        let mut written = 0;
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            let Some(rel) = place(path.trim_start_matches("./")) else {
+                continue;
+            };
+            let target = dir.join(
+                safe_relative(&rel)
+                    .ok_or_else(|| std::io::Error::other(format!("unsafe member path {rel:?}")))?,
+            );
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let kind = entry.header().entry_type();
+            if kind.is_file() {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data)?;
+                std::fs::write(&target, data)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = if entry.header().mode()? & 0o111 != 0 {
+                        0o755
+                    } else {
+                        0o644
+                    };
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+                }
+                written += 1;
+            } else if kind.is_symlink() {
+                let link = entry.link_name()?.map(|l| l.to_string_lossy().into_owned());
+                #[cfg(unix)]
+                if let Some(link) = link.filter(|l| !l.is_empty() && !l.contains('/')) {
+                    let _ = std::fs::remove_file(&target);
+                    std::os::unix::fs::symlink(link, &target)?;
+                    written += 1;
+                }
+                #[cfg(not(unix))]
+                let _ = link;
+            }
+        }
+        Ok(written)
+    })
+}
+
+/// Runs `read` on the file-system tar stream of a Debian package (`dpkg-deb --fsys-tarfile`).
+fn with_deb_tar<T>(
+    clients: &Clients,
+    deb: &Path,
+    read: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
+) -> Result<T, FetchError> {
     let mut cmd = clients.command(Client::DpkgDeb)?;
     cmd.arg("--fsys-tarfile").arg(deb);
     let (mut child, shown) = clients.spawn(cmd)?;
     let read = match child.stdout.take() {
         Some(mut stdout) => {
-            let members = tar_members(&mut stdout, want).map_err(|e| FetchError::file(deb, e));
+            let members = read(&mut stdout).map_err(|e| FetchError::file(deb, e));
             // Reading stops at the tar end marker; draining the padding after it keeps the
             // client from dying of a closed pipe.
             let _ = std::io::copy(&mut stdout, &mut std::io::sink());

@@ -15,6 +15,7 @@ pub enum Client {
     Pip,
     AptGet,
     DpkgDeb,
+    DpkgQuery,
     Mod2imp,
     Python3,
 }
@@ -27,6 +28,7 @@ impl Client {
             Client::Pip => &["pip3", "pip"],
             Client::AptGet => &["apt-get"],
             Client::DpkgDeb => &["dpkg-deb"],
+            Client::DpkgQuery => &["dpkg-query"],
             Client::Mod2imp => &["mod2imp"],
             Client::Python3 => &["python3"],
         }
@@ -46,6 +48,7 @@ impl Client {
             Client::Pip => "Python 3 and pip",
             Client::AptGet => "apt (this source needs a Debian or Ubuntu system)",
             Client::DpkgDeb => "dpkg (dpkg-deb)",
+            Client::DpkgQuery => "dpkg (dpkg-query)",
             Client::Mod2imp => "libsword-utils (apt-get install libsword-utils)",
             Client::Python3 => "python3",
         }
@@ -89,9 +92,15 @@ impl Clients {
     /// A command for `client` whose children see the same search path (npm, for one, finds
     /// `node` through it).
     pub fn command(&self, client: Client) -> Result<Command, FetchError> {
-        let mut cmd = Command::new(self.find(client)?);
+        Ok(self.command_at(&self.find(client)?))
+    }
+
+    /// A command for a program found elsewhere (one unpacked from a package), with the same
+    /// search path as the clients.
+    pub fn command_at(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env("PATH", &self.search_path);
-        Ok(cmd)
+        cmd
     }
 
     /// Runs `cmd` to completion and returns its standard output; a failure carries the tail of
@@ -155,7 +164,7 @@ impl Clients {
     }
 }
 
-fn is_executable(path: &Path) -> bool {
+pub(super) fn is_executable(path: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

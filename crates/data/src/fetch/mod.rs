@@ -22,6 +22,7 @@ mod download;
 mod error;
 mod manifest;
 mod output;
+mod packaged_tool;
 pub mod parse;
 mod source;
 mod sources;

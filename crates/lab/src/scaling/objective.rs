@@ -174,23 +174,42 @@ impl Gradient for CachedObjective<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn gradient_matches_finite_differences() {
-        let points: Vec<Point> = (0..12)
+    fn points() -> Vec<Point> {
+        (0..12)
             .map(|i| {
                 let n = 1e7 * 2f64.powi(i % 4);
                 let d = 2e8 * 3f64.powi(i / 4);
                 Point::new(n, d, 2.0 + 0.3 * ((i * 7 % 5) as f64) / 5.0)
             })
-            .collect();
-        // A large delta keeps every residual on the smooth quadratic branch.
-        let obj = HuberLogObjective::new(&points, 10.0);
-        let theta = [5.0, 7.0, 0.5, 0.35, 0.3];
+            .collect()
+    }
+
+    /// Where the gradient is checked, in `[ln A, ln B, ln E, alpha, beta]`: far from the data,
+    /// as at a fit's start.
+    const THETA: [f64; 5] = [5.0, 7.0, 0.5, 0.35, 0.3];
+
+    /// Near the data, as late in a fit: residuals of a few hundredths, of both signs.
+    const THETA_NEAR: [f64; 5] = [3.0, 4.5, 0.6, 0.35, 0.3];
+
+    /// Each point's residual ln L(N, D) - ln loss, from the law written out directly rather
+    /// than through the objective's log-sum-exp.
+    fn residuals(points: &[Point], theta: &[f64; 5]) -> Vec<f64> {
+        let [a, b, e, alpha, beta] = *theta;
+        points
+            .iter()
+            .map(|p| {
+                let law = e.exp() + a.exp() / p.n.powf(alpha) + b.exp() / p.d.powf(beta);
+                law.ln() - p.loss.ln()
+            })
+            .collect()
+    }
+
+    fn assert_gradient_matches_finite_differences(obj: &HuberLogObjective, theta: &[f64; 5]) {
         let mut g = [0.0; 5];
-        obj.eval(&theta, Some(&mut g));
+        obj.eval(theta, Some(&mut g));
         for k in 0..5 {
             let h = 1e-6;
-            let (mut up, mut down) = (theta, theta);
+            let (mut up, mut down) = (*theta, *theta);
             up[k] += h;
             down[k] -= h;
             let fd = (obj.eval(&up, None) - obj.eval(&down, None)) / (2.0 * h);
@@ -200,5 +219,40 @@ mod tests {
                 g[k]
             );
         }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences_on_the_quadratic_branch() {
+        let points = points();
+        let delta = 10.0;
+        let r = residuals(&points, &THETA);
+        assert!(r.iter().all(|r| r.abs() < delta), "{r:?}");
+        let obj = HuberLogObjective::new(&points, delta);
+        // On the quadratic branch the objective is half the sum of squared residuals.
+        let want: f64 = r.iter().map(|r| 0.5 * r * r).sum();
+        let got = obj.eval(&THETA, None);
+        assert!((got - want).abs() < 1e-12 * want, "{got} vs {want}");
+        assert_gradient_matches_finite_differences(&obj, &THETA);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences_on_the_linear_branch() {
+        // The default delta, which real fits use: every residual here lies well beyond it, so
+        // the check sees the clamped slope, not the quadratic one.
+        let points = points();
+        let delta = 1e-3;
+        let r = residuals(&points, &THETA_NEAR);
+        // Far enough from the kink that a step of 1e-6 in any coordinate cannot cross it.
+        assert!(r.iter().all(|r| r.abs() > 5.0 * delta), "{r:?}");
+        // Both signs, so both clamps are exercised.
+        assert!(
+            r.iter().any(|&r| r > 0.0) && r.iter().any(|&r| r < 0.0),
+            "{r:?}"
+        );
+        let obj = HuberLogObjective::new(&points, delta);
+        let want: f64 = r.iter().map(|r| delta * (r.abs() - 0.5 * delta)).sum();
+        let got = obj.eval(&THETA_NEAR, None);
+        assert!((got - want).abs() < 1e-12 * want, "{got} vs {want}");
+        assert_gradient_matches_finite_differences(&obj, &THETA_NEAR);
     }
 }

