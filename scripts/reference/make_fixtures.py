@@ -51,7 +51,7 @@ ROPE_THETA = 10000.0
 BATCH = 2
 SEQ = 8
 
-# muP initialisation (MINICPM.md section 2), with a larger embedding std so activations are
+# muP initialisation (docs/MODEL.md section 3), with a larger embedding std so activations are
 # not tiny, and perturbed norm weights so the norm scales are exercised.
 INIT_STD_MATRIX = 0.1
 INIT_STD_EMBED = 0.5
@@ -197,7 +197,7 @@ def init_weights(model: GraniteForCausalLM, cfg: dict, seed: int) -> dict[str, t
 
 
 # ---------------------------------------------------------------------------------------------
-# Plain-torch MiniCPM forward pass (MINICPM.md section 1), independent of transformers.
+# Plain-torch MiniCPM forward pass (docs/MODEL.md section 1), independent of transformers.
 
 
 def _rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The coordinate check (MINICPM.md section 3) under muP and under standard parametrisation:
+# The coordinate check (docs/MODEL.md section 8) under muP and under standard parametrisation:
 # widths 64 to 512 (heads of 32, 4 layers; muP's base width 64), 5 updates at LR 0.01 on
 # random tokens. Writes runs/science/coord-check/coord-check-{mup,sp}.{json,png,svg}.
 set -euo pipefail

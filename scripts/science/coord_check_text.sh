@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The coordinate check on text (MINICPM.md section 3): as coord_check.sh, but widths 64 to 1,024
+# The coordinate check on text (docs/MODEL.md section 8): as coord_check.sh, but widths 64 to 1,024
 # and 25 updates on the demo corpus's stable mixture (probed on its first held-out batch), under
 # muP and SP, and the same 25 updates of muP on random tokens for comparison. Writes
 # runs/science/coord-check-text-25/ and runs/science/coord-check-random-25/. About 20 minutes

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# An end-to-end WSD scaling-law study at CPU scale (MINICPM.md section 5): proxies of width 32,
+# An end-to-end WSD scaling-law study at CPU scale (docs/MODEL.md section 9): proxies of width 32,
 # 48, 64 and 96 (heads of 16, 2 layers; 24k to 212k non-embedding parameters), one stable run
 # each with exponential decay branches (10% of each branch) ending at 2, 4, 8, 16, 32 and 64
 # tokens per non-embedding parameter, on the demo corpus; then the L(N, D) fit in bits per byte.

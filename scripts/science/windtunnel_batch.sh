@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The batch-size experiment of MINICPM.md section 3 at CPU scale: proxies of width 64 and 128
+# The batch-size experiment of docs/MODEL.md section 8 at CPU scale: proxies of width 64 and 128
 # (heads of 32, 4 layers, muP base width 64) trained for 1,048,576 tokens at each of six batch
 # sizes (128 to 4,096 tokens per update), cosine schedule at LR 2^-7 (the muP optimum of the LR
 # sweep), evaluated every 32,768 tokens; then the tokens each batch needs to reach each target

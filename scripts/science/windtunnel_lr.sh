@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LR transfer across widths under muP and under standard parametrisation (MINICPM.md section 3):
+# LR transfer across widths under muP and under standard parametrisation (docs/MODEL.md section 8):
 # proxies of width 64, 128 and 256 (heads of 32, 4 layers, so only the width changes; muP's base
 # width 64, where muP's width factors are 1), seven learning rates from 2^-10 to
 # 2^-4, 409,600 training tokens each, on the demo corpus. Rerunning resumes.

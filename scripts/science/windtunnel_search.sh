@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The wind tunnel's hyper-parameter search (MINICPM.md section 3) on the demo corpus: random
+# The wind tunnel's hyper-parameter search (docs/MODEL.md section 8) on the demo corpus: random
 # search, log-uniform, over scale_emb, scale_depth, init_std and the peak LR on the smallest
 # proxy of the LR sweep (width 64, heads of 32, 4 layers, muP base width 64), 409,600 training
 # tokens per trial (as in the LR sweep), the paper's 12 / 1.4 / 0.1 / 0.01 as trial 0 plus 15

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Decay branches trace the optimal envelope (MINICPM.md section 4): one stable run (constant LR
+# Decay branches trace the optimal envelope (docs/MODEL.md section 6): one stable run (constant LR
 # after warmup) with exponential-decay branches at 225, 450 and 900 updates (each decaying for 10%
 # of its total: 25, 50 and 100 updates), against separate WSD(10%) runs to the same totals of 250
 # and 500 updates. The last branch ends at 1,000 updates, where scripts/science/wsd_vs_cosine.sh

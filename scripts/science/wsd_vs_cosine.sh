@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# WSD versus Cosine(T) (MINICPM.md section 4) on the demo corpus: Cosine(T) for T in
+# WSD versus Cosine(T) (docs/MODEL.md section 5) on the demo corpus: Cosine(T) for T in
 # {0.5S, S, 1.5S} and WSD with 10% and 2.5% exponential decays, all ending at S = 1,000 updates,
 # two seeds each. Runs go to runs/science/wsd-vs-cosine/; rerunning skips finished runs and
 # resumes interrupted ones. Then: `minicpm runs runs/science/wsd-vs-cosine`.

@@ -1,4 +1,4 @@
-//! `minicpm scaling-law plan | run | fit`: a WSD scaling-law study (MINICPM.md section 5) from
+//! `minicpm scaling-law plan | run | fit`: a WSD scaling-law study (docs/MODEL.md section 9) from
 //! planning its runs to fitting L(N, D) = E + A / N^alpha + B / D^beta.
 
 use crate::windtunnel::{run_points, write_index, PlannedPoint, ProxyArgs, SweepArgs};

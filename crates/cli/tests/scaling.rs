@@ -135,7 +135,7 @@ fn a_study_is_planned_trained_and_fitted_from_its_branches() {
     }
 }
 
-/// Besiroglu et al.'s refit of Chinchilla (MINICPM.md section 5), written out here rather than
+/// Besiroglu et al.'s refit of Chinchilla (docs/MODEL.md section 9), written out here rather than
 /// taken from the library under test: (E, A, B, alpha, beta), N in parameters, D in tokens.
 const KNOWN_LAW: (f64, f64, f64, f64, f64) = (1.8172, 482.01, 2085.43, 0.3478, 0.3658);
 

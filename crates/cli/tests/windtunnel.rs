@@ -440,7 +440,7 @@ fn planted_tokens(width: u64, batch: f64, loss: f64) -> f64 {
 }
 
 /// A held-out loss at `tokens` whose curve crosses every planted target where the law says:
-/// on a line in ln(tokens) (the crossing's own interpolation, MINICPM.md section 3) through the
+/// on a line in ln(tokens) (the crossing's own interpolation, docs/MODEL.md section 8) through the
 /// crossing nearest in ln(tokens), so the two evaluations around each crossing lie on its line.
 fn planted_loss(width: u64, batch: f64, tokens: f64) -> f64 {
     let (loss, at) = PLANTED_TARGETS

@@ -1,4 +1,4 @@
-//! Decay branches (MINICPM.md section 4): a WSD run's stable checkpoints are the trunk, and any
+//! Decay branches (docs/MODEL.md section 6): a WSD run's stable checkpoints are the trunk, and any
 //! of them can be decayed on its own into `runs/<run>/branches/<name>/`.
 //!
 //! A branch is an ordinary run directory whose first checkpoint is the parent's (weights,

@@ -1,4 +1,4 @@
-//! The coordinate check (MINICPM.md section 3): the mean absolute value of each kind of
+//! The coordinate check (docs/MODEL.md section 8): the mean absolute value of each kind of
 //! activation over the first updates of training. Under muP these stay the same whatever the
 //! width; under standard parametrisation they grow with width as soon as the weights move,
 //! which is the visible sign of an LR that will not transfer.

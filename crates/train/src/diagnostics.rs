@@ -1,4 +1,4 @@
-//! Decay diagnostics (MINICPM.md section 4): the paper explains WSD's sharp loss drop by what
+//! Decay diagnostics (docs/MODEL.md section 7): the paper explains WSD's sharp loss drop by what
 //! the optimizer does in the decay: the gradient norm, the cosine similarity of consecutive
 //! gradients (negative while the weights bounce across a valley), and the largest per-element
 //! update. They are taken on logged updates only, from host copies, so that the step itself is

@@ -1,4 +1,4 @@
-//! Learning-rate schedules as pure functions of the step (MINICPM.md section 4).
+//! Learning-rate schedules as pure functions of the step (docs/MODEL.md section 5).
 //!
 //! A schedule returns the factor applied to every parameter group's peak rate, so the per-group
 //! ratios of muP hold throughout. Step `s` is the 0-based index of the optimizer update.

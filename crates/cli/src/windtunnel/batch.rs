@@ -1,6 +1,6 @@
 //! `windtunnel batch`: how many tokens each (model size, batch size) needs to reach a set of
 //! losses, the batch size that needs the fewest at each loss, and the law bs_opt = a / L^b
-//! through those optima (MINICPM.md section 3; the paper: a = 1.21e9, b = 6.24).
+//! through those optima (docs/MODEL.md section 8; the paper: a = 1.21e9, b = 6.24).
 
 use super::{parse_tokens, run_points, write_index, PlannedPoint, ProxyArgs, SweepArgs};
 use clap::Args;

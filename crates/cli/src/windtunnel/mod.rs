@@ -1,5 +1,5 @@
 //! `minicpm windtunnel lr | coord-check | batch | search`: the paper's model wind tunnel on
-//! small proxies (MINICPM.md section 3).
+//! small proxies (docs/MODEL.md section 8).
 
 mod batch;
 mod coord;

@@ -20,7 +20,7 @@ pub struct LawParams {
     pub beta: f64,
 }
 
-/// Besiroglu et al.'s (2024) refit of Chinchilla's law (MINICPM.md section 5), N in parameters
+/// Besiroglu et al.'s (2024) refit of Chinchilla's law (docs/MODEL.md section 9), N in parameters
 /// and D in tokens: the published reference a fit of the same data must reproduce, and a
 /// realistic law for tests.
 pub const CHINCHILLA_REFIT: LawParams = LawParams {

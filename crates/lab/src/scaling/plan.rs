@@ -1,4 +1,4 @@
-//! The plan of a scaling-law study measured with WSD (MINICPM.md section 5): which runs to train,
+//! The plan of a scaling-law study measured with WSD (docs/MODEL.md section 9): which runs to train,
 //! how long, and where to branch, before any training starts.
 //!
 //! Cosine schedules need one run per (size, data) pair, O(m^2) runs, because a cosine run is only

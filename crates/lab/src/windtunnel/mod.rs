@@ -1,4 +1,4 @@
-//! The model wind tunnel (MINICPM.md section 3): proxy shapes derived from a width, the grid of
+//! The model wind tunnel (docs/MODEL.md section 8): proxy shapes derived from a width, the grid of
 //! points a sweep trains, the job list for an external scheduler, the loss table with the best
 //! learning rate per width, and the sweep's index file. Training the points is the caller's
 //! business (each point is an ordinary run), so this module is plain data and arithmetic.

@@ -4,7 +4,7 @@
 use minicpm_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
-/// The paper's proxies (hidden, layers): MINICPM.md section 3.
+/// The paper's proxies (hidden, layers): docs/MODEL.md section 8.
 pub const PAPER_PROXIES: [(usize, usize); 7] = [
     (320, 8),
     (512, 12),
@@ -67,7 +67,7 @@ mod tests {
 
     #[test]
     fn the_paper_table_is_reproduced() {
-        // MINICPM.md section 3: (N, hidden, d_ff, heads, layers).
+        // docs/MODEL.md section 8: (N, hidden, d_ff, heads, layers).
         for (hidden, ff, heads, layers) in [
             (320, 800, 5, 8),
             (512, 1280, 8, 12),
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn shaped_configs_have_the_papers_parameter_counts() {
-        // MINICPM.md section 3: N (non-embedding parameters, millions) of each proxy.
+        // docs/MODEL.md section 8: N (non-embedding parameters, millions) of each proxy.
         let millions = [9, 36, 66, 109, 166, 241, 499];
         let mut model: ModelConfig = serde_json::from_value(serde_json::json!({
             "vocab_size": 122753, "hidden_size": 64, "intermediate_size": 160,
