@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{PointProblem, ScalingError};
 
 /// A trained model's final loss. Units: `n` in parameters, `d` in tokens (not billions), `loss` in
-/// whatever unit the caller measured (nats per token, or bits per byte as docs/MODEL.md section 7 defines).
+/// whatever unit the caller measured (nats per token, or bits per byte as docs/MODEL.md
+/// section 7 defines).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Model size in parameters.
