@@ -1,5 +1,6 @@
 //! End-to-end tests of the `minicpm` binary: info, exact resume after kill -9, the logged LR
-//! against the schedule, generation, shard preparation, and bad input.
+//! against the schedule, the two-stage data mixture, generation, shard preparation, and bad
+//! input.
 
 mod common;
 
@@ -428,4 +429,22 @@ fn the_decay_draws_from_the_decay_mixture_also_after_a_resume_inside_it() {
     let weights =
         |run: &Path| std::fs::read(run.join("checkpoints/step-0000012/model.safetensors")).unwrap();
     assert_eq!(weights(&resumed), weights(&straight));
+
+    // The decay's phase can have another name, given by data.decay_phase.
+    let named = dir.path().join("named.toml");
+    let renamed = std::fs::read_to_string(&two_stage)
+        .unwrap()
+        .replace("[data]\n", "[data]\ndecay_phase = \"anneal\"\n")
+        .replace("[data.mixture.decay]", "[data.mixture.anneal]");
+    assert!(renamed.contains("decay_phase = \"anneal\""));
+    std::fs::write(&named, renamed).unwrap();
+    let anneal = dir.path().join("anneal");
+    run_ok(&mut train_new(&named, &anneal));
+    for k in [first_decay, steps] {
+        assert_eq!(
+            data_cursor(&anneal, k),
+            expected(k),
+            "named phase, update {k}"
+        );
+    }
 }
