@@ -1,5 +1,6 @@
 //! End-to-end tests of the `minicpm` binary: info, exact resume after kill -9, the logged LR
-//! against the schedule, generation, shard preparation, and bad input.
+//! against the schedule, the two-stage data mixture, generation, shard preparation, and bad
+//! input.
 
 mod common;
 
@@ -418,4 +419,119 @@ fn training_without_a_terminal_prints_a_line_per_logged_update() {
             .any(|l| l.starts_with("update 10/12 ") && l.contains(" eval ")),
         "{err}"
     );
+}
+
+/// `data_cursor` of the checkpoint after update `step`: (rows drawn, windows per source).
+fn data_cursor(run: &Path, step: u64) -> (u64, std::collections::BTreeMap<String, u64>) {
+    let p = run.join(format!("checkpoints/step-{step:07}/trainer_state.json"));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let cursor = &state["data_cursor"];
+    (
+        cursor["rows"].as_u64().unwrap(),
+        serde_json::from_value(cursor["sources"].clone()).unwrap(),
+    )
+}
+
+#[test]
+fn the_decay_draws_from_the_decay_mixture_also_after_a_resume_inside_it() {
+    // MiniCPM's two-stage pre-training: the stable phase reads `web` only, the decay `hq` only,
+    // so each source's window count in the checkpoints tells which phase drew every row.
+    let steps = 12;
+    let (dir, cfg) = setup(steps);
+    let d = dir.path().display();
+    let tiny = std::fs::read_to_string(&cfg).unwrap();
+    let text = tiny
+        .replace(&format!("train = \"{d}/train\"\n"), "")
+        .replace(
+            "checkpoint_every = 5\nkeep_checkpoints = 2",
+            "checkpoint_every = 1\nkeep_checkpoints = 0",
+        );
+    assert!(
+        !text.contains("train = ") && text.contains("keep_checkpoints = 0"),
+        "the tiny config changed shape"
+    );
+    let two_stage = dir.path().join("two_stage.toml");
+    std::fs::write(
+        &two_stage,
+        format!(
+            "{text}\n[data.sources]\nweb = \"{d}/train\"\nhq = \"{d}/train\"\n\
+             [data.mixture.stable]\nweb = 1.0\n[data.mixture.decay]\nhq = 1.0\n"
+        ),
+    )
+    .unwrap();
+
+    // WSD with decay_fraction 0.25 over 12 updates: updates 9, 10 and 11 decay. Each update
+    // draws batch_tokens / seq_len = 128 / 16 = 8 rows.
+    let run_cfg = RunConfig::load(&two_stage, &[]).unwrap();
+    let schedule = run_cfg.schedule.resolve(steps).unwrap();
+    let first_decay = 9;
+    assert!(!schedule.in_decay(first_decay - 1) && schedule.in_decay(first_decay));
+    let rows_per_update = 8;
+    let expected = |k: u64| {
+        (
+            rows_per_update * k,
+            std::collections::BTreeMap::from([
+                (
+                    "hq".to_string(),
+                    rows_per_update * k.saturating_sub(first_decay),
+                ),
+                ("web".to_string(), rows_per_update * k.min(first_decay)),
+            ]),
+        )
+    };
+
+    let straight = dir.path().join("straight");
+    run_ok(&mut train_new(&two_stage, &straight));
+    for k in 1..=steps {
+        assert_eq!(data_cursor(&straight, k), expected(k), "after update {k}");
+    }
+
+    // Resume from the checkpoint after update 10, inside the decay: the remaining updates draw
+    // from the decay mixture too, and the run ends where the uninterrupted one did.
+    let resumed = dir.path().join("resumed");
+    for (rel, bytes) in tree(&straight) {
+        let to = resumed.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, bytes).unwrap();
+    }
+    for k in [11, 12] {
+        std::fs::remove_dir_all(resumed.join(format!("checkpoints/step-{k:07}"))).unwrap();
+    }
+    let mut resume = bin();
+    resume.args(["train", "--quiet", "--resume"]).arg(&resumed);
+    run_ok(&mut resume);
+    for k in [11, 12] {
+        assert_eq!(
+            data_cursor(&resumed, k),
+            expected(k),
+            "resumed, after update {k}"
+        );
+    }
+    assert_eq!(
+        losses(&read(&resumed.join("metrics.jsonl")).unwrap()),
+        losses(&read(&straight.join("metrics.jsonl")).unwrap()),
+        "the resumed run saw the same batches"
+    );
+    let weights =
+        |run: &Path| std::fs::read(run.join("checkpoints/step-0000012/model.safetensors")).unwrap();
+    assert_eq!(weights(&resumed), weights(&straight));
+
+    // The decay's phase can have another name, given by data.decay_phase.
+    let named = dir.path().join("named.toml");
+    let renamed = std::fs::read_to_string(&two_stage)
+        .unwrap()
+        .replace("[data]\n", "[data]\ndecay_phase = \"anneal\"\n")
+        .replace("[data.mixture.decay]", "[data.mixture.anneal]");
+    assert!(renamed.contains("decay_phase = \"anneal\""));
+    std::fs::write(&named, renamed).unwrap();
+    let anneal = dir.path().join("anneal");
+    run_ok(&mut train_new(&named, &anneal));
+    for k in [first_decay, steps] {
+        assert_eq!(
+            data_cursor(&anneal, k),
+            expected(k),
+            "named phase, update {k}"
+        );
+    }
 }

@@ -194,6 +194,14 @@ impl ShardWriter {
 
     /// Adds one document (its tokens, then EOS) encoding `text_bytes` bytes of text.
     pub fn push_document(&mut self, tokens: &[u32], text_bytes: u64) -> Result<(), DataError> {
+        // Checked here because a 16-bit shard would silently wrap such an id into the vocabulary.
+        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= self.vocab_size) {
+            return Err(DataError::Invalid(format!(
+                "{}: token id {bad} is outside the vocabulary of {}",
+                self.dir.display(),
+                self.vocab_size
+            )));
+        }
         self.buf.extend_from_slice(tokens);
         self.buf.push(self.eos_id);
         self.buf_bytes += text_bytes;

@@ -1,6 +1,7 @@
 //! Shards are a function of the corpus and the tokenizer alone: the same bytes whatever the
-//! number of threads, and whether the fast or the generic encoder ran; and every source, however
-//! few its documents, gets held-out text.
+//! number of threads, and whether the fast or the generic encoder ran; every source, however
+//! few its documents, gets held-out text; and the ids written are the ids read back, in 32-bit
+//! shards above 65,536 tokens.
 
 use minicpm_data::prepare::{is_valid_doc, prepare, PrepareOptions};
 use minicpm_data::shards::{ShardWriter, TokenDataset};
@@ -193,4 +194,76 @@ fn every_source_gets_held_out_text_however_few_its_documents() {
     assert_eq!(resumed["shakespeare"].valid_documents, 1);
     assert!(resumed["notes"].resumed && resumed["book"].resumed);
     assert_eq!(files(&out), files(&again));
+}
+
+/// MiniCPM's 122,753-token vocabulary needs 32-bit shards: ids above 65,535 must come back
+/// unchanged, and at exactly 65,536 tokens 16 bits still suffice.
+#[test]
+fn ids_above_65535_survive_32_bit_shards() {
+    use minicpm_data::shards::{ShardWriter, TokenWidth};
+    use minicpm_data::TokenDataset;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (vocab, eos) = (122_753, 2);
+    let docs: Vec<Vec<u32>> = vec![
+        vec![0, 65_535, 65_536, 65_537],
+        vec![73_440, 100_000, 122_752],
+        (0..40).map(|i| i * 3_001 % vocab as u32).collect(),
+    ];
+    // Four tokens per shard at most: several shard files.
+    let mut w = ShardWriter::create(dir.path(), vocab, eos, 4).unwrap();
+    for d in &docs {
+        w.push_document(d, 10).unwrap();
+    }
+    let index = w.finish().unwrap();
+    assert_eq!(index.width, TokenWidth::U32);
+    assert!(index.shards.len() >= 3, "{:?}", index.shards);
+    let expected: Vec<u32> = docs
+        .iter()
+        .flat_map(|d| d.iter().copied().chain([eos]))
+        .collect();
+
+    // The files themselves: little-endian 32-bit words, read here without the crate's reader.
+    let mut raw = Vec::new();
+    for s in &index.shards {
+        let bytes = std::fs::read(dir.path().join(&s.file)).unwrap();
+        assert_eq!(bytes.len() as u64, 4 * s.tokens, "{}", s.file);
+        raw.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap())),
+        );
+    }
+    assert_eq!(raw, expected);
+    let ds = TokenDataset::open(dir.path()).unwrap();
+    assert_eq!(ds.tokens, expected);
+    assert_eq!(ds.index.vocab_size, vocab);
+
+    // The boundary: 65,536 ids fit 16 bits, the largest id comes back, and the file is half the size.
+    let small = tempfile::tempdir().unwrap();
+    let mut w = ShardWriter::create(small.path(), 65_536, eos, 1 << 20).unwrap();
+    w.push_document(&[65_535, 0, 40_000], 3).unwrap();
+    let index = w.finish().unwrap();
+    assert_eq!(index.width, TokenWidth::U16);
+    let bytes = std::fs::read(small.path().join(&index.shards[0].file)).unwrap();
+    assert_eq!(bytes.len(), 2 * 4);
+    assert_eq!(
+        TokenDataset::open(small.path()).unwrap().tokens,
+        vec![65_535, 0, 40_000, eos]
+    );
+    assert_eq!(
+        ShardWriter::create(small.path(), 65_537, eos, 8)
+            .unwrap()
+            .finish()
+            .unwrap()
+            .width,
+        TokenWidth::U32
+    );
+
+    // An id the vocabulary does not have is refused when written, not wrapped into 16 bits
+    // (70,000 would come back as 4,464 and pass every later check).
+    let bad = tempfile::tempdir().unwrap();
+    let mut w = ShardWriter::create(bad.path(), 65_536, eos, 1 << 20).unwrap();
+    let e = w.push_document(&[5, 70_000], 2).unwrap_err().to_string();
+    assert!(e.contains("70000") && e.contains("65536"), "{e}");
 }

@@ -86,10 +86,16 @@ pub fn load_weights(dir: &Path, cfg: &ModelConfig, device: &Device) -> Result<Mi
             });
         }
     }
+    // A tensor no file holds is blamed on the file that should list it.
+    let listing = if dir.join(WEIGHTS_FILE).exists() {
+        dir.join(WEIGHTS_FILE)
+    } else {
+        dir.join(INDEX_FILE)
+    };
     let mut read = |name: &str, shape: &[usize]| match owner.get(name) {
         Some(&i) => files[i].f32(name, Some(shape)),
         None => Err(ModelError::Tensor {
-            origin: dir.join(WEIGHTS_FILE).display().to_string(),
+            origin: listing.display().to_string(),
             tensor: name.to_string(),
             msg: "missing".into(),
         }),

@@ -132,3 +132,84 @@ fn wrong_type_and_inconsistent_heads_are_named() {
     let e = load_err(dir.path());
     assert!(e.contains("num_key_value_heads"), "{e}");
 }
+
+/// `case`'s weights split over two shards and an index; `drop` names a tensor left out of both.
+fn shard_fixture(case: &str, drop: Option<&str>) -> tempfile::TempDir {
+    use minicpm_model::safetensors_io::{write_f32, F32Tensor, TensorFile};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture(case).join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    let source = TensorFile::open(&fixture(case).join("model.safetensors")).unwrap();
+    let names: Vec<String> = source
+        .names()
+        .into_iter()
+        .filter(|n| Some(n.as_str()) != drop)
+        .collect();
+    let mut weight_map = serde_json::Map::new();
+    for (i, shard) in [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let tensors: Vec<F32Tensor> = names
+            .iter()
+            .skip(i)
+            .step_by(2)
+            .map(|n| {
+                weight_map.insert(n.clone(), serde_json::json!(shard));
+                F32Tensor {
+                    name: n.clone(),
+                    shape: source.shape(n).unwrap(),
+                    data: source.f32(n, None).unwrap(),
+                }
+            })
+            .collect();
+        write_f32(&dir.path().join(shard), &tensors, None).unwrap();
+    }
+    let index = serde_json::json!({ "weight_map": weight_map });
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn sharded_checkpoints_name_a_missing_shard_or_tensor() {
+    // Complete, it loads.
+    hf::load(shard_fixture("mha_tied", None).path(), &Device::flex()).unwrap();
+
+    let dir = shard_fixture("mha_tied", None);
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let e = load_err(dir.path());
+    assert!(e.contains("model-00002-of-00002.safetensors"), "{e}");
+
+    // A tensor neither shard holds: the error names it and the index that should list it, not
+    // a model.safetensors that does not exist.
+    let dir = shard_fixture("mha_tied", Some("model.norm.weight"));
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("model.norm.weight")
+            && e.contains("missing")
+            && e.contains("model.safetensors.index.json"),
+        "{e}"
+    );
+
+    let dir = shard_fixture("mha_tied", None);
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        r#"{"metadata": {}}"#,
+    )
+    .unwrap();
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("model.safetensors.index.json") && e.contains("weight_map"),
+        "{e}"
+    );
+}

@@ -191,3 +191,207 @@ fn export_round_trips_hf_names_and_values() {
         assert_eq!(again.config, model.config);
     }
 }
+
+/// Every weight of `model` as written by `hf::save`, by HF name.
+fn saved_weights(model: &MiniCpm) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let dir = tempfile::tempdir().unwrap();
+    hf::save(model, dir.path()).unwrap();
+    let file = TensorFile::open(&dir.path().join(hf::WEIGHTS_FILE)).unwrap();
+    file.names()
+        .into_iter()
+        .map(|n| {
+            let v = file.f32(&n, None).unwrap();
+            (n, v)
+        })
+        .collect()
+}
+
+/// A safetensors file of `tensors` (name, shape, little-endian bytes) stored as `dtype`.
+fn write_tensors(
+    path: &std::path::Path,
+    dtype: safetensors::Dtype,
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+) {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, shape, bytes)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// bfloat16 by hand: the upper half of the f32 bits, rounded to nearest, ties to even.
+fn round_to_bf16(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(rounded)
+}
+
+#[test]
+fn bf16_and_f16_checkpoints_load_as_their_rounded_values() {
+    let device = Device::flex();
+    let source = TensorFile::open(&fixture("gqa_untied").join(hf::WEIGHTS_FILE)).unwrap();
+    let originals: Vec<(String, Vec<usize>, Vec<f32>)> = source
+        .names()
+        .into_iter()
+        .map(|n| {
+            (
+                n.clone(),
+                source.shape(&n).unwrap(),
+                source.f32(&n, None).unwrap(),
+            )
+        })
+        .collect();
+    type Half = (safetensors::Dtype, fn(f32) -> [u8; 2], fn(f32) -> f32);
+    let formats: [(&str, Half); 2] = [
+        (
+            "bf16",
+            (
+                safetensors::Dtype::BF16,
+                |x| half::bf16::from_f32(x).to_le_bytes(),
+                round_to_bf16,
+            ),
+        ),
+        (
+            "f16",
+            (
+                safetensors::Dtype::F16,
+                |x| half::f16::from_f32(x).to_le_bytes(),
+                |x| half::f16::from_f32(x).to_f32(),
+            ),
+        ),
+    ];
+    for (label, (dtype, encode, rounded)) in formats {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            fixture("gqa_untied").join(hf::CONFIG_FILE),
+            dir.path().join(hf::CONFIG_FILE),
+        )
+        .unwrap();
+        let tensors: Vec<_> = originals
+            .iter()
+            .map(|(n, shape, v)| {
+                (
+                    n.clone(),
+                    shape.clone(),
+                    v.iter().flat_map(|&x| encode(x)).collect(),
+                )
+            })
+            .collect();
+        write_tensors(&dir.path().join(hf::WEIGHTS_FILE), dtype, &tensors);
+        let model = hf::load(dir.path(), &device).unwrap();
+        let loaded = saved_weights(&model);
+        assert_eq!(loaded.len(), originals.len(), "{label}: every tensor");
+        let mut changed = 0;
+        for (name, _, v) in &originals {
+            let want: Vec<f32> = v.iter().map(|&x| rounded(x)).collect();
+            assert_eq!(loaded[name], want, "{label}: {name}");
+            // f16 keeps 11 significant bits, bf16 8: the rounding error is at most half an ulp
+            // (below 2^-14, f16's subnormals have a fixed spacing of 2^-24).
+            let (rel, abs) = if label == "f16" {
+                (2f32.powi(-11), 2f32.powi(-25))
+            } else {
+                (2f32.powi(-8), 0.0)
+            };
+            for (&a, &b) in v.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() <= rel * a.abs() + abs,
+                    "{label}: {name}: {a} -> {b}"
+                );
+            }
+            changed += v.iter().zip(&want).filter(|(a, b)| a != b).count();
+        }
+        assert!(changed > 0, "{label}: the rounding was not a no-op");
+    }
+}
+
+#[test]
+fn a_sharded_checkpoint_loads_the_same_model_as_the_single_file() {
+    let device = Device::flex();
+    let case = fixture("gqa_untied");
+    let single = hf::load(&case, &device).unwrap();
+    let source = TensorFile::open(&case.join(hf::WEIGHTS_FILE)).unwrap();
+    let names = source.names();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(case.join(hf::CONFIG_FILE), dir.path().join(hf::CONFIG_FILE)).unwrap();
+    // Alternate tensors between the shards, so both hold parts of every layer, as HF's
+    // size-based sharding does for large models.
+    let shard_names = [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ];
+    let mut weight_map = serde_json::Map::new();
+    for (i, shard) in shard_names.iter().enumerate() {
+        let tensors: Vec<_> = names
+            .iter()
+            .skip(i)
+            .step_by(2)
+            .map(|n| {
+                weight_map.insert(n.clone(), serde_json::json!(shard));
+                let bytes = source
+                    .f32(n, None)
+                    .unwrap()
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect();
+                (n.clone(), source.shape(n).unwrap(), bytes)
+            })
+            .collect();
+        assert!(!tensors.is_empty());
+        write_tensors(&dir.path().join(shard), safetensors::Dtype::F32, &tensors);
+    }
+    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        serde_json::to_string_pretty(&index).unwrap(),
+    )
+    .unwrap();
+    assert!(!dir.path().join(hf::WEIGHTS_FILE).exists());
+
+    let sharded = hf::load(dir.path(), &device).unwrap();
+    assert_eq!(sharded.config, single.config);
+    assert_eq!(saved_weights(&sharded), saved_weights(&single));
+    let r = reference("gqa_untied");
+    let (ids, _, _) = input_ids(&r, &device);
+    assert_eq!(
+        to_vec(sharded.forward(ids.clone(), None)),
+        to_vec(single.forward(ids, None))
+    );
+}
+
+#[test]
+fn an_eos_list_in_config_json_is_read_kept_and_written_back() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    for f in [hf::CONFIG_FILE, hf::WEIGHTS_FILE] {
+        std::fs::copy(fixture("mha_tied").join(f), dir.path().join(f)).unwrap();
+    }
+    let path = dir.path().join(hf::CONFIG_FILE);
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // A list, as chat models ship it: stop at the end of the text or at the end of a turn.
+    cfg["eos_token_id"] = serde_json::json!([2, 73440]);
+    std::fs::write(&path, cfg.to_string()).unwrap();
+
+    let model = hf::load(dir.path(), &device).unwrap();
+    let eos = &model.config.eos_token_id;
+    assert!(eos.contains(2) && eos.contains(73440));
+    assert!(!eos.contains(1) && !eos.contains(73441));
+
+    let out = tempfile::tempdir().unwrap();
+    hf::save(&model, out.path()).unwrap();
+    for file in [hf::CONFIG_FILE, "generation_config.json"] {
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join(file)).unwrap()).unwrap();
+        assert_eq!(
+            written["eos_token_id"],
+            serde_json::json!([2, 73440]),
+            "{file}"
+        );
+    }
+    assert_eq!(hf::load(out.path(), &device).unwrap().config, model.config);
+}
