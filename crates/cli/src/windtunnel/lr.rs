@@ -3,7 +3,7 @@
 use super::{run_points, write_index, PlannedPoint, ProxyArgs, SweepArgs};
 use clap::Args;
 use minicpm_lab::heatmap::{render_heatmaps, Heatmap};
-use minicpm_lab::plot::tick;
+use minicpm_lab::si_format::si;
 use minicpm_lab::windtunnel::{parse_grid_values, LrTable, SweepGrid};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ fn lr_label(lr: f64) -> String {
     if k.fract() == 0.0 {
         format!("2^{k}")
     } else {
-        tick(lr)
+        si(lr)
     }
 }
 
