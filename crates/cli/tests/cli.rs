@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use minicpm_data::test_support::files_under;
 use minicpm_train::RunConfig;
 
 #[test]
@@ -242,26 +243,6 @@ fn generate_with_a_corrupt_checkpoint_exits_2_naming_the_file() {
     );
 }
 
-/// Every file under `dir`, by relative path.
-fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn data_prepare_writes_the_same_shards_with_either_encoder() {
     let dir = tempfile::tempdir().unwrap();
@@ -288,7 +269,7 @@ fn data_prepare_writes_the_same_shards_with_either_encoder() {
         );
         (
             String::from_utf8_lossy(&run.stderr).into_owned(),
-            tree(&out),
+            files_under(&out),
         )
     };
     let (fast_log, fast) = prepare("fast", &[]);
