@@ -1,5 +1,6 @@
 //! `minicpm runs [dir]`: a table of the runs and decay branches under a directory.
 
+use minicpm_lab::si_format::si;
 use minicpm_train::runs::{self, RunSummary};
 use std::path::Path;
 use std::process::ExitCode;
@@ -40,25 +41,15 @@ fn row(s: &RunSummary, root: &Path) -> Vec<String> {
     vec![
         name,
         s.parent.clone().unwrap_or_else(|| "-".into()),
-        human(s.params as f64),
+        si(s.params as f64),
         s.schedule.clone(),
         format!("{}/{}", s.steps_done, s.steps_total),
-        human(s.tokens as f64),
+        si(s.tokens as f64),
         f4(s.train_loss),
         f4(s.eval_loss),
         f4(s.eval_bpb),
         s.wall_time_s.map_or("-".into(), duration),
     ]
-}
-
-/// 1234567 -> 1.23M.
-pub fn human(v: f64) -> String {
-    for (unit, scale) in [("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)] {
-        if v >= scale {
-            return format!("{:.2}{unit}", v / scale);
-        }
-    }
-    format!("{v:.0}")
 }
 
 fn duration(s: f64) -> String {

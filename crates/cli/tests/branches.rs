@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use minicpm_data::test_support::files_under;
 use minicpm_train::RunConfig;
 use std::collections::BTreeMap;
 
@@ -26,25 +27,10 @@ fn stable_config(dir: &Path, steps: u64, extra: &str) -> PathBuf {
 
 /// Every file under `dir` (except `branches/`), by relative path.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.file_name().unwrap() == "branches" {
-                continue;
-            }
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(
-                    p.strip_prefix(root).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
+    files_under(dir)
+        .into_iter()
+        .filter(|(rel, _)| !rel.starts_with("branches"))
+        .collect()
 }
 
 fn weights(run: &Path, step: u64) -> Vec<u8> {

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use minicpm_data::test_support::files_under;
 use minicpm_train::RunConfig;
 
 #[test]
@@ -243,26 +244,6 @@ fn generate_with_a_corrupt_checkpoint_exits_2_naming_the_file() {
     );
 }
 
-/// Every file under `dir`, by relative path.
-fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn data_prepare_writes_the_same_shards_with_either_encoder() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,7 +270,7 @@ fn data_prepare_writes_the_same_shards_with_either_encoder() {
         );
         (
             String::from_utf8_lossy(&run.stderr).into_owned(),
-            tree(&out),
+            files_under(&out),
         )
     };
     let (fast_log, fast) = prepare("fast", &[]);
@@ -490,7 +471,7 @@ fn the_decay_draws_from_the_decay_mixture_also_after_a_resume_inside_it() {
     // Resume from the checkpoint after update 10, inside the decay: the remaining updates draw
     // from the decay mixture too, and the run ends where the uninterrupted one did.
     let resumed = dir.path().join("resumed");
-    for (rel, bytes) in tree(&straight) {
+    for (rel, bytes) in files_under(&straight) {
         let to = resumed.join(rel);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::write(to, bytes).unwrap();

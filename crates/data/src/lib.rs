@@ -1,6 +1,7 @@
 //! Data for training: tokenizers, token shards on disk, and the deterministic batch stream the
 //! trainer reads.
 
+pub mod atomic_file;
 pub mod batches;
 mod bpe_merges;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod pre_tokens;
 pub mod prepare;
 mod read_ahead;
 pub mod shards;
+pub mod test_support;
 pub mod tokenizer;
 
 pub use batches::{Batch, BatchStream};

@@ -25,8 +25,9 @@ pub fn read_parquet(
     sink: &mut dyn FnMut(Doc) -> Result<(), DataError>,
 ) -> Result<Skipped, DataError> {
     let file = std::fs::File::open(p).map_err(|e| DataError::file(p, e))?;
-    let reader = SerializedFileReader::new(file)
-        .map_err(|e| DataError::file(p, format!("not a readable Parquet file: {e}")))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| {
+        DataError::failed(format!("{}: not a readable Parquet file", p.display()), e)
+    })?;
     let column = text_column_index(&reader, text_column).map_err(|msg| DataError::file(p, msg))?;
     let max_def_level = reader
         .metadata()
@@ -40,7 +41,10 @@ pub fn read_parquet(
     let mut def_levels: Vec<i16> = Vec::with_capacity(BATCH_ROWS);
     for group in 0..reader.num_row_groups() {
         let damaged = |e: parquet::errors::ParquetError| {
-            DataError::file(p, format!("row group {group}, column `{text_column}`: {e}"))
+            DataError::failed(
+                format!("{}: row group {group}, column `{text_column}`", p.display()),
+                e,
+            )
         };
         let row_group = reader.get_row_group(group).map_err(damaged)?;
         let expected_rows = row_group.metadata().num_rows();

@@ -2,9 +2,9 @@
 //! (`u16` when the vocabulary fits, else `u32`). The index records each shard's token count and
 //! the UTF-8 byte count of the text it came from, so evaluation can report bits per byte.
 
+use crate::atomic_file::write_atomic;
 use crate::error::DataError;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const INDEX_FILE: &str = "index.json";
@@ -245,15 +245,8 @@ impl ShardWriter {
             shards: self.shards,
         };
         let path = self.dir.join(INDEX_FILE);
-        let tmp = self.dir.join(".index.json.tmp");
         let json = serde_json::to_vec_pretty(&index).expect("index serialises");
-        (|| -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })()
-        .map_err(|e| DataError::file(&path, e))?;
+        write_atomic(&path, &json).map_err(|e| DataError::file(&path, e))?;
         Ok(index)
     }
 }

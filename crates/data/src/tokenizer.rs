@@ -65,8 +65,9 @@ fn byte_token(b: u8) -> String {
 
 impl TextTokenizer {
     pub fn load(path: &Path) -> Result<Self, DataError> {
-        let inner = Tokenizer::from_file(path)
-            .map_err(|e| DataError::file(path, format!("cannot load tokenizer: {e}")))?;
+        let inner = Tokenizer::from_file(path).map_err(|e| {
+            DataError::failed(format!("{}: cannot load tokenizer", path.display()), e)
+        })?;
         Ok(Self::new(inner))
     }
 
@@ -98,7 +99,7 @@ impl TextTokenizer {
                 "vocabulary size {vocab_size} is too small: at least {MIN_VOCAB} (3 specials + 256 byte tokens + merges)"
             )));
         }
-        let setup = |e: tokenizers::Error| DataError::Invalid(format!("tokenizer setup: {e}"));
+        let setup = |e: tokenizers::Error| DataError::failed("tokenizer setup", e);
         // Specials first (ids 0, 1, 2), then the 256 byte tokens byte fallback needs in the vocabulary.
         let mut reserved: Vec<AddedToken> = SPECIAL_TOKENS
             .iter()
@@ -134,12 +135,12 @@ impl TextTokenizer {
             .build()
             .map_err(setup)?;
         tok.train(&mut trainer, texts)
-            .map_err(|e| DataError::Invalid(format!("tokenizer training: {e}")))?;
+            .map_err(|e| DataError::failed("tokenizer training", e))?;
         // The byte tokens are vocabulary entries, not added tokens: as added tokens the literal text
         // "<0x41>" would encode to the byte token instead of its characters.
         let mut json: serde_json::Value =
             serde_json::from_str(&tok.to_string(false).map_err(setup)?)
-                .map_err(|e| DataError::Invalid(e.to_string()))?;
+                .map_err(|e| DataError::failed("tokenizer setup", e))?;
         if let Some(added) = json.get_mut("added_tokens").and_then(|a| a.as_array_mut()) {
             added.retain(|t| {
                 t["content"]
@@ -168,7 +169,7 @@ impl TextTokenizer {
         let enc = self
             .inner
             .encode(text, false)
-            .map_err(|e| DataError::Invalid(format!("encode: {e}")))?;
+            .map_err(|e| DataError::failed("encode", e))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -180,14 +181,14 @@ impl TextTokenizer {
         let encs = self
             .inner
             .encode_batch_fast(texts.to_vec(), false)
-            .map_err(|e| DataError::Invalid(format!("encode: {e}")))?;
+            .map_err(|e| DataError::failed("encode", e))?;
         Ok(encs.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String, DataError> {
         self.inner
             .decode(ids, true)
-            .map_err(|e| DataError::Invalid(format!("decode: {e}")))
+            .map_err(|e| DataError::failed("decode", e))
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {

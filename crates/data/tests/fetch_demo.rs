@@ -184,11 +184,11 @@ fn jsonl_and_manifest_describe_each_other() {
         std::fs::read_to_string(out.path().join("notices/python-stdlib.txt")).unwrap(),
         "PSF LICENSE"
     );
-    // No temporary file is left next to the output.
+    // No temporary file (`.<name>.<random>`, beside its target) is left next to the output.
     let leftovers: Vec<_> = std::fs::read_dir(out.path())
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

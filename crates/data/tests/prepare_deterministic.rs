@@ -5,8 +5,8 @@
 
 use minicpm_data::prepare::{is_valid_doc, prepare, PrepareOptions};
 use minicpm_data::shards::{ShardWriter, TokenDataset};
+use minicpm_data::test_support::files_under as files;
 use minicpm_data::TextTokenizer;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn corpus(dir: &Path) -> Vec<PathBuf> {
@@ -27,24 +27,6 @@ fn corpus(dir: &Path) -> Vec<PathBuf> {
     let b = dir.join("notes.txt");
     std::fs::write(&b, "A plain text file, one document.\n".repeat(50)).unwrap();
     vec![a, b]
-}
-
-/// Every file under `dir`, by relative path.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_path_buf();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! cell per pair with its value written in it, marked cells for the optima, PNG and SVG side by
 //! side, several maps in one file.
 
-use crate::plot::{register_font, write_png_and_svg, Picture, PlotError, FONT};
+use crate::plot::{register_font, write_png_and_svg, DrawError, Picture, PlotError, FONT};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -30,11 +30,10 @@ fn viridis(t: f64) -> RGBColor {
     RGBColor(r, g, b)
 }
 
-fn draw_one<DB: DrawingBackend>(
+fn draw_one<DB: DrawingBackend<ErrorType: 'static>>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     map: &Heatmap,
-) -> Result<(), String> {
-    let e = |e: &dyn std::fmt::Display| e.to_string();
+) -> Result<(), DrawError> {
     let (nx, ny) = (map.x_ticks.len(), map.y_ticks.len());
     let finite: Vec<f64> = map
         .values
@@ -55,8 +54,7 @@ fn draw_one<DB: DrawingBackend>(
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(90)
-        .build_cartesian_2d(0f64..nx as f64, 0f64..ny as f64)
-        .map_err(|x| e(&x))?;
+        .build_cartesian_2d(0f64..nx as f64, 0f64..ny as f64)?;
     // Ticks at cell centres, labelled with the grid's own values.
     chart
         .configure_mesh()
@@ -69,8 +67,7 @@ fn draw_one<DB: DrawingBackend>(
         .y_desc(&map.y_label)
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 18))
-        .draw()
-        .map_err(|x| e(&x))?;
+        .draw()?;
     for (r, row) in map.values.iter().enumerate() {
         for (c, v) in row.iter().enumerate() {
             let (x0, y0) = (c as f64, r as f64);
@@ -78,12 +75,10 @@ fn draw_one<DB: DrawingBackend>(
                 Some(v) if v.is_finite() => viridis(scale(*v)),
                 _ => RGBColor(200, 200, 200),
             };
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(x0, y0), (x0 + 1.0, y0 + 1.0)],
-                    fill.filled(),
-                )))
-                .map_err(|x| e(&x))?;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x0, y0), (x0 + 1.0, y0 + 1.0)],
+                fill.filled(),
+            )))?;
             let marked = map.marked.contains(&(r, c));
             let text = match v {
                 Some(v) if v.is_finite() => format!("{v:.3}{}", if marked { "*" } else { "" }),
@@ -92,26 +87,22 @@ fn draw_one<DB: DrawingBackend>(
             };
             let light = matches!(v, Some(v) if v.is_finite() && scale(*v) < 0.6);
             let ink = if light { WHITE } else { BLACK };
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    text,
-                    (x0 + 0.5, y0 + 0.5),
-                    (FONT, 15)
-                        .into_font()
-                        .color(&ink)
-                        .pos(plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Center,
-                            plotters::style::text_anchor::VPos::Center,
-                        )),
-                )))
-                .map_err(|x| e(&x))?;
+            chart.draw_series(std::iter::once(Text::new(
+                text,
+                (x0 + 0.5, y0 + 0.5),
+                (FONT, 15)
+                    .into_font()
+                    .color(&ink)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Center,
+                    )),
+            )))?;
             if marked {
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(x0 + 0.03, y0 + 0.03), (x0 + 0.97, y0 + 0.97)],
-                        RED.stroke_width(3),
-                    )))
-                    .map_err(|x| e(&x))?;
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(x0 + 0.03, y0 + 0.03), (x0 + 0.97, y0 + 0.97)],
+                    RED.stroke_width(3),
+                )))?;
             }
         }
     }
@@ -131,10 +122,6 @@ fn centre_label(v: f64, labels: &[String]) -> String {
 /// Writes `<stem>.png` and `<stem>.svg` with the maps side by side; returns their paths.
 pub fn render_heatmaps(maps: &[Heatmap], stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
-    let err = |p: &Path, e: String| PlotError {
-        path: p.display().to_string(),
-        msg: e,
-    };
     if maps.is_empty()
         || maps.iter().any(|m| {
             m.x_ticks.is_empty()
@@ -142,17 +129,17 @@ pub fn render_heatmaps(maps: &[Heatmap], stem: &Path) -> Result<Vec<PathBuf>, Pl
                 || m.values.iter().any(|r| r.len() != m.x_ticks.len())
         })
     {
-        return Err(err(
+        return Err(PlotError::new(
             stem,
-            "a heat map needs a value per (row, column)".into(),
+            "a heat map needs a value per (row, column)",
         ));
     }
     struct Maps<'a>(&'a [Heatmap]);
     impl Picture for Maps<'_> {
-        fn draw<DB: DrawingBackend>(
+        fn draw<DB: DrawingBackend<ErrorType: 'static>>(
             &self,
             root: &DrawingArea<DB, plotters::coord::Shift>,
-        ) -> Result<(), String> {
+        ) -> Result<(), DrawError> {
             for (area, map) in root.split_evenly((1, self.0.len())).iter().zip(self.0) {
                 draw_one(area, map)?;
             }

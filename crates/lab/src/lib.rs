@@ -5,4 +5,5 @@ pub mod heatmap;
 pub mod log_parabola;
 pub mod plot;
 pub mod scaling;
+pub mod si_format;
 pub mod windtunnel;

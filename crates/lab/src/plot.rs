@@ -2,6 +2,7 @@
 //! scales. Text is drawn with a font built into the binary, so charts look the same on every
 //! machine and need no font configuration.
 
+use crate::si_format::si;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -11,11 +12,24 @@ use std::sync::Once;
 pub(crate) const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 
+/// Why a drawing failed: the backend's error (kept as the source) or words.
+pub type DrawError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {msg}")]
+#[error("{path}: {source}")]
 pub struct PlotError {
     pub path: String,
-    pub msg: String,
+    #[source]
+    pub source: DrawError,
+}
+
+impl PlotError {
+    pub(crate) fn new(path: &Path, cause: impl Into<DrawError>) -> Self {
+        PlotError {
+            path: path.display().to_string(),
+            source: cause.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -123,16 +137,12 @@ pub fn render_panels(
     stem: &Path,
 ) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
-    let err = |p: &Path, e: String| PlotError {
-        path: p.display().to_string(),
-        msg: e,
-    };
     let mut bounds = Vec::with_capacity(charts.len());
     for chart in charts {
-        bounds.push(ranges(chart).ok_or_else(|| err(stem, "nothing to plot".into()))?);
+        bounds.push(ranges(chart).ok_or_else(|| PlotError::new(stem, "nothing to plot"))?);
     }
     if charts.is_empty() {
-        return Err(err(stem, "nothing to plot".into()));
+        return Err(PlotError::new(stem, "nothing to plot"));
     }
     let columns = columns.clamp(1, charts.len());
     let rows = charts.len().div_ceil(columns);
@@ -147,10 +157,10 @@ pub fn render_panels(
         grid: (usize, usize),
     }
     impl Picture for Panels<'_> {
-        fn draw<DB: DrawingBackend>(
+        fn draw<DB: DrawingBackend<ErrorType: 'static>>(
             &self,
             root: &DrawingArea<DB, plotters::coord::Shift>,
-        ) -> Result<(), String> {
+        ) -> Result<(), DrawError> {
             let areas = root.split_evenly(self.grid);
             for ((area, chart), (x, y)) in areas.iter().zip(self.charts).zip(self.bounds) {
                 draw_scaled(area, chart, *x, *y)?;
@@ -168,10 +178,10 @@ pub fn render_panels(
 
 /// Something drawn onto a white canvas of any plotters backend.
 pub(crate) trait Picture {
-    fn draw<DB: DrawingBackend>(
+    fn draw<DB: DrawingBackend<ErrorType: 'static>>(
         &self,
         root: &DrawingArea<DB, plotters::coord::Shift>,
-    ) -> Result<(), String>;
+    ) -> Result<(), DrawError>;
 }
 
 /// Draws `picture` into `<stem>.png` and `<stem>.svg` (creating the directory); returns their
@@ -181,26 +191,22 @@ pub(crate) fn write_png_and_svg(
     size: (u32, u32),
     stem: &Path,
 ) -> Result<Vec<PathBuf>, PlotError> {
-    let err = |p: &Path, e: String| PlotError {
-        path: p.display().to_string(),
-        msg: e,
-    };
     if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| PlotError::new(dir, e))?;
     }
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
     {
         let root = BitMapBackend::new(&png, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&png, e.to_string()))?;
-        picture.draw(&root).map_err(|e| err(&png, e))?;
-        root.present().map_err(|e| err(&png, e.to_string()))?;
+        root.fill(&WHITE).map_err(|e| PlotError::new(&png, e))?;
+        picture.draw(&root).map_err(|e| PlotError::new(&png, e))?;
+        root.present().map_err(|e| PlotError::new(&png, e))?;
     }
     {
         let root = SVGBackend::new(&svg, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&svg, e.to_string()))?;
-        picture.draw(&root).map_err(|e| err(&svg, e))?;
-        root.present().map_err(|e| err(&svg, e.to_string()))?;
+        root.fill(&WHITE).map_err(|e| PlotError::new(&svg, e))?;
+        picture.draw(&root).map_err(|e| PlotError::new(&svg, e))?;
+        root.present().map_err(|e| PlotError::new(&svg, e))?;
     }
     Ok(vec![png, svg])
 }
@@ -242,12 +248,12 @@ fn ranges(chart: &Chart) -> Option<AxisRanges> {
     Some((x, y))
 }
 
-fn draw_scaled<DB: DrawingBackend>(
+fn draw_scaled<DB: DrawingBackend<ErrorType: 'static>>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     chart: &Chart,
     (x0, x1): (f64, f64),
     (y0, y1): (f64, f64),
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     // Log axes get ticks at powers of 10 when the data span two decades, at powers of 2 when
     // they span less (widths, LR grids); a range narrower than a factor of 2 would get no tick
     // at all on a log axis, so it is drawn linear.
@@ -275,32 +281,29 @@ fn draw<DB, X, Y>(
     chart: &Chart,
     x: X,
     y: Y,
-) -> Result<(), String>
+) -> Result<(), DrawError>
 where
-    DB: DrawingBackend,
+    DB: DrawingBackend<ErrorType: 'static>,
     X: AsRangedCoord<Value = f64>,
     Y: AsRangedCoord<Value = f64>,
     X::CoordDescType: ValueFormatter<f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
-    let e = |e: &dyn std::fmt::Display| e.to_string();
     let mut ctx = ChartBuilder::on(root)
         .caption(&chart.title, (FONT, 28))
         .margin(20)
         .x_label_area_size(60)
         .y_label_area_size(80)
-        .build_cartesian_2d(x, y)
-        .map_err(|x| e(&x))?;
+        .build_cartesian_2d(x, y)?;
     ctx.configure_mesh()
-        .x_label_formatter(&|v| tick(*v))
-        .y_label_formatter(&|v| tick(*v))
+        .x_label_formatter(&|v| si(*v))
+        .y_label_formatter(&|v| si(*v))
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
         .label_style((FONT, 16))
         .axis_desc_style((FONT, 20))
         .light_line_style(RGBColor(235, 235, 235))
-        .draw()
-        .map_err(|x| e(&x))?;
+        .draw()?;
     for s in &chart.series {
         let c = s
             .rgb
@@ -312,18 +315,14 @@ where
             .filter(|(x, y)| x.is_finite() && y.is_finite())
             .collect();
         if s.markers && !s.markers_only {
-            ctx.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
-                .map_err(|x| e(&x))?;
+            ctx.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
         }
         let anno = if s.markers_only {
-            ctx.draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))
-                .map_err(|x| e(&x))?
+            ctx.draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))?
         } else if s.dashed {
-            ctx.draw_series(DashedLineSeries::new(pts, 8, 5, c.stroke_width(2)))
-                .map_err(|x| e(&x))?
+            ctx.draw_series(DashedLineSeries::new(pts, 8, 5, c.stroke_width(2)))?
         } else {
-            ctx.draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                .map_err(|x| e(&x))?
+            ctx.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
         };
         if !s.in_legend {
             continue;
@@ -348,8 +347,7 @@ where
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .position(position)
-        .draw()
-        .map_err(|x| e(&x))?;
+        .draw()?;
     Ok(())
 }
 
@@ -428,44 +426,8 @@ fn legend_corner<DB: DrawingBackend, CT: CoordTranslate>(
     corners[best].0.clone()
 }
 
-/// Tick labels: 1.5M rather than 1500000.0, 0.001 rather than 0.0010000.
-pub fn tick(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e15 {
-        return format!("{v:.1e}");
-    }
-    let scaled = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
-        .into_iter()
-        .find(|(s, _)| a >= *s);
-    let (x, unit) = match scaled {
-        Some((s, u)) => (v / s, u),
-        None => (v, ""),
-    };
-    if x == 0.0 {
-        return "0".into();
-    }
-    let digits = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
-    let text = format!("{x:.digits$}");
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    };
-    format!("{text}{unit}")
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn ticks_are_short() {
-        assert_eq!(super::tick(1_500_000.0), "1.5M");
-        assert_eq!(super::tick(200_000.0), "200k");
-        assert_eq!(super::tick(0.001), "0.001");
-        assert_eq!(super::tick(4.25), "4.25");
-        assert_eq!(super::tick(0.0), "0");
-        assert_eq!(super::tick(3e18), "3.0e18");
-    }
-
     use super::*;
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::error::ModelError;
 use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
 use std::path::Path;
 
 /// `rope_scaling` as HF writes it, e.g. `{"type": "dynamic", "factor": 4.0}`.
@@ -36,6 +37,7 @@ impl TokenIds {
 
 /// A MiniCPM model's shape and multipliers. Field names are HF `config.json` keys; defaults follow
 /// HF's `MiniCPMConfig` where the key is optional.
+#[serde_inline_default]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub vocab_size: usize,
@@ -46,64 +48,36 @@ pub struct ModelConfig {
     /// Absent means multi-head attention (as many KV heads as query heads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_key_value_heads: Option<usize>,
-    #[serde(default = "default_act")]
+    #[serde_inline_default("silu".into())]
     pub hidden_act: String,
-    #[serde(default = "default_max_pos")]
+    #[serde_inline_default(4096)]
     pub max_position_embeddings: usize,
     /// muP's `init_std` (MiniCPM: 0.1).
-    #[serde(default = "default_init_std")]
+    #[serde_inline_default(0.1)]
     pub initializer_range: f64,
-    #[serde(default = "default_eps")]
+    #[serde_inline_default(1e-5)]
     pub rms_norm_eps: f64,
-    #[serde(default = "default_theta")]
+    #[serde_inline_default(10_000.0)]
     pub rope_theta: f64,
     #[serde(default)]
     pub rope_scaling: Option<RopeScaling>,
     /// Absent means tied, as in HF.
-    #[serde(default = "default_true")]
+    #[serde_inline_default(true)]
     pub tie_word_embeddings: bool,
-    #[serde(default = "default_bos")]
+    #[serde_inline_default(1)]
     pub bos_token_id: u32,
-    #[serde(default = "default_eos")]
+    #[serde_inline_default(TokenIds::One(2))]
     pub eos_token_id: TokenIds,
-    #[serde(default = "one")]
+    #[serde_inline_default(1.0)]
     pub scale_emb: f64,
-    #[serde(default = "one")]
+    #[serde_inline_default(1.0)]
     pub scale_depth: f64,
-    #[serde(default = "one")]
+    #[serde_inline_default(1.0)]
     pub dim_model_base: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_experts: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_experts_per_tok: Option<usize>,
-}
-
-fn default_act() -> String {
-    "silu".into()
-}
-fn default_max_pos() -> usize {
-    4096
-}
-fn default_init_std() -> f64 {
-    0.1
-}
-fn default_eps() -> f64 {
-    1e-5
-}
-fn default_theta() -> f64 {
-    10_000.0
-}
-fn default_true() -> bool {
-    true
-}
-fn default_bos() -> u32 {
-    1
-}
-fn default_eos() -> TokenIds {
-    TokenIds::One(2)
-}
-fn one() -> f64 {
-    1.0
 }
 
 /// HF `config.json` keys that describe the file rather than the model; accepted and dropped.

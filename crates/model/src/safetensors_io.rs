@@ -1,6 +1,6 @@
 //! Reading and writing safetensors files: f32/bf16/f16 in, f32 out, with errors that name the
-//! file and the tensor, and atomic writes (temp file, fsync, rename) so that a crash mid-write
-//! never replaces a good file.
+//! file and the tensor, and atomic writes (temp file, fsync, rename, fsync of the directory) so
+//! that a crash mid-write never replaces a good file.
 
 use crate::error::ModelError;
 use safetensors::tensor::{Metadata, TensorView};
@@ -20,9 +20,12 @@ pub struct TensorFile {
 impl TensorFile {
     pub fn open(path: &Path) -> Result<Self, ModelError> {
         let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-        let invalid = |e: safetensors::SafeTensorError| ModelError::Parse {
-            origin: path.display().to_string(),
-            msg: format!("not a valid safetensors file (truncated or corrupt?): {e}"),
+        let invalid = |e| {
+            ModelError::safetensors(
+                path,
+                "not a valid safetensors file (truncated or corrupt?)",
+                e,
+            )
         };
         // `deserialize` checks that every tensor lies inside the buffer (catches truncation).
         SafeTensors::deserialize(&bytes).map_err(invalid)?;
@@ -133,46 +136,41 @@ pub fn write_f32(
         .collect();
     let mut views = Vec::with_capacity(tensors.len());
     for (t, b) in tensors.iter().zip(&bytes) {
-        let view =
-            TensorView::new(Dtype::F32, t.shape.clone(), b).map_err(|e| ModelError::Tensor {
-                origin: path.display().to_string(),
-                tensor: t.name.clone(),
-                msg: e.to_string(),
-            })?;
+        let view = TensorView::new(Dtype::F32, t.shape.clone(), b)
+            .map_err(|e| ModelError::safetensors(path, format!("tensor `{}`", t.name), e))?;
         views.push((t.name.clone(), view));
     }
-    let buf = safetensors::serialize(views, metadata).map_err(|e| ModelError::Parse {
-        origin: path.display().to_string(),
-        msg: e.to_string(),
-    })?;
+    let buf = safetensors::serialize(views, metadata)
+        .map_err(|e| ModelError::safetensors(path, "cannot serialise", e))?;
     write_atomic(path, &buf)
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory, fsynced, then renamed
-/// over the target: readers see the old file or the new one, never a partial one.
+/// over the target, and the directory fsynced so that the rename itself survives a crash: readers
+/// see the old file or the new one, never a partial one. The data crate's writes go through the
+/// same crate, so every result file of the project is written this way.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Persist the rename itself.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    result.map_err(|e: std::io::Error| {
-        let _ = std::fs::remove_file(&tmp);
-        ModelError::io(path, e)
-    })
+    let write = || -> std::io::Result<()> {
+        let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
+        file.write_all(bytes)?;
+        // Dropped without a commit (an error above), the temp file is removed.
+        file.commit()
+    };
+    write().map_err(|e| ModelError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_names_the_path_and_keeps_the_os_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir/run.toml");
+        let e = write_atomic(&path, b"x").unwrap_err();
+        assert!(e.to_string().contains("no-such-dir/run.toml"), "{e}");
+        let source = std::error::Error::source(&e).expect("the io error is kept");
+        let io = source.downcast_ref::<std::io::Error>().unwrap();
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    }
 }

@@ -11,9 +11,13 @@ use minicpm_model::mup::Parametrization;
 use minicpm_model::strict;
 use minicpm_model::{ModelConfig, ModelError};
 use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The optional keys default to the values of [`TrainConfig::default`], the one place they are
+/// written.
+#[serde_inline_default]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
@@ -24,42 +28,23 @@ pub struct TrainConfig {
     /// Sequences per forward/backward pass (gradient accumulation makes up the rest).
     pub micro_batch: usize,
     pub seq_len: usize,
-    #[serde(default = "d_log_every")]
+    #[serde_inline_default(TrainConfig::default().log_every)]
     pub log_every: u64,
     /// Evaluate every this many updates (0: only at the end).
-    #[serde(default = "d_eval_every")]
+    #[serde_inline_default(TrainConfig::default().eval_every)]
     pub eval_every: u64,
-    #[serde(default = "d_eval_batches")]
+    #[serde_inline_default(TrainConfig::default().eval_batches)]
     pub eval_batches: usize,
     /// Save a checkpoint every this many updates (0: only at the end).
-    #[serde(default = "d_ckpt_every")]
+    #[serde_inline_default(TrainConfig::default().checkpoint_every)]
     pub checkpoint_every: u64,
     /// Checkpoints kept on disk; older ones are deleted (0 keeps all).
-    #[serde(default = "d_keep")]
+    #[serde_inline_default(TrainConfig::default().keep_checkpoints)]
     pub keep_checkpoints: usize,
     /// Log decay diagnostics (consecutive-gradient cosine, largest weight change) on logged
     /// updates; they cost host copies of the gradients and weights there.
-    #[serde(default = "d_diagnostics")]
+    #[serde_inline_default(TrainConfig::default().diagnostics)]
     pub diagnostics: bool,
-}
-
-fn d_log_every() -> u64 {
-    10
-}
-fn d_eval_every() -> u64 {
-    100
-}
-fn d_eval_batches() -> usize {
-    8
-}
-fn d_ckpt_every() -> u64 {
-    250
-}
-fn d_keep() -> usize {
-    3
-}
-fn d_diagnostics() -> bool {
-    true
 }
 
 impl Default for TrainConfig {
@@ -69,12 +54,12 @@ impl Default for TrainConfig {
             batch_tokens: 4096,
             micro_batch: 8,
             seq_len: 128,
-            log_every: d_log_every(),
-            eval_every: d_eval_every(),
-            eval_batches: d_eval_batches(),
-            checkpoint_every: d_ckpt_every(),
-            keep_checkpoints: d_keep(),
-            diagnostics: d_diagnostics(),
+            log_every: 10,
+            eval_every: 100,
+            eval_batches: 8,
+            checkpoint_every: 250,
+            keep_checkpoints: 3,
+            diagnostics: true,
         }
     }
 }
@@ -187,9 +172,10 @@ impl DataConfig {
     }
 }
 
+#[serde_inline_default]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
-    #[serde(default = "d_seed")]
+    #[serde_inline_default(42)]
     pub seed: u64,
     #[serde(default)]
     pub parametrization: Parametrization,
@@ -208,10 +194,6 @@ pub struct RunConfig {
     /// Set in a decay branch: the run and checkpoint it starts from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<BranchOrigin>,
-}
-
-fn d_seed() -> u64 {
-    42
 }
 
 /// Sets `dotted.key = value` in a config tree; the value is parsed as a TOML literal when it is

@@ -47,7 +47,7 @@ pub fn zip_members(
         let mut data = Vec::new();
         entry
             .read_to_end(&mut data)
-            .map_err(|e| FetchError::file(file, format!("{path}: {e}")))?;
+            .map_err(|e| FetchError::file(&file.join(&path), e))?;
         out.push(Member { path, data });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -110,7 +110,10 @@ impl Clients {
         let out = cmd
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| FetchError::Invalid(format!("cannot run `{shown}`: {e}")))?;
+            .map_err(|source| FetchError::Run {
+                command: shown.clone(),
+                source,
+            })?;
         if out.status.success() {
             Ok(out.stdout)
         } else {
@@ -130,15 +133,19 @@ impl Clients {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| FetchError::Invalid(format!("cannot run `{shown}`: {e}")))?;
+            .map_err(|source| FetchError::Run {
+                command: shown.clone(),
+                source,
+            })?;
         Ok((child, shown))
     }
 
     /// Waits for a spawned command and turns a failure into an error.
     pub fn finish(&self, child: Child, shown: String) -> Result<(), FetchError> {
-        let out = child
-            .wait_with_output()
-            .map_err(|e| FetchError::Invalid(format!("`{shown}`: {e}")))?;
+        let out = child.wait_with_output().map_err(|source| FetchError::Run {
+            command: shown.clone(),
+            source,
+        })?;
         if out.status.success() {
             Ok(())
         } else {

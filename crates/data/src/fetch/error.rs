@@ -2,7 +2,7 @@
 //! the machine) from a failed download (retry) from a package whose layout changed (fix the
 //! code); each converts into the crate's [`DataError`] for the public entry point.
 
-use crate::error::DataError;
+use crate::error::{Cause, DataError};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,27 +31,42 @@ pub enum FetchError {
         status: String,
         detail: String,
     },
-    #[error("{path}: {msg}")]
-    File { path: PathBuf, msg: String },
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: Cause,
+    },
     /// A package no longer has the layout or format the extractor expects.
-    #[error("{package}: {msg}")]
-    Format { package: String, msg: String },
+    #[error("{package}: {source}")]
+    Format {
+        package: String,
+        #[source]
+        source: Cause,
+    },
+    /// A client could not be started or waited for.
+    #[error("cannot run `{command}`: {source}")]
+    Run {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
 
 impl FetchError {
-    pub(crate) fn file(path: &std::path::Path, msg: impl std::fmt::Display) -> Self {
+    pub(crate) fn file(path: &std::path::Path, cause: impl Into<Cause>) -> Self {
         FetchError::File {
             path: path.to_path_buf(),
-            msg: msg.to_string(),
+            source: cause.into(),
         }
     }
 
-    pub(crate) fn format(package: &str, msg: impl std::fmt::Display) -> Self {
+    pub(crate) fn format(package: &str, cause: impl Into<Cause>) -> Self {
         FetchError::Format {
             package: package.to_string(),
-            msg: msg.to_string(),
+            source: cause.into(),
         }
     }
 }
@@ -59,8 +74,8 @@ impl FetchError {
 impl From<FetchError> for DataError {
     fn from(e: FetchError) -> Self {
         match e {
-            FetchError::File { path, msg } => DataError::file(&path, msg),
-            other => DataError::Invalid(other.to_string()),
+            FetchError::File { path, source } => DataError::file(&path, source),
+            other => DataError::Fetch(other),
         }
     }
 }

@@ -3,8 +3,8 @@
 //! a corpus needs to be redistributable.
 
 use super::error::FetchError;
-use super::output::write_atomic;
 use super::source::{Kind, SourceId};
+use crate::atomic_file::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -82,9 +82,8 @@ impl Manifest {
 
     pub fn save(&self, dir: &Path) -> Result<(), FetchError> {
         let path = dir.join(MANIFEST_FILE);
-        let mut json = serde_json::to_vec_pretty(self)
-            .map_err(|e| FetchError::file(&path, format!("cannot encode: {e}")))?;
+        let mut json = serde_json::to_vec_pretty(self).map_err(|e| FetchError::file(&path, e))?;
         json.push(b'\n');
-        write_atomic(&path, &json)
+        write_atomic(&path, &json).map_err(|e| FetchError::file(&path, e))
     }
 }

@@ -33,9 +33,10 @@ pub use manifest::{Manifest, ManifestEntry, MANIFEST_FILE};
 pub use output::Doc;
 pub use source::{Kind, SourceId, SourceInfo};
 
+use crate::atomic_file::write_atomic;
 use crate::error::DataError;
 use client::Clients;
-use output::{sha256_file, write_atomic, JsonlWriter};
+use output::{sha256_file, JsonlWriter};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -230,7 +231,8 @@ fn build(
             let dir = out.join("notices");
             std::fs::create_dir_all(&dir).map_err(|e| FetchError::file(&dir, e))?;
             let rel = format!("notices/{}.txt", info.name);
-            write_atomic(&out.join(&rel), &bytes)?;
+            let path = out.join(&rel);
+            write_atomic(&path, &bytes).map_err(|e| FetchError::file(&path, e))?;
             Some(rel)
         }
         None => None,

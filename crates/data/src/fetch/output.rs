@@ -1,10 +1,12 @@
 //! Writing a source's documents as JSONL. The file is written under a temporary name and renamed
-//! into place only when complete, so a file with the final name is always whole; its SHA-256 is
-//! computed while writing and recorded in the manifest, which is what makes a later run able to
-//! trust it without rebuilding.
+//! into place only when complete and synced (the directory too, as by
+//! [`crate::atomic_file::write_atomic`]), so a file with the final name is always whole; its
+//! SHA-256 is computed while writing and recorded in the manifest, which is what makes a later
+//! run able to trust it without rebuilding.
 
 use super::error::FetchError;
 use super::parse::text::strip_controls;
+use atomic_write_file::AtomicWriteFile;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{BufWriter, Write};
@@ -64,11 +66,11 @@ pub struct Written {
     pub sha256: String,
 }
 
-/// Streams documents into `<final>.partial` and renames it to the final path on `finish`.
+/// Streams documents into a temporary file beside the final path and renames it into place on
+/// `finish`.
 pub struct JsonlWriter {
     path: PathBuf,
-    partial: PathBuf,
-    out: BufWriter<std::fs::File>,
+    out: BufWriter<AtomicWriteFile>,
     hash: Sha256,
     source: String,
     licence: String,
@@ -78,13 +80,9 @@ pub struct JsonlWriter {
 
 impl JsonlWriter {
     pub fn create(path: &Path, source: &str, licence: &str) -> Result<Self, FetchError> {
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(".partial");
-        let partial = PathBuf::from(partial);
-        let file = std::fs::File::create(&partial).map_err(|e| FetchError::file(&partial, e))?;
+        let file = AtomicWriteFile::open(path).map_err(|e| FetchError::file(path, e))?;
         Ok(JsonlWriter {
             path: path.to_path_buf(),
-            partial,
             out: BufWriter::new(file),
             hash: Sha256::new(),
             source: source.to_string(),
@@ -111,12 +109,11 @@ impl JsonlWriter {
             question: question.as_deref(),
             answer: answer.as_deref(),
         };
-        let mut bytes = serde_json::to_vec(&line)
-            .map_err(|e| FetchError::file(&self.partial, format!("cannot encode: {e}")))?;
+        let mut bytes = serde_json::to_vec(&line).map_err(|e| FetchError::file(&self.path, e))?;
         bytes.push(b'\n');
         self.out
             .write_all(&bytes)
-            .map_err(|e| FetchError::file(&self.partial, e))?;
+            .map_err(|e| FetchError::file(&self.path, e))?;
         self.hash.update(&bytes);
         self.documents += 1;
         self.text_bytes += text.len() as u64;
@@ -127,11 +124,12 @@ impl JsonlWriter {
         self.documents
     }
 
-    /// Removes the partial file after a failed extraction.
+    /// Removes the temporary file after a failed extraction; the final path is left as it was.
     pub fn abandon(self) {
-        let partial = self.partial.clone();
-        drop(self.out);
-        let _ = std::fs::remove_file(partial);
+        if let Ok(file) = self.out.into_inner() {
+            let _ = file.discard();
+        }
+        // Otherwise the file is discarded when dropped.
     }
 
     /// Flushes, syncs and renames the file into place.
@@ -139,11 +137,8 @@ impl JsonlWriter {
         let file = self
             .out
             .into_inner()
-            .map_err(|e| FetchError::file(&self.partial, e.error()))?;
-        file.sync_all()
-            .map_err(|e| FetchError::file(&self.partial, e))?;
-        drop(file);
-        std::fs::rename(&self.partial, &self.path).map_err(|e| FetchError::file(&self.path, e))?;
+            .map_err(|e| FetchError::file(&self.path, e.into_error()))?;
+        file.commit().map_err(|e| FetchError::file(&self.path, e))?;
         Ok(Written {
             documents: self.documents,
             text_bytes: self.text_bytes,
@@ -158,15 +153,6 @@ pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
     let mut hash = Sha256::new();
     std::io::copy(&mut f, &mut hash).map_err(|e| FetchError::file(path, e))?;
     Ok(hex(&hash.finalize()))
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| FetchError::file(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| FetchError::file(path, e))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -109,22 +109,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn coefficients_in_log_bs_reproduce_the_points() {
-        // ln T = 2 - 0.5 x + 0.25 x^2 with x = ln bs, at five batch sizes.
-        let points: Vec<(f64, f64)> = [1.0f64, 2.0, 3.0, 4.0, 5.0]
-            .iter()
-            .map(|&x| (x.exp(), (2.0 - 0.5 * x + 0.25 * x * x).exp()))
-            .collect();
+    fn seeds_of_one_batch_size_count_once_and_the_vertex_is_in_tokens() {
+        // ln T = 20 - 2 x + 0.1 x^2 (x = ln bs), vertex at x = 10 with ln T = 10; two seeds per
+        // batch size, 0.01 above and below the curve, leave the fit on the curve and 6 * 1e-4 of
+        // residual.
+        let mut points = Vec::new();
+        for x in [8.0f64, 10.0, 12.0] {
+            for noise in [0.01, -0.01] {
+                points.push((x.exp(), (20.0 - 2.0 * x + 0.1 * x * x + noise).exp()));
+            }
+        }
         let fit = fit_log_parabola(&points).unwrap();
-        assert!((fit.a - 2.0).abs() < 1e-10);
-        assert!((fit.b + 0.5).abs() < 1e-10);
-        assert!((fit.c - 0.25).abs() < 1e-10);
-        assert!(fit.rss < 1e-20);
-        assert_eq!(fit.n_batch_sizes, 5);
-        // Vertex at x = 1, ln T = 2 - 0.25.
+        assert_eq!((fit.n_points, fit.n_batch_sizes), (6, 3));
+        assert!((fit.rss - 6e-4).abs() < 1e-12, "{}", fit.rss);
         let v = fit.interior_minimum().unwrap();
-        assert!((v.batch_tokens.ln() - 1.0).abs() < 1e-12);
-        assert!((v.tokens.ln() - 1.75).abs() < 1e-12);
-        assert!((fit.predict(3f64.exp()).ln() - (2.0 - 1.5 + 2.25)).abs() < 1e-10);
+        assert!((v.batch_tokens.ln() - 10.0).abs() < 1e-9);
+        assert!((v.tokens.ln() - 10.0).abs() < 1e-9);
+        assert!((fit.batch_range.0.ln() - 8.0).abs() < 1e-12);
+        assert!((fit.batch_range.1.ln() - 12.0).abs() < 1e-12);
+
+        let two_sizes = &points[..4];
+        assert!(matches!(
+            fit_log_parabola(two_sizes),
+            Err(BatchLawError::TooFewDistinct { got: 2, .. })
+        ));
     }
 }

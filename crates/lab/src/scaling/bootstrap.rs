@@ -7,12 +7,12 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::error::ScalingError;
 use super::fit::{fit_points, FitConfig, LawFit, StartGrid};
 use super::law::{LawParams, PerParam};
-use super::parallel;
 use super::point::Point;
 
 /// How to bootstrap.
@@ -92,9 +92,11 @@ pub fn bootstrap(
                 .collect()
         })
         .collect();
-    let outcomes = parallel::map(&samples, |sample| {
-        fit_points(sample, config, &starts, false)
-    });
+    // Results come back in the order of the samples, whatever the scheduling.
+    let outcomes: Vec<_> = samples
+        .par_iter()
+        .map(|sample| fit_points(sample, config, &starts, false))
+        .collect();
     let mut fits: Vec<LawParams> = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         match outcome {

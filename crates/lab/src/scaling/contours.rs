@@ -17,6 +17,7 @@ use super::iso_loss::{compute_at_size, compute_to_reach, frontier, frontier_loss
 use super::law::LawParams;
 use super::point::{validate, Point};
 use crate::plot::{self, Chart, PlotError, Series};
+use crate::si_format::coefficient;
 
 /// Contour levels [`render_contours`] draws: enough to read the surface, few enough to label.
 pub const CONTOUR_LEVELS: usize = 8;
@@ -180,7 +181,7 @@ pub fn contour_chart(
         ..Series::line(
             format!(
                 "efficient frontier N_opt = {} (C/6)^{n_exponent:.3}",
-                short(g)
+                coefficient(g)
             ),
             log_grid(flops_range, 32)
                 .map(|c| (c, frontier(law, c)))
@@ -225,10 +226,10 @@ pub fn contour_chart(
     Ok(Chart {
         title: format!(
             "Iso-loss contours: L = {} + {}/N^{:.3} + {}/D^{:.3}",
-            short(law.e),
-            short(law.a),
+            coefficient(law.e),
+            coefficient(law.a),
             law.alpha,
-            short(law.b),
+            coefficient(law.b),
             law.beta
         ),
         x_label: "training compute C = 6ND (FLOPs)".into(),
@@ -351,21 +352,6 @@ fn level_colour(i: usize, count: usize) -> (u8, u8, u8) {
         VIRIDIS_END / 2.0
     };
     plot::viridis(t)
-}
-
-/// A coefficient as it reads in a formula: four significant digits, no unit suffixes.
-fn short(v: f64) -> String {
-    let a = v.abs();
-    if !(1e-3..1e5).contains(&a) {
-        return format!("{v:.3e}");
-    }
-    let digits = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
-    let text = format!("{v:.digits$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    }
 }
 
 /// A law the contours can be drawn for (what `allocate` needs, and a finite E) and a FLOP range
@@ -566,12 +552,9 @@ mod tests {
     }
 
     #[test]
-    fn labels_and_coefficients_read_well() {
+    fn labels_and_colours_read_well() {
         assert_eq!(level_labels(&[2.1, 2.25]), ["2.10", "2.25"]);
         assert_eq!(level_labels(&[2.1234, 2.5]), ["2.1234", "2.5000"]);
-        assert_eq!(short(482.01), "482");
-        assert_eq!(short(1.82), "1.82");
-        assert_eq!(short(2.5e-6), "2.500e-6");
         assert_eq!(level_colour(0, 3), (68, 1, 84));
         assert_eq!(nearest(&[2.0, 2.5, 3.0], 2.7), 1);
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ScalingError;
 use super::point::value_problem;
+use super::univariate::golden_section_min;
 
 /// Three parameters per form, plus one point so the residual sum of squares says something.
 pub const ENVELOPE_MIN_POINTS: usize = 4;
@@ -117,12 +118,11 @@ pub fn fit_envelope_form(
         })?;
     let left = grid[best.saturating_sub(1)];
     let right = grid[(best + 1).min(steps)];
-    let refined = golden_section(rss_at, left, right, 100);
+    let refined = golden_section_min(&rss_at, left, right, grid[best]);
     // The refinement assumes one minimum between the neighbours; keep the scan's point if not.
-    let ln_b = if rss_at(refined) <= rss_at(grid[best]) {
-        refined
-    } else {
-        grid[best]
+    let ln_b = match refined {
+        Some(x) if rss_at(x) <= rss_at(grid[best]) => x,
+        _ => grid[best],
     };
     let b_scaled = ln_b.exp();
     let (a, c, rss) = linear_part(&x, &y, |xi| basis(b_scaled, xi))
@@ -178,32 +178,4 @@ fn linear_part(x: &[f64], y: &[f64], f: impl Fn(f64) -> f64) -> Option<(f64, f64
         .map(|(&fi, &yi)| (yi - a * fi - c).powi(2))
         .sum();
     Some((a, c, rss))
-}
-
-/// Minimum of a unimodal function on [lo, hi] by golden-section search.
-fn golden_section(f: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64, iters: usize) -> f64 {
-    let ratio = (5f64.sqrt() - 1.0) / 2.0;
-    let mut x1 = hi - ratio * (hi - lo);
-    let mut x2 = lo + ratio * (hi - lo);
-    let (mut f1, mut f2) = (f(x1), f(x2));
-    for _ in 0..iters {
-        if f1 <= f2 {
-            hi = x2;
-            x2 = x1;
-            f2 = f1;
-            x1 = hi - ratio * (hi - lo);
-            f1 = f(x1);
-        } else {
-            lo = x1;
-            x1 = x2;
-            f1 = f2;
-            x2 = lo + ratio * (hi - lo);
-            f2 = f(x2);
-        }
-    }
-    if f1 <= f2 {
-        x1
-    } else {
-        x2
-    }
 }

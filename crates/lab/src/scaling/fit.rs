@@ -6,12 +6,12 @@
 use argmin::core::{Executor, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::error::ScalingError;
 use super::law::LawParams;
 use super::objective::{CachedObjective, EvaluationBudget, HuberLogObjective};
-use super::parallel;
 use super::point::{validate, Point};
 
 /// Five free parameters: with fewer points the law interpolates anything.
@@ -158,8 +158,8 @@ pub(crate) fn fit_points(
     validate(points, LAW_PARAMS, "fitting L(N, D)")?;
     let objective = HuberLogObjective::new(points, config.huber_delta);
     let run = |start: &[f64; 5]| minimise(&objective, start, config.max_iters);
-    let results = if parallel {
-        parallel::map(starts, run)
+    let results: Vec<_> = if parallel {
+        starts.par_iter().map(run).collect()
     } else {
         starts.iter().map(run).collect()
     };

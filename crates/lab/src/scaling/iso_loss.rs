@@ -5,14 +5,16 @@
 //! f(x) = E + A e^(-alpha x) + B (6/C)^beta e^(beta x): a sum of two exponentials, hence convex,
 //! with its minimum at the compute-optimal N_opt(C) and growing without bound on both sides. A
 //! loss level below that minimum is out of reach at C, one above it is reached by exactly two
-//! model sizes, one on each side of N_opt(C). Each is found by bracketing on its side and
-//! bisecting in ln N, which cannot miss a root or converge to the wrong branch.
+//! model sizes, one on each side of N_opt(C). Each is found by bracketing on its side and then
+//! Brent's method in ln N inside the bracket, which cannot miss the root or converge to the
+//! wrong branch.
 //!
 //! Every function here assumes a law with positive A, B, alpha, beta and a finite E (what
 //! `fit_law` returns); for anything else they return an empty answer, never a wrong one.
 
 use super::allocation::at_budget;
 use super::law::LawParams;
+use super::univariate::root;
 
 /// A level this close to the frontier's loss (relative) counts as touching it: one solution.
 const TOUCH: f64 = 1e-12;
@@ -91,7 +93,7 @@ pub fn iso_loss_n(law: &LawParams, level: f64, flops: f64) -> Vec<f64> {
         .into_iter()
         .filter_map(|side| {
             let outside = bracket(&loss_at, level, x_opt, side)?;
-            Some(bisect(&loss_at, level, x_opt, outside).exp())
+            Some(root(|x| loss_at(x) - level, x_opt, outside)?.exp())
         })
         .collect()
 }
@@ -113,28 +115,6 @@ fn bracket(loss_at: &impl Fn(f64) -> f64, level: f64, x_opt: f64, side: f64) -> 
         step *= 2.0;
     }
     None
-}
-
-/// Bisection between `inside` (loss below `level`) and `outside` (at or above) down to adjacent
-/// floats in ln N; returns the end whose loss is nearer the level.
-fn bisect(loss_at: &impl Fn(f64) -> f64, level: f64, inside: f64, outside: f64) -> f64 {
-    let (mut inside, mut outside) = (inside, outside);
-    for _ in 0..200 {
-        let mid = 0.5 * (inside + outside);
-        if mid == inside || mid == outside {
-            break;
-        }
-        if loss_at(mid) < level {
-            inside = mid;
-        } else {
-            outside = mid;
-        }
-    }
-    if (loss_at(inside) - level).abs() <= (loss_at(outside) - level).abs() {
-        inside
-    } else {
-        outside
-    }
 }
 
 /// A law the contour arithmetic can use: what `allocate` demands, plus a finite E.

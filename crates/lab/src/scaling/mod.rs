@@ -15,10 +15,10 @@ mod iso_flop;
 mod iso_loss;
 mod law;
 mod objective;
-mod parallel;
 mod plan;
 mod point;
 mod report;
+pub(crate) mod univariate;
 
 pub use allocation::{allocate, Allocation, BillionsUnits, BudgetAllocation};
 pub use bootstrap::{bootstrap, BootstrapConfig, BootstrapIntervals, Interval};

@@ -1,60 +1,11 @@
 //! Small text clean-ups shared by the extractors.
 
 /// Decodes the XML/HTML character references that occur in the packages (`&amp;`, `&lt;`,
-/// `&gt;`, `&quot;`, `&apos;`, `&nbsp;`, dashes and quotes, and numeric ones). Unknown names are left as written,
-/// which keeps stray ampersands in prose intact.
+/// `&nbsp;`, dashes and quotes, numeric ones: all of HTML's named references). Only complete
+/// references (ending in `;`) are decoded; anything else is left as written, which keeps stray
+/// ampersands in prose intact.
 pub fn decode_entities(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp + 1..];
-        let decoded = after
-            .find(';')
-            .filter(|&semi| semi <= 10)
-            .and_then(|semi| entity(&after[..semi]).map(|c| (c, semi)));
-        match decoded {
-            Some((c, semi)) => {
-                out.push(c);
-                rest = &after[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn entity(name: &str) -> Option<char> {
-    match name {
-        "amp" => Some('&'),
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "quot" => Some('"'),
-        "apos" => Some('\''),
-        "nbsp" => Some('\u{a0}'),
-        "mdash" => Some('—'),
-        "ndash" => Some('–'),
-        "hellip" => Some('…'),
-        "lsquo" => Some('‘'),
-        "rsquo" => Some('’'),
-        "ldquo" => Some('“'),
-        "rdquo" => Some('”'),
-        _ => {
-            let num = name.strip_prefix('#')?;
-            let code = match num.strip_prefix(['x', 'X']) {
-                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                None => num.parse().ok()?,
-            };
-            char::from_u32(code)
-        }
-    }
+    html_escape::decode_html_entities(s).into_owned()
 }
 
 /// Removes control characters other than tab and newline (stray bytes in a few source texts),
@@ -127,6 +78,14 @@ mod tests {
         assert_eq!(decode_entities("AT&T; R&D"), "AT&T; R&D");
         assert_eq!(decode_entities("tail &"), "tail &");
         assert_eq!(decode_entities("a&mdash;b &quot;c&quot;"), "a—b \"c\"");
+        assert_eq!(
+            decode_entities("&lsquo;x&rsquo; &hellip; &nbsp;"),
+            "‘x’ … \u{a0}"
+        );
+        assert_eq!(
+            decode_entities("&bogus; &#xZZ; &amp"),
+            "&bogus; &#xZZ; &amp"
+        );
     }
 
     #[test]

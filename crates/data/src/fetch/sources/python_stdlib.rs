@@ -6,7 +6,9 @@ use super::{require, Ctx, Extracted, Sink};
 use crate::fetch::client::Client;
 use crate::fetch::error::FetchError;
 use crate::fetch::output::Doc;
+use crate::inputs::walk_error;
 use std::path::{Path, PathBuf};
+use walkdir::WalkDir;
 
 const EXCLUDED_DIRS: &[&str] = &[
     "test",
@@ -84,25 +86,22 @@ fn find_stdlib(ctx: &Ctx<'_>) -> Result<PathBuf, FetchError> {
     }
 }
 
-/// `.py` files under `dir`, sorted, skipping the excluded directories.
+/// `.py` files under `dir`, sorted, skipping the excluded directories and not following links to
+/// directories.
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FetchError> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| FetchError::file(dir, e))?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if p.is_dir() {
-            if !EXCLUDED_DIRS.contains(&name.as_str()) && !p.is_symlink() {
-                collect(&p, out)?;
-            }
-        } else if name.ends_with(".py") {
-            out.push(p);
+    let excluded = |e: &walkdir::DirEntry| {
+        e.depth() > 0
+            && e.file_type().is_dir()
+            && EXCLUDED_DIRS.contains(&e.file_name().to_string_lossy().as_ref())
+    };
+    for entry in WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !excluded(e))
+    {
+        let entry = entry.map_err(|e| walk_error(e, dir, FetchError::file))?;
+        if !entry.file_type().is_dir() && entry.file_name().to_string_lossy().ends_with(".py") {
+            out.push(entry.into_path());
         }
     }
     Ok(())
