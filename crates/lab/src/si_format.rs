@@ -1,15 +1,16 @@
 //! Numbers as people read them in tables, tick labels and formulas: four significant digits at
-//! most, trailing zeros dropped, and for large values an SI prefix (1.5M rather than 1500000.0).
+//! most, trailing zeros dropped, and for large values a prefix (1.5M rather than 1500000.0).
 //! The one formatter of the lab and the CLI.
 
-/// `v` with an SI prefix (k, M, G, T) from a thousand up, four significant digits at most and no
+/// `v` with a prefix (k, M, B, T: thousand, million, billion, trillion, as parameter and token
+/// counts are spoken, "MiniCPM-2.4B") from a thousand up, four significant digits at most and no
 /// trailing zeros: 1.5M, 200k, 4.25, 0.001; from 1e15 up in e-notation (3.0e18).
 pub fn si(v: f64) -> String {
     let a = v.abs();
     if a >= 1e15 {
         return format!("{v:.1e}");
     }
-    let prefix = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+    let prefix = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")]
         .into_iter()
         .find(|(scale, _)| a >= *scale);
     match prefix {
@@ -53,7 +54,7 @@ mod tests {
             (200_000.0, "200k"),
             (1_234_567.0, "1.235M"),
             (-2_500.0, "-2.5k"),
-            (2.4e9, "2.4G"),
+            (2.4e9, "2.4B"),
             (7e12, "7T"),
             (999.0, "999"),
             (4.25, "4.25"),
