@@ -1,6 +1,6 @@
 //! `minicpm runs [dir]`: a table of the runs and decay branches under a directory.
 
-use minicpm_lab::si_format::si;
+use minicpm_lab::number_format::compact;
 use minicpm_train::runs::{self, RunSummary};
 use std::path::Path;
 use std::process::ExitCode;
@@ -41,10 +41,10 @@ fn row(s: &RunSummary, root: &Path) -> Vec<String> {
     vec![
         name,
         s.parent.clone().unwrap_or_else(|| "-".into()),
-        si(s.params as f64),
+        compact(s.params as f64),
         s.schedule.clone(),
         format!("{}/{}", s.steps_done, s.steps_total),
-        si(s.tokens as f64),
+        compact(s.tokens as f64),
         f4(s.train_loss),
         f4(s.eval_loss),
         f4(s.eval_bpb),

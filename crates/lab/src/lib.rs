@@ -3,7 +3,7 @@
 pub mod batch_law;
 pub mod heatmap;
 pub mod log_parabola;
+pub mod number_format;
 pub mod plot;
 pub mod scaling;
-pub mod si_format;
 pub mod windtunnel;

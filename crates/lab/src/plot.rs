@@ -2,7 +2,7 @@
 //! scales. Text is drawn with a font built into the binary, so charts look the same on every
 //! machine and need no font configuration.
 
-use crate::si_format::si;
+use crate::number_format::compact;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -296,8 +296,8 @@ where
         .y_label_area_size(80)
         .build_cartesian_2d(x, y)?;
     ctx.configure_mesh()
-        .x_label_formatter(&|v| si(*v))
-        .y_label_formatter(&|v| si(*v))
+        .x_label_formatter(&|v| compact(*v))
+        .y_label_formatter(&|v| compact(*v))
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
         .label_style((FONT, 16))

@@ -5,7 +5,7 @@ use super::{
 };
 use clap::Args;
 use minicpm_lab::heatmap::{render_heatmaps, Heatmap};
-use minicpm_lab::si_format::si;
+use minicpm_lab::number_format::compact;
 use minicpm_lab::windtunnel::{
     parse_grid_values, LrSweepIndex, LrSweepKind, LrSweepPoint, LrTable, SweepGrid,
 };
@@ -121,7 +121,7 @@ fn lr_label(lr: f64) -> String {
     if k.fract() == 0.0 {
         format!("2^{k}")
     } else {
-        si(lr)
+        compact(lr)
     }
 }
 

@@ -16,8 +16,8 @@ use super::error::ScalingError;
 use super::iso_loss::{compute_at_size, compute_to_reach, frontier, frontier_loss, iso_loss_n};
 use super::law::LawParams;
 use super::point::{validate, Point};
+use crate::number_format::coefficient;
 use crate::plot::{self, Chart, PlotError, Series};
-use crate::si_format::coefficient;
 
 /// Contour levels [`render_contours`] draws: enough to read the surface, few enough to label.
 pub const CONTOUR_LEVELS: usize = 8;

@@ -5,7 +5,7 @@
 /// `v` with a prefix (k, M, B, T: thousand, million, billion, trillion, as parameter and token
 /// counts are spoken, "MiniCPM-2.4B") from a thousand up, four significant digits at most and no
 /// trailing zeros: 1.5M, 200k, 4.25, 0.001; from 1e15 up in e-notation (3.0e18).
-pub fn si(v: f64) -> String {
+pub fn compact(v: f64) -> String {
     let a = v.abs();
     if a >= 1e15 {
         return format!("{v:.1e}");
@@ -48,7 +48,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn si_prefixes_and_significant_digits() {
+    fn prefixes_and_significant_digits() {
         let cases = [
             (1_500_000.0, "1.5M"),
             (200_000.0, "200k"),
@@ -64,7 +64,7 @@ mod tests {
             (3e18, "3.0e18"),
         ];
         for (v, want) in cases {
-            assert_eq!(si(v), want, "{v}");
+            assert_eq!(compact(v), want, "{v}");
         }
     }
 
