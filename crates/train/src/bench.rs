@@ -8,11 +8,10 @@
 use crate::config::RunConfig;
 use crate::error::{InvalidSetting, TrainError};
 use crate::loss::LanguageModel;
-use crate::optimizer::AdamW;
+use crate::open_run;
 use crate::step::{Phase, Step};
 use burn::tensor::Device;
 use minicpm_data::Batch;
-use minicpm_model::{init, mup};
 use std::time::{Duration, Instant};
 
 pub use crate::step::PhaseTimes;
@@ -67,6 +66,17 @@ impl TokenSource {
     }
 }
 
+/// The vocabulary size as the bound of random token ids.
+pub(crate) fn token_bound(vocab_size: usize) -> Result<u32, TrainError> {
+    u32::try_from(vocab_size).map_err(|_| {
+        InvalidSetting::new(
+            "model.vocab_size",
+            "model.vocab_size does not fit token ids",
+        )
+        .into()
+    })
+}
+
 /// Runs `warmup` untimed and then `steps` timed training updates of `cfg`'s model on `device`
 /// (an autodiff device).
 pub fn run(
@@ -78,16 +88,9 @@ pub fn run(
     if steps == 0 {
         return Err(InvalidSetting::new("--steps", "--steps must be positive").into());
     }
-    let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
     let t = &cfg.train;
-    let vocab = u32::try_from(model_cfg.vocab_size).map_err(|_| {
-        InvalidSetting::new(
-            "model.vocab_size",
-            "model.vocab_size does not fit token ids",
-        )
-    })?;
-    let mut model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
-    let mut opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
+    let vocab = token_bound(cfg.model.vocab_size)?;
+    let (mut model, mut opt) = open_run::fresh(cfg, device);
     let mut tokens = TokenSource(cfg.seed);
     let objective = LanguageModel;
     let mut phases = PhaseTimes::default();

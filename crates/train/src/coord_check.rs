@@ -11,11 +11,11 @@
 //! run's own data (its stable mixture, probed on the first held-out batch) and show the updates
 //! that text drives.
 
-use crate::bench::TokenSource;
+use crate::bench::{token_bound, TokenSource};
 use crate::config::RunConfig;
 use crate::error::{InvalidSetting, TrainError};
 use crate::loss::{input_tensor, LanguageModel};
-use crate::optimizer::AdamW;
+use crate::open_run;
 use crate::run_data::RunData;
 use crate::step::Step;
 use burn::module::Module;
@@ -23,7 +23,7 @@ use burn::tensor::{Device, Tensor};
 use minicpm_data::batches::eval_batches;
 use minicpm_data::mixture::{Mixture, MixtureCursor};
 use minicpm_data::Batch;
-use minicpm_model::{init, mup, Site};
+use minicpm_model::Site;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -61,16 +61,9 @@ pub fn run(
     text: Option<&RunData>,
     device: &Device,
 ) -> Result<Vec<CoordRecord>, TrainError> {
-    let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
     let t = &cfg.train;
-    let vocab = u32::try_from(model_cfg.vocab_size).map_err(|_| {
-        InvalidSetting::new(
-            "model.vocab_size",
-            "model.vocab_size does not fit token ids",
-        )
-    })?;
-    let mut model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
-    let mut opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
+    let vocab = token_bound(cfg.model.vocab_size)?;
+    let (mut model, mut opt) = open_run::fresh(cfg, device);
     let (probe_batch, mut training) = match text {
         None => (
             TokenSource(cfg.seed ^ 0x0063_6f6f_7264_636b).batch(t.micro_batch, t.seq_len, vocab),

@@ -63,8 +63,7 @@ pub fn open(
         }
         None => {
             std::fs::create_dir_all(run).map_err(|e| ModelError::io(run, e))?;
-            let model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
-            let opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
+            let (model, opt) = fresh(&cfg, device);
             let state = TrainerState {
                 step: 0,
                 tokens: 0,
@@ -87,6 +86,14 @@ pub fn open(
         resumed_from,
         _lock: lock,
     })
+}
+
+/// A new model of `cfg`, initialised by its parametrisation from its seed, and its optimizer.
+pub fn fresh(cfg: &RunConfig, device: &Device) -> (MiniCpm, AdamW) {
+    let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
+    let model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
+    let opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
+    (model, opt)
 }
 
 /// The model, optimizer and trainer state of checkpoint `dir`, which must be of `model_cfg`.
