@@ -120,17 +120,6 @@ impl ModelConfig {
         self.scale_depth / (self.num_hidden_layers as f64).sqrt()
     }
 
-    /// Parameters outside the embedding and the LM head (the paper's N), counted from the
-    /// model's own description ([`crate::params::ParamCounts`]).
-    pub fn non_embedding_params(&self) -> u64 {
-        crate::params::ParamCounts::of(self).non_embedding()
-    }
-
-    /// Embedding parameters, plus the LM head when it is untied.
-    pub fn embedding_params(&self) -> u64 {
-        crate::params::ParamCounts::of(self).embedding_and_head()
-    }
-
     /// Checks shapes and values; `origin` names the file in the error.
     pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
         let bad = |field: &str, msg: String| ModelError::Config {
@@ -259,30 +248,17 @@ impl ModelConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn minicpm_2b() -> ModelConfig {
+    /// MiniCPM-2.4B's shape, for tests across the crate.
+    pub(crate) fn minicpm_2b() -> ModelConfig {
         serde_json::from_value(serde_json::json!({
             "vocab_size": 122753, "hidden_size": 2304, "intermediate_size": 5760,
             "num_hidden_layers": 40, "num_attention_heads": 36, "num_key_value_heads": 36,
             "scale_emb": 12, "scale_depth": 1.4, "dim_model_base": 256
         }))
         .unwrap()
-    }
-
-    #[test]
-    fn published_non_embedding_counts() {
-        assert_eq!(minicpm_2b().non_embedding_params(), 2_442_057_984);
-        let mut c1 = minicpm_2b();
-        c1.vocab_size = 73440;
-        c1.hidden_size = 1536;
-        c1.intermediate_size = 3840;
-        c1.num_hidden_layers = 52;
-        c1.num_attention_heads = 24;
-        c1.num_key_value_heads = Some(8);
-        assert_eq!(c1.non_embedding_params(), 1_247_442_432);
-        assert_eq!(c1.scale_width(), 6.0);
     }
 
     #[test]

@@ -57,3 +57,63 @@ impl ParamCounts {
         self.non_embedding() + self.embedding_and_head()
     }
 }
+
+impl ModelConfig {
+    /// Parameters outside the embedding and the LM head (the paper's N).
+    pub fn non_embedding_params(&self) -> u64 {
+        ParamCounts::of(self).non_embedding()
+    }
+
+    /// Embedding parameters, plus the LM head when it is untied.
+    pub fn embedding_params(&self) -> u64 {
+        ParamCounts::of(self).embedding_and_head()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::minicpm_2b;
+
+    #[test]
+    fn published_non_embedding_counts() {
+        assert_eq!(minicpm_2b().non_embedding_params(), 2_442_057_984);
+        let mut c1 = minicpm_2b();
+        c1.vocab_size = 73440;
+        c1.hidden_size = 1536;
+        c1.intermediate_size = 3840;
+        c1.num_hidden_layers = 52;
+        c1.num_attention_heads = 24;
+        c1.num_key_value_heads = Some(8);
+        assert_eq!(c1.non_embedding_params(), 1_247_442_432);
+        assert_eq!(c1.scale_width(), 6.0);
+    }
+
+    #[test]
+    fn names_and_shapes_follow_hf() {
+        let mut c = minicpm_2b();
+        c.num_hidden_layers = 1;
+        c.tie_word_embeddings = false;
+        let names: Vec<String> = tensor_shapes(&c).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "model.embed_tokens.weight",
+                "model.layers.0.input_layernorm.weight",
+                "model.layers.0.self_attn.q_proj.weight",
+                "model.layers.0.self_attn.k_proj.weight",
+                "model.layers.0.self_attn.v_proj.weight",
+                "model.layers.0.self_attn.o_proj.weight",
+                "model.layers.0.post_attention_layernorm.weight",
+                "model.layers.0.mlp.gate_proj.weight",
+                "model.layers.0.mlp.up_proj.weight",
+                "model.layers.0.mlp.down_proj.weight",
+                "model.norm.weight",
+                "lm_head.weight",
+            ]
+        );
+        let counts = ParamCounts::of(&c);
+        assert_eq!(counts.lm_head, counts.embedding);
+        assert_eq!(counts.total(), counts.non_embedding() + 2 * 122753 * 2304);
+    }
+}
