@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use minicpm_data::Batch;
-use minicpm_model::MiniCpm;
+use minicpm_model::{kernels, MiniCpm};
 
 /// Token ids of a batch as device tensors: inputs `[rows, len]`, targets `[rows * len, 1]`.
 pub fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
@@ -61,19 +61,14 @@ pub fn batch_loss(model: &MiniCpm, inputs: Tensor<2, Int>, targets: &[u32]) -> T
     let hidden = model.hidden(inputs, None);
     let [b, t, d] = hidden.dims();
     let hidden = hidden.reshape([b * t, d]);
-    if runs_on_host(&device) {
+    // On the CPU backend the fused loss reads and writes the logits in host memory directly.
+    if kernels::available(&device) {
         return lm_head_cross_entropy(hidden, model.head_weight(), targets);
     }
     let logits = hidden.matmul(model.head_weight().transpose());
     let ids = targets.iter().map(|&x| x as i64).collect::<Vec<i64>>();
     let targets = Tensor::from_data(TensorData::new(ids, [b * t, 1]), &device);
     cross_entropy(logits, targets)
-}
-
-/// Whether tensors on `device` live in host memory (the CPU backend), where the fused loss
-/// reads and writes the logits directly.
-pub(crate) fn runs_on_host(device: &Device) -> bool {
-    device.clone().inner() == Device::flex()
 }
 
 /// Held-out results: mean loss in nats per token, and bits per byte when byte counts are known.

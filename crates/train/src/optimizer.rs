@@ -307,7 +307,7 @@ impl NamedMapper for Update<'_> {
             bias1: self.bias1,
             bias2: self.bias2,
         };
-        let (w, m, v) = if crate::loss::runs_on_host(&w.device()) {
+        let (w, m, v) = if minicpm_model::kernels::available(&w.device()) {
             adamw_host::update(w, g, m, v, &hyper)
         } else {
             adamw_host::update_with_tensor_ops(w, g, m, v, &hyper)
