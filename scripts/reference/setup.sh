@@ -17,6 +17,7 @@ fi
     "torch" \
     "transformers>=5,<6" \
     "safetensors" \
+    "gguf" \
     "numpy"
 
 "$venv/bin/python" - <<'PY'

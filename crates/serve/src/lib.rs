@@ -1,6 +1,8 @@
-//! Using trained models: sampling and incremental generation with a KV cache.
+//! Using trained models: sampling, incremental generation with a KV cache, and weight-only
+//! quantisation in llama.cpp's block layouts.
 
 pub mod generate;
+pub mod quant;
 pub mod sampling;
 
 pub use generate::generate;

@@ -1,0 +1,216 @@
+//! Weight-only quantisation in llama.cpp's block layouts, so that the same bytes serve this
+//! runtime and llama.cpp (GGUF tensor types Q8_0 and Q4_0). A row is cut into blocks of 32
+//! weights; each block stores one f16 scale `d` and 32 codes:
+//!
+//! - Q8_0 (34 bytes): `d = max|x| / 127`, code `round(x / d)` (half away from zero) as i8;
+//!   the weight is `code * d`.
+//! - Q4_0 (18 bytes): `d = m / -8` with `m` the block's value of largest magnitude (its sign
+//!   kept), code `min(15, trunc(x / d + 8.5))`, two codes per byte (weight `j` in the low nibble
+//!   of byte `j`, weight `j + 16` in the high nibble); the weight is `(code - 8) * d`.
+//!
+//! The scale's reciprocal is taken in f32 before `d` is rounded to f16, as ggml-quants.c does;
+//! tests compare the bytes with the `gguf` package's quantizer (scripts/reference).
+
+use half::f16;
+
+/// Weights per block in both formats.
+pub const BLOCK: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantType {
+    Q8_0,
+    Q4_0,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuantError {
+    #[error("{ty}: a row of {len} weights is not a whole number of {BLOCK}-weight blocks")]
+    RowLength { ty: &'static str, len: usize },
+    #[error("{ty}: {bytes} bytes are not a whole number of {block_bytes}-byte blocks")]
+    ByteLength {
+        ty: &'static str,
+        bytes: usize,
+        block_bytes: usize,
+    },
+}
+
+impl QuantType {
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantType::Q8_0 => "q8_0",
+            QuantType::Q4_0 => "q4_0",
+        }
+    }
+
+    /// Bytes of one block of [`BLOCK`] weights.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            QuantType::Q8_0 => 2 + BLOCK,
+            QuantType::Q4_0 => 2 + BLOCK / 2,
+        }
+    }
+
+    /// The blocks of `row`, whose length must be a multiple of [`BLOCK`].
+    pub fn quantize(self, row: &[f32]) -> Result<Vec<u8>, QuantError> {
+        if row.len() % BLOCK != 0 {
+            return Err(QuantError::RowLength {
+                ty: self.name(),
+                len: row.len(),
+            });
+        }
+        let mut out = Vec::with_capacity(row.len() / BLOCK * self.block_bytes());
+        for block in row.chunks_exact(BLOCK) {
+            match self {
+                QuantType::Q8_0 => q8_0_block(block, &mut out),
+                QuantType::Q4_0 => q4_0_block(block, &mut out),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The weights that `bytes` (whole blocks) stand for.
+    pub fn dequantize(self, bytes: &[u8]) -> Result<Vec<f32>, QuantError> {
+        let block_bytes = self.block_bytes();
+        if bytes.len() % block_bytes != 0 {
+            return Err(QuantError::ByteLength {
+                ty: self.name(),
+                bytes: bytes.len(),
+                block_bytes,
+            });
+        }
+        let mut out = Vec::with_capacity(bytes.len() / block_bytes * BLOCK);
+        for block in bytes.chunks_exact(block_bytes) {
+            let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+            let codes = &block[2..];
+            match self {
+                QuantType::Q8_0 => out.extend(codes.iter().map(|&q| q as i8 as f32 * d)),
+                QuantType::Q4_0 => {
+                    let nibble = |j: usize| match j < BLOCK / 2 {
+                        true => codes[j] & 0x0f,
+                        false => codes[j - BLOCK / 2] >> 4,
+                    };
+                    out.extend((0..BLOCK).map(|j| (nibble(j) as i32 - 8) as f32 * d));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn reciprocal(d: f32) -> f32 {
+    if d == 0.0 {
+        0.0
+    } else {
+        1.0 / d
+    }
+}
+
+fn q8_0_block(x: &[f32], out: &mut Vec<u8>) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = reciprocal(d);
+    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    out.extend(x.iter().map(|&v| (v * id).round() as i8 as u8));
+}
+
+fn q4_0_block(x: &[f32], out: &mut Vec<u8>) {
+    // The first value of largest magnitude, sign kept: the scale is negative when it is.
+    let max = x
+        .iter()
+        .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let d = max / -8.0;
+    let id = reciprocal(d);
+    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    let code = |v: f32| ((v * id + 8.5).trunc() as u8).min(15);
+    let (low, high) = x.split_at(BLOCK / 2);
+    out.extend(
+        low.iter()
+            .zip(high)
+            .map(|(&a, &b)| code(a) | (code(b) << 4)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/quant")
+            .join(name);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn floats(bytes: &[u8]) -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
+    /// Byte for byte what gguf-py (bit-exact with ggml-quants.c) writes, and the same weights
+    /// back, over blocks from 1e-6 to 1e4, a zero block, negative maxima and exact ties.
+    #[test]
+    fn blocks_equal_the_gguf_reference_byte_for_byte() {
+        let x = floats(&fixture("input.f32"));
+        for ty in [QuantType::Q8_0, QuantType::Q4_0] {
+            let want = fixture(&format!("{}.bin", ty.name()));
+            let got = ty.quantize(&x).unwrap();
+            assert_eq!(got.len(), x.len() / BLOCK * ty.block_bytes());
+            let bytes = ty.block_bytes();
+            for (i, (g, w)) in got.chunks(bytes).zip(want.chunks(bytes)).enumerate() {
+                assert_eq!(
+                    g,
+                    w,
+                    "{}: block {i} of {:?}",
+                    ty.name(),
+                    &x[i * 32..i * 32 + 4]
+                );
+            }
+            let back = ty.dequantize(&got).unwrap();
+            let want_back = floats(&fixture(&format!("{}.f32", ty.name())));
+            assert!(
+                back.iter()
+                    .zip(&want_back)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{}: dequantized weights differ",
+                ty.name()
+            );
+        }
+    }
+
+    /// Half a step at most: |x - x'| <= d / 2 for Q8_0 (d = max/127), and at most d for Q4_0,
+    /// whose codes run from -8 to 7 (the largest magnitude maps to -8 exactly).
+    #[test]
+    fn the_error_is_within_the_format_step() {
+        let x = floats(&fixture("input.f32"));
+        for (ty, steps) in [(QuantType::Q8_0, 0.5 / 127.0), (QuantType::Q4_0, 1.0 / 8.0)] {
+            let back = ty.dequantize(&ty.quantize(&x).unwrap()).unwrap();
+            for (block, got) in x.chunks(BLOCK).zip(back.chunks(BLOCK)) {
+                let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+                // Rounding the scale to f16 moves each weight by |code| * |d - d16|: at most
+                // max|x| * 2^-11 (relative rounding 2^-11 of d), or, for the subnormal scales of
+                // the 1e-6 blocks, 127 codes times half the smallest f16 step (2^-25).
+                let bound = amax * (steps * 1.000_01 + 2f32.powi(-11)) + 127.0 * 2f32.powi(-25);
+                for (a, b) in block.iter().zip(got) {
+                    assert!((a - b).abs() <= bound, "{}: {a} -> {b}", ty.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_and_buffers_of_partial_blocks_are_refused() {
+        let e = QuantType::Q4_0.quantize(&[0.0; 40]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "q4_0: a row of 40 weights is not a whole number of 32-weight blocks"
+        );
+        let e = QuantType::Q8_0.dequantize(&[0; 35]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "q8_0: 35 bytes are not a whole number of 34-byte blocks"
+        );
+    }
+}
