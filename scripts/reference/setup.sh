@@ -18,6 +18,7 @@ fi
     "transformers>=5,<6" \
     "safetensors" \
     "gguf" \
+    "jinja2" \
     "numpy"
 
 "$venv/bin/python" - <<'PY'
