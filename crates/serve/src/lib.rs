@@ -1,8 +1,9 @@
 //! Using trained models: sampling, incremental generation with a KV cache, chat templates, and
-//! weight-only quantisation in llama.cpp's block layouts.
+//! llama.cpp's formats: weight-only quantisation in its block layouts and GGUF files.
 
 pub mod chat_template;
 pub mod generate;
+pub mod gguf;
 pub mod quant;
 pub mod sampling;
 
