@@ -64,7 +64,7 @@ pub fn describe(c: &ModelConfig, p: Parametrization, optim: &OptimConfig) -> Str
     s += &format!("embedding parameters: {}\n", group(emb));
     s += &format!("total parameters: {}\n", group(non_emb + emb));
     s += &format!(
-        "parametrization: {p:?}: embedding x{}, residual branches x{:.6} (scale_depth {} / sqrt({})), logits: hidden / {} (hidden {} / dim_model_base {})\n",
+        "parametrization: {p}: embedding x{}, residual branches x{:.6} (scale_depth {} / sqrt({})), logits: hidden / {} (hidden {} / dim_model_base {})\n",
         r.scale_emb,
         r.residual_scale(),
         r.scale_depth,
