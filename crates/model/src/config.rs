@@ -18,22 +18,32 @@ pub struct RopeScaling {
     pub original_max_position_embeddings: Option<usize>,
 }
 
-/// `eos_token_id` is an integer in MiniCPM's configs and a list in some others.
+/// A value or a list of values, as config files write either (`"eos_token_id": 2` or
+/// `[2, 73440]`; `valid = "shards/valid"` or a list of paths).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum TokenIds {
-    One(u32),
-    Many(Vec<u32>),
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
 }
 
-impl TokenIds {
-    pub fn contains(&self, id: u32) -> bool {
+impl<T> OneOrMany<T> {
+    pub fn as_slice(&self) -> &[T] {
         match self {
-            TokenIds::One(x) => *x == id,
-            TokenIds::Many(v) => v.contains(&id),
+            OneOrMany::One(x) => std::slice::from_ref(x),
+            OneOrMany::Many(v) => v,
         }
     }
 }
+
+impl<T: PartialEq + Copy> OneOrMany<T> {
+    pub fn contains(&self, x: T) -> bool {
+        self.as_slice().contains(&x)
+    }
+}
+
+/// `eos_token_id`: an integer in MiniCPM's configs and a list in some others.
+pub type TokenIds = OneOrMany<u32>;
 
 /// A MiniCPM model's shape and multipliers. Field names are HF `config.json` keys; defaults follow
 /// HF's `MiniCPMConfig` where the key is optional.

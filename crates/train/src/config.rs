@@ -7,6 +7,7 @@ use crate::error::InvalidSetting;
 use crate::optimizer::OptimConfig;
 use crate::schedule::ScheduleConfig;
 use minicpm_data::mixture::PhaseWeights;
+pub use minicpm_model::config::OneOrMany;
 use minicpm_model::mup::Parametrization;
 use minicpm_model::strict;
 use minicpm_model::{ModelConfig, ModelError};
@@ -79,7 +80,7 @@ pub struct DataConfig {
     pub mixture: PhaseWeights,
     /// Token-shard directory (or a list of them, e.g. one per source) for held-out evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub valid: Option<OneOrMany>,
+    pub valid: Option<OneOrMany<PathBuf>>,
     /// tokenizer.json, copied into every checkpoint so each is a complete HF directory.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
@@ -87,23 +88,6 @@ pub struct DataConfig {
     /// back to `stable` when the mixture has no such phase).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decay_phase: Option<String>,
-}
-
-/// A path or a list of paths.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(PathBuf),
-    Many(Vec<PathBuf>),
-}
-
-impl OneOrMany {
-    pub fn paths(&self) -> Vec<PathBuf> {
-        match self {
-            OneOrMany::One(p) => vec![p.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        }
-    }
 }
 
 impl DataConfig {

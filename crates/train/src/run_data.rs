@@ -28,7 +28,7 @@ impl RunData {
             .data
             .valid
             .as_ref()
-            .map(|v| v.paths())
+            .map(|v| v.as_slice().to_vec())
             .unwrap_or_default();
         if valid_paths.is_empty() {
             return Err(InvalidSetting::new(
