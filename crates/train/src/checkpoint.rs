@@ -139,16 +139,26 @@ pub fn save(
     } else {
         std::fs::rename(&tmp, &final_dir).map_err(|e| ModelError::io(&final_dir, e))?;
     }
-    if retention.keep > 0 {
-        let all: Vec<_> = list(run)
-            .into_iter()
-            .filter(|(step, _)| !retention.pinned.contains(step))
-            .collect();
-        for (_, old) in all.iter().take(all.len().saturating_sub(retention.keep)) {
-            retire(old)?;
-        }
-    }
+    retire_unkept(run, retention)?;
     Ok(final_dir)
+}
+
+/// Retires every checkpoint of `run` that `retention` does not keep.
+fn retire_unkept(run: &Path, retention: Retention) -> Result<(), ModelError> {
+    if retention.keep == 0 {
+        return Ok(());
+    }
+    let unpinned: Vec<_> = list(run)
+        .into_iter()
+        .filter(|(step, _)| !retention.pinned.contains(step))
+        .collect();
+    for (_, old) in unpinned
+        .iter()
+        .take(unpinned.len().saturating_sub(retention.keep))
+    {
+        retire(old)?;
+    }
+    Ok(())
 }
 
 /// Removes a checkpoint without ever leaving a half-deleted `step-*` directory behind: it is
@@ -212,15 +222,7 @@ mod tests {
         for step in [10, 20, 30, 40] {
             fake_checkpoint(run.path(), step);
         }
-        // What `save` does after writing: retire all but the newest `keep` unpinned ones.
-        let r = p.retention();
-        let unpinned: Vec<_> = list(run.path())
-            .into_iter()
-            .filter(|(s, _)| !r.pinned.contains(s))
-            .collect();
-        for (_, old) in unpinned.iter().take(unpinned.len() - r.keep) {
-            retire(old).unwrap();
-        }
+        retire_unkept(run.path(), p.retention()).unwrap();
         let steps: Vec<u64> = list(run.path()).into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, [10, 30, 40]);
     }
