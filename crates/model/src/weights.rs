@@ -32,12 +32,8 @@ impl<'s, 'a, E> Weights<'s, 'a, E> {
 
     /// The view one level down: `pp("mlp")` under `model.layers.3` names `model.layers.3.mlp.*`.
     pub fn pp(&mut self, name: impl Display) -> Weights<'_, 'a, E> {
-        let prefix = match self.prefix.is_empty() {
-            true => name.to_string(),
-            false => format!("{}.{name}", self.prefix),
-        };
         Weights {
-            prefix,
+            prefix: self.full_name(name),
             device: self.device.clone(),
             source: self.source.as_mut().map(|s| &mut **s),
         }
@@ -49,7 +45,7 @@ impl<'s, 'a, E> Weights<'s, 'a, E> {
         name: &str,
         shape: [usize; D],
     ) -> Result<Param<Tensor<D>>, E> {
-        let full = self.pp(name).prefix;
+        let full = self.full_name(name);
         match self.source.as_mut() {
             Some(source) => {
                 let values = source(&full, &shape)?;
@@ -67,6 +63,16 @@ impl<'s, 'a, E> Weights<'s, 'a, E> {
                 true,
                 shape.into(),
             )),
+        }
+    }
+}
+
+impl<E> Weights<'_, '_, E> {
+    /// `name` under this prefix, dotted.
+    fn full_name(&self, name: impl Display) -> String {
+        match self.prefix.is_empty() {
+            true => name.to_string(),
+            false => format!("{}.{name}", self.prefix),
         }
     }
 }
