@@ -90,6 +90,7 @@ impl Value {
 pub enum TensorType {
     F32,
     F16,
+    Bf16,
     Quant(QuantType),
 }
 
@@ -99,6 +100,7 @@ impl TensorType {
         match self {
             TensorType::F32 => 0,
             TensorType::F16 => 1,
+            TensorType::Bf16 => 30,
             TensorType::Quant(QuantType::Q4_0) => 2,
             TensorType::Quant(QuantType::Q8_0) => 8,
         }
@@ -108,6 +110,7 @@ impl TensorType {
         [
             TensorType::F32,
             TensorType::F16,
+            TensorType::Bf16,
             TensorType::Quant(QuantType::Q4_0),
             TensorType::Quant(QuantType::Q8_0),
         ]
@@ -120,7 +123,7 @@ impl TensorType {
     pub fn bytes(self, row: u64, n: u64) -> Option<u64> {
         match self {
             TensorType::F32 => Some(4 * n),
-            TensorType::F16 => Some(2 * n),
+            TensorType::F16 | TensorType::Bf16 => Some(2 * n),
             TensorType::Quant(q) => {
                 (row % BLOCK as u64 == 0).then(|| n / BLOCK as u64 * q.block_bytes() as u64)
             }

@@ -5,6 +5,7 @@ pub mod chat_template;
 pub mod generate;
 pub mod gguf;
 pub mod quant;
+pub mod runtime;
 pub mod sampling;
 
 pub use generate::generate;

@@ -1,0 +1,293 @@
+//! A weight matrix `[rows, cols]` as the inference runtime holds it: row-major, in its stored
+//! type (f32, f16, bf16 or one of llama.cpp's block formats), its bytes owned or mapped from a
+//! file. The only operation decoding and prefill need is `matmul`: `out = x · Wᵀ` for a batch of
+//! activation rows.
+
+use crate::gguf::TensorType;
+use crate::quant::QuantError;
+use half::{bf16, f16};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Where a matrix's bytes live.
+#[derive(Clone)]
+enum Bytes {
+    Owned(Vec<u8>),
+    /// A range of a read-only file mapping (a GGUF or safetensors file), shared by its tensors.
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl Bytes {
+    fn get(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Mapped { map, start, len } => &map[*start..*start + *len],
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Matrix {
+    rows: usize,
+    cols: usize,
+    ty: TensorType,
+    bytes: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MatrixError {
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+    #[error("{ty:?} [{rows}, {cols}] needs {want} bytes, got {got}")]
+    Size {
+        ty: TensorType,
+        rows: usize,
+        cols: usize,
+        want: usize,
+        got: usize,
+    },
+}
+
+impl Matrix {
+    /// `values` (row-major) stored as `ty`, quantising each row for the block formats.
+    pub fn from_f32(
+        rows: usize,
+        cols: usize,
+        values: &[f32],
+        ty: TensorType,
+    ) -> Result<Matrix, MatrixError> {
+        assert_eq!(values.len(), rows * cols, "matrix values");
+        let bytes: Vec<u8> = match ty {
+            TensorType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            TensorType::F16 => values
+                .iter()
+                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                .collect(),
+            TensorType::Bf16 => values
+                .iter()
+                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+                .collect(),
+            TensorType::Quant(q) => {
+                let mut out = Vec::new();
+                for row in values.chunks_exact(cols.max(1)) {
+                    out.extend(q.quantize(row)?);
+                }
+                out
+            }
+        };
+        Matrix::from_bytes(rows, cols, ty, bytes)
+    }
+
+    /// A matrix over bytes already in `ty`'s layout (read from a file).
+    pub fn from_bytes(
+        rows: usize,
+        cols: usize,
+        ty: TensorType,
+        bytes: Vec<u8>,
+    ) -> Result<Matrix, MatrixError> {
+        check_size(rows, cols, ty, bytes.len())?;
+        Ok(Matrix {
+            rows,
+            cols,
+            ty,
+            bytes: Bytes::Owned(bytes),
+        })
+    }
+
+    /// A matrix over `len` bytes of a file mapping from `start`.
+    pub fn mapped(
+        rows: usize,
+        cols: usize,
+        ty: TensorType,
+        map: Arc<memmap2::Mmap>,
+        start: usize,
+        len: usize,
+    ) -> Result<Matrix, MatrixError> {
+        check_size(rows, cols, ty, len)?;
+        assert!(start + len <= map.len(), "mapped range inside the file");
+        Ok(Matrix {
+            rows,
+            cols,
+            ty,
+            bytes: Bytes::Mapped { map, start, len },
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn ty(&self) -> TensorType {
+        self.ty
+    }
+
+    /// The stored bytes, in `ty`'s layout.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.get()
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.ty
+            .bytes(self.cols as u64, self.cols as u64)
+            .expect("checked at construction") as usize
+    }
+
+    /// Row `r` as f32 (an embedding lookup).
+    pub fn row_f32(&self, r: usize, out: &mut [f32]) {
+        let n = self.row_bytes();
+        decode_row(self.ty, &self.bytes()[r * n..(r + 1) * n], out);
+    }
+
+    /// The whole matrix as f32, row-major.
+    pub fn to_f32(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        for (r, row) in out.chunks_exact_mut(self.cols.max(1)).enumerate() {
+            self.row_f32(r, row);
+        }
+        out
+    }
+
+    /// `out[t, r] = Σ_c x[t, c] · W[r, c]` for `n` activation rows `x` (`[n, cols]`, row-major);
+    /// `out` is `[n, rows]`. Runs on the current rayon pool.
+    pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        assert_eq!(x.len(), n * self.cols, "matmul input");
+        assert_eq!(out.len(), n * self.rows, "matmul output");
+        // Scalar reference: each thread takes a band of rows, decodes each row once and dots it
+        // with every activation row.
+        let band = 16;
+        let bands: Vec<(usize, Vec<f32>)> = (0..self.rows.div_ceil(band))
+            .into_par_iter()
+            .map(|b| {
+                let rows = b * band..((b + 1) * band).min(self.rows);
+                let mut w = vec![0f32; self.cols];
+                let mut part = vec![0f32; rows.len() * n];
+                for (i, r) in rows.clone().enumerate() {
+                    self.row_f32(r, &mut w);
+                    for t in 0..n {
+                        let xt = &x[t * self.cols..(t + 1) * self.cols];
+                        part[i * n + t] = w.iter().zip(xt).map(|(a, b)| a * b).sum();
+                    }
+                }
+                (rows.start, part)
+            })
+            .collect();
+        for (start, part) in bands {
+            let len = part.len() / n.max(1);
+            for i in 0..len {
+                for t in 0..n {
+                    out[t * self.rows + start + i] = part[i * n + t];
+                }
+            }
+        }
+    }
+}
+
+fn check_size(rows: usize, cols: usize, ty: TensorType, got: usize) -> Result<(), MatrixError> {
+    let want = ty.bytes(cols as u64, (rows * cols) as u64);
+    match want {
+        Some(w) if w as usize == got => Ok(()),
+        _ => Err(MatrixError::Size {
+            ty,
+            rows,
+            cols,
+            want: want.unwrap_or(0) as usize,
+            got,
+        }),
+    }
+}
+
+/// One row's bytes as f32.
+fn decode_row(ty: TensorType, bytes: &[u8], out: &mut [f32]) {
+    match ty {
+        TensorType::F32 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        TensorType::F16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        TensorType::Bf16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        TensorType::Quant(q) => {
+            let values = q
+                .dequantize(bytes)
+                .expect("whole blocks, checked at construction");
+            out.copy_from_slice(&values);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::QuantType;
+
+    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every stored type multiplies as its own decoded f32 matrix does (f64 sums as the
+    /// reference), for single rows (decoding) and batches (prefill).
+    #[test]
+    fn matmul_equals_the_decoded_matrix_product() {
+        let (rows, cols) = (37, 96);
+        let w = pseudo_random(rows * cols, 1);
+        for ty in [
+            TensorType::F32,
+            TensorType::F16,
+            TensorType::Bf16,
+            TensorType::Quant(QuantType::Q8_0),
+            TensorType::Quant(QuantType::Q4_0),
+        ] {
+            let m = Matrix::from_f32(rows, cols, &w, ty).unwrap();
+            let dense = m.to_f32();
+            for n in [1, 3, 8] {
+                let x = pseudo_random(n * cols, 2 + n as u32);
+                let mut out = vec![0f32; n * rows];
+                m.matmul(&x, n, &mut out);
+                for t in 0..n {
+                    for r in 0..rows {
+                        let want: f64 = (0..cols)
+                            .map(|c| dense[r * cols + c] as f64 * x[t * cols + c] as f64)
+                            .sum();
+                        let got = out[t * rows + r] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-4 * cols as f64,
+                            "{ty:?} n={n} [{t},{r}]: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_buffer_of_the_wrong_size_is_refused() {
+        let e = Matrix::from_bytes(2, 32, TensorType::F16, vec![0; 100])
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "F16 [2, 32] needs 128 bytes, got 100");
+    }
+}
