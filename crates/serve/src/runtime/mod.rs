@@ -3,5 +3,7 @@
 //! forward (`minicpm_model::MiniCpm`) is the reference it is tested against.
 
 pub mod matrix;
+pub mod source;
 
 pub use matrix::Matrix;
+pub use source::{RopeLayout, TensorSource};
