@@ -13,7 +13,7 @@ pub struct RopeTables {
 
 /// The inverse frequencies for a context of `total_len` tokens (dynamic NTK raises the base once
 /// the context exceeds `max_position_embeddings`, exactly as HF's `dynamic` rope type does).
-fn inv_freq(cfg: &ModelConfig, total_len: usize) -> Vec<f32> {
+pub fn inv_freq(cfg: &ModelConfig, total_len: usize) -> Vec<f32> {
     let dim = cfg.head_dim();
     let mut base = cfg.rope_theta;
     if let Some(rs) = &cfg.rope_scaling {
@@ -29,21 +29,29 @@ fn inv_freq(cfg: &ModelConfig, total_len: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The factor on positions: `1 / factor` for linear scaling, else 1.
+pub fn position_scale(cfg: &ModelConfig) -> f32 {
+    match &cfg.rope_scaling {
+        Some(rs) if rs.kind == "linear" => 1.0 / rs.factor as f32,
+        _ => 1.0,
+    }
+}
+
+/// The rotation angle of frequency `inv_freq` at `position` (f32 throughout, as HF computes it).
+pub fn angle(position: usize, pos_scale: f32, inv_freq: f32) -> f32 {
+    position as f32 * pos_scale * inv_freq
+}
+
 pub fn tables(cfg: &ModelConfig, start: usize, len: usize, device: &Device) -> RopeTables {
     let dim = cfg.head_dim();
     let half = dim / 2;
     let freqs = inv_freq(cfg, start + len);
-    let pos_scale = match &cfg.rope_scaling {
-        Some(rs) if rs.kind == "linear" => 1.0 / rs.factor as f32,
-        _ => 1.0,
-    };
+    let pos_scale = position_scale(cfg);
     let mut cos = vec![0f32; len * dim];
     let mut sin = vec![0f32; len * dim];
     for p in 0..len {
-        let pos = (start + p) as f32 * pos_scale;
-        for (i, f) in freqs.iter().enumerate() {
-            let angle = pos * f;
-            let (s, c) = angle.sin_cos();
+        for (i, &f) in freqs.iter().enumerate() {
+            let (s, c) = angle(start + p, pos_scale, f).sin_cos();
             cos[p * dim + i] = c;
             cos[p * dim + i + half] = c;
             sin[p * dim + i] = s;

@@ -56,7 +56,7 @@ impl TensorFile {
         self.metadata.metadata().clone().unwrap_or_default()
     }
 
-    fn err(&self, tensor: &str, msg: impl Into<String>) -> ModelError {
+    pub fn err(&self, tensor: &str, msg: impl Into<String>) -> ModelError {
         ModelError::Tensor {
             origin: self.path.display().to_string(),
             tensor: tensor.to_string(),
@@ -64,7 +64,8 @@ impl TensorFile {
         }
     }
 
-    fn raw(&self, name: &str) -> Result<(Dtype, &[usize], &[u8]), ModelError> {
+    /// A tensor's dtype, shape and bytes as stored.
+    pub fn raw(&self, name: &str) -> Result<(Dtype, &[usize], &[u8]), ModelError> {
         let info = self
             .metadata
             .info(name)

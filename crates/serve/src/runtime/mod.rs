@@ -2,8 +2,22 @@
 //! quantised, a preallocated KV cache, and a forward pass over a batch of sequences. The training
 //! forward (`minicpm_model::MiniCpm`) is the reference it is tested against.
 
+pub mod cache;
+pub mod forward;
 pub mod matrix;
+pub mod memory_source;
+pub mod model;
+pub mod rope;
+pub mod safetensors_source;
 pub mod source;
 
+#[cfg(test)]
+mod tests;
+
+pub use cache::KvCache;
+pub use forward::{Logits, RuntimeError, Sequence};
 pub use matrix::Matrix;
+pub use memory_source::MemorySource;
+pub use model::InferenceModel;
+pub use safetensors_source::SafetensorsSource;
 pub use source::{RopeLayout, TensorSource};

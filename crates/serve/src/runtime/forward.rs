@@ -1,0 +1,341 @@
+//! One forward pass of the runtime over a batch of sequences of any lengths: prompts being
+//! prefilled and sequences decoding one token share every matrix product, so each weight is
+//! read once per pass (docs/MODEL.md section 1 is the computation).
+
+use super::cache::KvCache;
+use super::model::{InferenceModel, Layer};
+use super::rope::Rotation;
+use rayon::prelude::*;
+
+/// New tokens for the sequence in cache slot `slot`; their positions continue after the
+/// tokens the slot already holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Sequence<'a> {
+    pub slot: usize,
+    pub tokens: &'a [u32],
+}
+
+/// Which positions get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// The last new token of each sequence (generation).
+    Last,
+    /// Every new token (scoring a text, verifying a draft).
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "the sequence in slot {slot} would hold {len} tokens, more than the context of {capacity}"
+    )]
+    ContextFull {
+        slot: usize,
+        len: usize,
+        capacity: usize,
+    },
+    #[error("token id {token} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange { token: u32, vocab: usize },
+    #[error("slot {slot} does not exist (the cache has {slots})")]
+    NoSuchSlot { slot: usize, slots: usize },
+    #[error("slot {slot} appears twice in one forward pass")]
+    SlotTwice { slot: usize },
+    #[error("a sequence with no new tokens")]
+    Empty,
+}
+
+/// Where one new token sits: its cache slot, its position, and the length its sequence will
+/// have after this pass.
+#[derive(Clone, Copy)]
+struct Place {
+    slot: usize,
+    position: usize,
+    total_len: usize,
+}
+
+/// Rows below this run on one thread: spawning costs more than the work.
+const PARALLEL_ROWS: usize = 8;
+
+fn for_each_row(buf: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    if buf.len() / width.max(1) >= PARALLEL_ROWS {
+        buf.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
+    } else {
+        buf.chunks_mut(width).enumerate().for_each(|(i, r)| f(i, r));
+    }
+}
+
+/// `out = x * rsqrt(mean(x²) + eps) * weight` for each row.
+fn rms_norm(x: &[f32], weight: &[f32], eps: f64, out: &mut [f32]) {
+    let d = weight.len();
+    for_each_row(out, d, |i, o| {
+        let row = &x[i * d..(i + 1) * d];
+        let mean = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let inv = 1.0 / (mean + eps as f32).sqrt();
+        for ((o, &v), &w) in o.iter_mut().zip(row).zip(weight) {
+            *o = v * inv * w;
+        }
+    });
+}
+
+/// `x += y * scale`.
+fn add_scaled(x: &mut [f32], y: &[f32], scale: f32) {
+    x.iter_mut().zip(y).for_each(|(a, &b)| *a += b * scale);
+}
+
+impl InferenceModel {
+    /// Runs the new tokens of `seqs` through the model, appending their keys and values to
+    /// `cache`, and returns logits `[rows, vocab]` for the positions `which` asks for, in the
+    /// order of `seqs`. Nothing is written to the cache when the input is refused.
+    pub fn forward(
+        &self,
+        cache: &mut KvCache,
+        seqs: &[Sequence],
+        which: Logits,
+    ) -> Result<Vec<f32>, RuntimeError> {
+        let places = self.check(cache, seqs)?;
+        let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let x = self
+            .pool
+            .install(|| self.layers_pass(cache, &tokens, &places));
+        for s in seqs {
+            cache.advance(s.slot, s.tokens.len());
+        }
+        let d = self.config.hidden_size;
+        let rows: Vec<usize> = match which {
+            Logits::All => (0..tokens.len()).collect(),
+            Logits::Last => seqs
+                .iter()
+                .scan(0, |end, s| {
+                    *end += s.tokens.len();
+                    Some(*end - 1)
+                })
+                .collect(),
+        };
+        let mut last = Vec::with_capacity(rows.len() * d);
+        for &r in &rows {
+            last.extend_from_slice(&x[r * d..(r + 1) * d]);
+        }
+        Ok(self.pool.install(|| self.logits(&last, rows.len())))
+    }
+
+    fn check(&self, cache: &KvCache, seqs: &[Sequence]) -> Result<Vec<Place>, RuntimeError> {
+        let vocab = self.config.vocab_size;
+        let mut seen = vec![false; cache.slots()];
+        let mut places = Vec::new();
+        for s in seqs {
+            let slots = cache.slots();
+            if s.slot >= slots {
+                return Err(RuntimeError::NoSuchSlot {
+                    slot: s.slot,
+                    slots,
+                });
+            }
+            if std::mem::replace(&mut seen[s.slot], true) {
+                return Err(RuntimeError::SlotTwice { slot: s.slot });
+            }
+            if s.tokens.is_empty() {
+                return Err(RuntimeError::Empty);
+            }
+            if let Some(&token) = s.tokens.iter().find(|&&t| t as usize >= vocab) {
+                return Err(RuntimeError::TokenOutOfRange { token, vocab });
+            }
+            let start = cache.len(s.slot);
+            let total_len = start + s.tokens.len();
+            if total_len > cache.capacity() {
+                return Err(RuntimeError::ContextFull {
+                    slot: s.slot,
+                    len: total_len,
+                    capacity: cache.capacity(),
+                });
+            }
+            places.extend((start..total_len).map(|position| Place {
+                slot: s.slot,
+                position,
+                total_len,
+            }));
+        }
+        Ok(places)
+    }
+
+    /// The residual stream `[tokens, hidden]` after the last layer.
+    fn layers_pass(&self, cache: &mut KvCache, tokens: &[u32], places: &[Place]) -> Vec<f32> {
+        let cfg = &self.config;
+        let (d, n) = (cfg.hidden_size, tokens.len());
+        let mut x = vec![0f32; n * d];
+        let emb = &self.weights.embed;
+        let scale_emb = cfg.scale_emb as f32;
+        for_each_row(&mut x, d, |i, row| {
+            emb.row_f32(tokens[i] as usize, row);
+            row.iter_mut().for_each(|v| *v *= scale_emb);
+        });
+        let rotations: Vec<Rotation> = places
+            .iter()
+            .map(|p| Rotation::new(cfg, p.position, p.total_len))
+            .collect();
+        let mut scratch = Scratch::new(self, n);
+        for (i, layer) in self.weights.layers.iter().enumerate() {
+            self.attention_block(i, layer, cache, &mut x, places, &rotations, &mut scratch);
+            self.mlp_block(layer, &mut x, &mut scratch);
+        }
+        x
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention_block(
+        &self,
+        index: usize,
+        layer: &Layer,
+        cache: &mut KvCache,
+        x: &mut [f32],
+        places: &[Place],
+        rotations: &[Rotation],
+        s: &mut Scratch,
+    ) {
+        let cfg = &self.config;
+        let n = places.len();
+        let hd = cfg.head_dim();
+        rms_norm(x, &layer.input_norm, cfg.rms_norm_eps, &mut s.h);
+        layer.q.matmul(&s.h, n, &mut s.q);
+        layer.k.matmul(&s.h, n, &mut s.k);
+        layer.v.matmul(&s.h, n, &mut s.v);
+        let layout = self.rope_layout;
+        let q_dim = s.q.len() / n;
+        let kv_dim = s.k.len() / n;
+        for_each_row(&mut s.q, q_dim, |t, row| {
+            rotations[t].apply(row, hd, layout)
+        });
+        for_each_row(&mut s.k, kv_dim, |t, row| {
+            rotations[t].apply(row, hd, layout)
+        });
+        for (t, p) in places.iter().enumerate() {
+            let k = &s.k[t * kv_dim..(t + 1) * kv_dim];
+            let v = &s.v[t * kv_dim..(t + 1) * kv_dim];
+            cache.write(p.slot, index, p.position, k, v);
+        }
+        let heads = cfg.num_attention_heads;
+        let group = heads / cfg.num_kv_heads();
+        let scale = 1.0 / (hd as f32).sqrt();
+        let q = &s.q;
+        let cache = &*cache;
+        let attend = |i: usize, out: &mut [f32]| {
+            let (t, head) = (i / heads, i % heads);
+            let p = places[t];
+            let (keys, values) = cache.layer(p.slot, index);
+            let kv_off = (head / group) * hd;
+            let qh = &q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
+            attend_one(qh, keys, values, kv_dim, kv_off, p.position + 1, scale, out);
+        };
+        if n * heads >= PARALLEL_ROWS {
+            s.att
+                .par_chunks_mut(hd)
+                .enumerate()
+                .for_each(|(i, o)| attend(i, o));
+        } else {
+            s.att
+                .chunks_mut(hd)
+                .enumerate()
+                .for_each(|(i, o)| attend(i, o));
+        }
+        layer.o.matmul(&s.att, n, &mut s.out);
+        add_scaled(x, &s.out, cfg.residual_scale() as f32);
+    }
+
+    fn mlp_block(&self, layer: &Layer, x: &mut [f32], s: &mut Scratch) {
+        let cfg = &self.config;
+        let n = x.len() / cfg.hidden_size;
+        rms_norm(x, &layer.post_norm, cfg.rms_norm_eps, &mut s.h);
+        layer.gate.matmul(&s.h, n, &mut s.gate);
+        layer.up.matmul(&s.h, n, &mut s.up);
+        let up = &s.up;
+        let ff = cfg.intermediate_size;
+        for_each_row(&mut s.gate, ff, |t, g| {
+            for (g, &u) in g.iter_mut().zip(&up[t * ff..(t + 1) * ff]) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+        });
+        layer.down.matmul(&s.gate, n, &mut s.out);
+        add_scaled(x, &s.out, cfg.residual_scale() as f32);
+    }
+
+    /// Final norm, the muP width division, and the LM head for `n` rows of the residual stream.
+    fn logits(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let cfg = &self.config;
+        let mut h = vec![0f32; x.len()];
+        rms_norm(x, &self.weights.norm, cfg.rms_norm_eps, &mut h);
+        let width = cfg.scale_width() as f32;
+        h.iter_mut().for_each(|v| *v /= width);
+        let head = self.weights.head();
+        let mut out = vec![0f32; n * head.rows()];
+        head.matmul(&h, n, &mut out);
+        out
+    }
+}
+
+/// Softmax attention of one query head over the first `len` cached positions.
+#[allow(clippy::too_many_arguments)]
+fn attend_one(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    kv_dim: usize,
+    kv_off: usize,
+    len: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let hd = q.len();
+    let mut scores: Vec<f32> = (0..len)
+        .map(|p| {
+            let k = &keys[p * kv_dim + kv_off..p * kv_dim + kv_off + hd];
+            q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale
+        })
+        .collect();
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    let mut total = 0.0;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        total += *s;
+    }
+    out.fill(0.0);
+    for (p, &w) in scores.iter().enumerate() {
+        let v = &values[p * kv_dim + kv_off..p * kv_dim + kv_off + hd];
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o += w * x;
+        }
+    }
+    let inv = 1.0 / total;
+    out.iter_mut().for_each(|o| *o *= inv);
+}
+
+/// Activations of one pass, sized once for its token count.
+struct Scratch {
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    out: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(m: &InferenceModel, n: usize) -> Scratch {
+        let cfg = &m.config;
+        let hd = cfg.head_dim();
+        let (q_dim, kv_dim) = (cfg.num_attention_heads * hd, cfg.num_kv_heads() * hd);
+        let z = |w: usize| vec![0f32; n * w];
+        Scratch {
+            h: z(cfg.hidden_size),
+            q: z(q_dim),
+            k: z(kv_dim),
+            v: z(kv_dim),
+            att: z(q_dim),
+            out: z(cfg.hidden_size),
+            gate: z(cfg.intermediate_size),
+            up: z(cfg.intermediate_size),
+        }
+    }
+}

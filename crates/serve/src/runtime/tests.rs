@@ -1,0 +1,404 @@
+//! The runtime against its oracle, the training forward (`minicpm_model::MiniCpm`), on small
+//! random models of every shape variant: MHA and GQA, tied and untied heads, linear and dynamic
+//! RoPE scaling.
+
+use super::*;
+use crate::gguf::TensorType;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use minicpm_model::init::init_model;
+use minicpm_model::{strict, MiniCpm, ModelConfig, Parametrization};
+
+const VOCAB: usize = 64;
+
+/// A small model whose attention matters: large weights and no embedding multiplier, so a
+/// wrong position or a wrong cache changes the text (as in the training forward's tests).
+fn config(kv_heads: usize, tied: bool, rope_scaling: &str) -> ModelConfig {
+    let text = format!(
+        "vocab_size = {VOCAB}\nhidden_size = 64\nintermediate_size = 96\n\
+         num_hidden_layers = 2\nnum_attention_heads = 4\nnum_key_value_heads = {kv_heads}\n\
+         tie_word_embeddings = {tied}\nmax_position_embeddings = 32\nscale_emb = 1.0\n\
+         scale_depth = 1.4\ndim_model_base = 16.0\ninitializer_range = 0.5\n{rope_scaling}"
+    );
+    let value = strict::toml_to_value(&text, "test config").unwrap();
+    let cfg: ModelConfig = strict::from_value(value, "test config").unwrap();
+    cfg.validate("test config").unwrap();
+    cfg
+}
+
+fn variants() -> Vec<(&'static str, ModelConfig)> {
+    vec![
+        ("mha tied", config(4, true, "")),
+        ("gqa untied", config(2, false, "")),
+        (
+            "dynamic ntk",
+            config(
+                2,
+                true,
+                "rope_scaling = { type = \"dynamic\", factor = 2.0 }\n",
+            ),
+        ),
+        (
+            "linear",
+            config(
+                4,
+                false,
+                "rope_scaling = { type = \"linear\", factor = 2.0 }\n",
+            ),
+        ),
+    ]
+}
+
+fn reference_logits(model: &MiniCpm, tokens: &[u32]) -> Vec<f32> {
+    let device = Device::flex();
+    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);
+    model
+        .forward(ids, None)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+fn runtime_of(model: &MiniCpm, threads: usize) -> InferenceModel {
+    let src = MemorySource::of_model(model, TensorType::F32);
+    InferenceModel::load(&src, model.config.clone(), threads).unwrap()
+}
+
+fn argmax(v: &[f32]) -> (usize, f32) {
+    v.iter().enumerate().fold(
+        (0, f32::NEG_INFINITY),
+        |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+    )
+}
+
+/// Top-1 minus top-2.
+fn margin(v: &[f32]) -> f32 {
+    let (best, top) = argmax(v);
+    let second = v
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != best)
+        .fold(f32::NEG_INFINITY, |m, (_, &x)| m.max(x));
+    top - second
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn prompt(len: usize, seed: u32) -> Vec<u32> {
+    (0..len as u32)
+        .map(|i| (i * 7 + seed * 13 + 3) % VOCAB as u32)
+        .collect()
+}
+
+/// Logits of a whole prompt at once, then token by token through the cache, equal the training
+/// forward's (f32 sums in a different order: 1e-4 of the logits' scale).
+#[test]
+fn logits_equal_the_training_forward_for_every_variant() {
+    let device = Device::flex();
+    for (name, cfg) in variants() {
+        let model = init_model(&cfg, Parametrization::Mup, 3, &device);
+        let rt = runtime_of(&model, 2);
+        // 48 tokens: past max_position_embeddings (32), where dynamic NTK changes the base.
+        let text = prompt(48, 1);
+        let want = reference_logits(&model, &text);
+        let scale = want.iter().fold(0f32, |m, x| m.max(x.abs())).max(1.0);
+
+        let mut cache = rt.new_cache(1, 64);
+        let all = rt
+            .forward(
+                &mut cache,
+                &[Sequence {
+                    slot: 0,
+                    tokens: &text,
+                }],
+                Logits::All,
+            )
+            .unwrap();
+        let err = max_abs_diff(&all, &want);
+        assert!(
+            err <= 1e-4 * scale,
+            "{name}: prefill logits off by {err} (scale {scale})"
+        );
+
+        // Split into a prefill of 20 and single tokens: positions and cache are used right.
+        let mut cache = rt.new_cache(1, 64);
+        let mut stepwise = rt
+            .forward(
+                &mut cache,
+                &[Sequence {
+                    slot: 0,
+                    tokens: &text[..20],
+                }],
+                Logits::All,
+            )
+            .unwrap();
+        for t in 20..text.len() {
+            let seq = Sequence {
+                slot: 0,
+                tokens: &text[t..t + 1],
+            };
+            stepwise.extend(rt.forward(&mut cache, &[seq], Logits::Last).unwrap());
+        }
+        assert_eq!(cache.len(0), text.len());
+        // Dynamic NTK: the training forward too rotates each chunk of tokens with the base of
+        // the length the sequence has after that chunk; compare against it chunk by chunk.
+        let want_stepwise = stepwise_reference(&model, &text, 20);
+        let err = max_abs_diff(&stepwise, &want_stepwise);
+        assert!(
+            err <= 1e-4 * scale,
+            "{name}: cached logits off by {err} (scale {scale})"
+        );
+    }
+}
+
+/// The training forward through its own cache: a prefill of `first` tokens, then one at a time.
+fn stepwise_reference(model: &MiniCpm, text: &[u32], first: usize) -> Vec<f32> {
+    let device = Device::flex();
+    let ids = |t: &[u32]| {
+        let v: Vec<i64> = t.iter().map(|&x| x as i64).collect();
+        Tensor::<2, Int>::from_data(TensorData::new(v, [1, t.len()]), &device)
+    };
+    let to_vec = |t: Tensor<3>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let mut cache = model.new_cache();
+    let mut out = to_vec(model.forward(ids(&text[..first]), Some(&mut cache)));
+    for t in first..text.len() {
+        out.extend(to_vec(
+            model.forward(ids(&text[t..t + 1]), Some(&mut cache)),
+        ));
+    }
+    out
+}
+
+/// Greedy decoding with the runtime chooses the training forward's argmax at every step, 40
+/// tokens past a 12-token prompt, both decoding through their caches (with dynamic NTK the
+/// cached keys keep the base they were rotated with, in both); where the reference's top two
+/// logits are within 1e-4 (a near-tie that summation order may flip) the logits are compared
+/// instead of the tokens.
+#[test]
+fn greedy_tokens_equal_the_training_forward() {
+    let device = Device::flex();
+    let ids = |t: &[u32]| {
+        let v: Vec<i64> = t.iter().map(|&x| x as i64).collect();
+        Tensor::<2, Int>::from_data(TensorData::new(v, [1, t.len()]), &device)
+    };
+    for (name, cfg) in variants() {
+        let model = init_model(&cfg, Parametrization::Mup, 9, &device);
+        let rt = runtime_of(&model, 2);
+        let mut cache = rt.new_cache(1, 64);
+        let mut reference_cache = model.new_cache();
+        let mut input = prompt(12, 2);
+        let mut distinct = std::collections::BTreeSet::new();
+        for step in 0..40 {
+            let logits = rt
+                .forward(
+                    &mut cache,
+                    &[Sequence {
+                        slot: 0,
+                        tokens: &input,
+                    }],
+                    Logits::Last,
+                )
+                .unwrap();
+            let want = model
+                .forward(ids(&input), Some(&mut reference_cache))
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let last = &want[(input.len() - 1) * VOCAB..];
+            let next = argmax(&logits).0 as u32;
+            let (best, _) = argmax(last);
+            if best != next as usize {
+                assert!(
+                    margin(last) < 1e-4,
+                    "{name}, step {step}: chose {next}, reference argmax {best} by a margin of {}",
+                    margin(last)
+                );
+                assert!(
+                    max_abs_diff(&logits, last) < 1e-4,
+                    "{name}: near-tie logits differ"
+                );
+            }
+            distinct.insert(next);
+            input = vec![next];
+        }
+        assert!(distinct.len() >= 5, "{name}: degenerate text");
+    }
+}
+
+/// Sequences of different lengths decoded together (prompts prefilled in one pass, then one
+/// token each per pass) give each sequence the tokens and logits it gets alone.
+#[test]
+fn batched_decoding_equals_decoding_each_sequence_alone() {
+    let device = Device::flex();
+    let cfg = config(2, true, "");
+    let model = init_model(&cfg, Parametrization::Mup, 4, &device);
+    let rt = runtime_of(&model, 2);
+    let prompts: Vec<Vec<u32>> = [3, 17, 9, 1, 30]
+        .iter()
+        .map(|&n| prompt(n, n as u32))
+        .collect();
+    let steps = 24;
+    let alone: Vec<(Vec<u32>, Vec<f32>)> = prompts
+        .iter()
+        .map(|p| {
+            let mut cache = rt.new_cache(1, 64);
+            let (mut input, mut out, mut logits) = (p.clone(), vec![], vec![]);
+            for _ in 0..steps {
+                let l = rt
+                    .forward(
+                        &mut cache,
+                        &[Sequence {
+                            slot: 0,
+                            tokens: &input,
+                        }],
+                        Logits::Last,
+                    )
+                    .unwrap();
+                let next = argmax(&l).0 as u32;
+                out.push(next);
+                logits.extend(l);
+                input = vec![next];
+            }
+            (out, logits)
+        })
+        .collect();
+
+    let mut cache = rt.new_cache(prompts.len(), 64);
+    let mut inputs = prompts.clone();
+    let mut outs = vec![vec![]; prompts.len()];
+    let mut logits = vec![vec![]; prompts.len()];
+    for _ in 0..steps {
+        let seqs: Vec<Sequence> = inputs
+            .iter()
+            .enumerate()
+            .map(|(slot, tokens)| Sequence { slot, tokens })
+            .collect();
+        let l = rt.forward(&mut cache, &seqs, Logits::Last).unwrap();
+        for (i, row) in l.chunks(VOCAB).enumerate() {
+            let next = argmax(row).0 as u32;
+            outs[i].push(next);
+            logits[i].extend_from_slice(row);
+            inputs[i] = vec![next];
+        }
+    }
+    for (i, (want, want_logits)) in alone.iter().enumerate() {
+        assert_eq!(&outs[i], want, "sequence {i}");
+        let err = max_abs_diff(&logits[i], want_logits);
+        assert!(err <= 1e-5, "sequence {i}: logits off by {err}");
+    }
+}
+
+#[test]
+fn one_and_two_threads_agree() {
+    let device = Device::flex();
+    let model = init_model(&config(2, false, ""), Parametrization::Mup, 5, &device);
+    let text = prompt(30, 4);
+    let run = |threads| {
+        let rt = runtime_of(&model, threads);
+        let mut cache = rt.new_cache(1, 32);
+        rt.forward(
+            &mut cache,
+            &[Sequence {
+                slot: 0,
+                tokens: &text,
+            }],
+            Logits::All,
+        )
+        .unwrap()
+    };
+    assert!(max_abs_diff(&run(1), &run(2)) <= 1e-6);
+}
+
+#[test]
+fn an_hf_directory_loads_as_the_model_in_memory_in_its_stored_type() {
+    let device = Device::flex();
+    let cfg = config(2, false, "");
+    let model = init_model(&cfg, Parametrization::Mup, 6, &device);
+    let dir = tempfile::tempdir().unwrap();
+    minicpm_model::hf::save(&model, dir.path()).unwrap();
+    let src = SafetensorsSource::open(dir.path()).unwrap();
+    let from_dir = InferenceModel::load(&src, cfg.clone(), 2).unwrap();
+    assert_eq!(from_dir.weights.layers[0].q.ty(), TensorType::F32);
+    let in_memory = runtime_of(&model, 2);
+    let text = prompt(10, 5);
+    let run = |rt: &InferenceModel| {
+        let mut cache = rt.new_cache(1, 16);
+        rt.forward(
+            &mut cache,
+            &[Sequence {
+                slot: 0,
+                tokens: &text,
+            }],
+            Logits::All,
+        )
+        .unwrap()
+    };
+    assert_eq!(run(&from_dir), run(&in_memory));
+}
+
+#[test]
+fn input_the_cache_cannot_take_is_refused_and_leaves_the_cache_as_it_was() {
+    let device = Device::flex();
+    let model = init_model(&config(2, true, ""), Parametrization::Mup, 7, &device);
+    let rt = runtime_of(&model, 1);
+    let mut cache = rt.new_cache(2, 16);
+    let ten = prompt(10, 1);
+    rt.forward(
+        &mut cache,
+        &[Sequence {
+            slot: 0,
+            tokens: &ten,
+        }],
+        Logits::Last,
+    )
+    .unwrap();
+    let cases: Vec<(Vec<Sequence>, String)> = vec![
+        (
+            vec![Sequence {
+                slot: 0,
+                tokens: &ten[..7],
+            }],
+            "the sequence in slot 0 would hold 17 tokens, more than the context of 16".into(),
+        ),
+        (
+            vec![Sequence {
+                slot: 1,
+                tokens: &[VOCAB as u32],
+            }],
+            format!("token id {VOCAB} is outside the vocabulary of {VOCAB}"),
+        ),
+        (
+            vec![Sequence {
+                slot: 2,
+                tokens: &ten[..1],
+            }],
+            "slot 2 does not exist (the cache has 2)".into(),
+        ),
+        (
+            vec![
+                Sequence {
+                    slot: 1,
+                    tokens: &ten[..1],
+                },
+                Sequence {
+                    slot: 1,
+                    tokens: &ten[..1],
+                },
+            ],
+            "slot 1 appears twice in one forward pass".into(),
+        ),
+    ];
+    for (seqs, msg) in cases {
+        let e = rt.forward(&mut cache, &seqs, Logits::Last).unwrap_err();
+        assert_eq!(e.to_string(), msg);
+        assert_eq!((cache.len(0), cache.len(1)), (10, 0));
+    }
+}
