@@ -13,6 +13,7 @@ use minicpm_data::shards::DatasetIndex;
 use minicpm_data::TextTokenizer;
 use minicpm_train::config::{DataConfig, OneOrMany};
 use minicpm_train::RunConfig;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -178,8 +179,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         (cfg.model.vocab_size as f64).ln()
     );
 
-    let dir = util::resolve_model_dir(&a.out)?;
-    let (model, tok) = util::load_for_inference(&dir)?;
+    let loaded = crate::inference::load(&a.out, 0)?;
+    let mut out = std::io::stdout();
     for (i, prompt) in ["The President said", "def main(", "<用户>什么是成语？<AI>"]
         .iter()
         .enumerate()
@@ -189,8 +190,13 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             temperature: 0.7,
             top_p: 0.9,
             seed: i as u64,
+            ..minicpm_serve::SamplingParams::default()
         };
-        util::stream_generation(&model, &tok, prompt, 80, params)?;
+        let mut ids = vec![loaded.files.model.config.bos_token_id];
+        ids.extend(loaded.tokenizer.encode(prompt)?);
+        write!(out, "{prompt}")?;
+        crate::inference::stream_reply(&loaded, ids, 80, params, vec![], &mut out)?;
+        writeln!(out)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,13 @@
 //! `minicpm`: train, inspect and run MiniCPM models.
 
 mod bench_cmd;
+mod chat_cmd;
 mod data_cmd;
 mod decay_cmd;
 mod demo;
 mod gemm_peak;
+mod generate_cmd;
+mod inference;
 mod info;
 mod plot_cmd;
 mod runs_cmd;
@@ -42,8 +45,10 @@ enum Command {
     /// Plot loss or learning-rate curves of runs and their branches (PNG and SVG).
     #[command(subcommand)]
     Plot(plot_cmd::PlotCommand),
-    /// Generate text from an HF model directory, a checkpoint or a run (its latest checkpoint).
-    Generate(GenerateArgs),
+    /// Generate text from an HF model directory, a checkpoint, a run or a GGUF file.
+    Generate(generate_cmd::GenerateArgs),
+    /// Talk to a chat model (multi-turn, streamed, with its chat template).
+    Chat(chat_cmd::ChatArgs),
     /// Print shapes, parameter counts, muP multipliers and per-group learning rates.
     Info {
         /// A run config (.toml), an HF config.json, or a model directory.
@@ -89,22 +94,6 @@ struct TrainArgs {
     quiet: bool,
 }
 
-#[derive(Args)]
-struct GenerateArgs {
-    #[arg(long)]
-    model: PathBuf,
-    #[arg(long, default_value = "")]
-    prompt: String,
-    #[arg(long, default_value_t = 64)]
-    max_new_tokens: usize,
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f64,
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f64,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -134,7 +123,8 @@ fn main() -> ExitCode {
         Command::Decay(a) => decay_cmd::run(a),
         Command::Runs { dir } => runs_cmd::run(&dir),
         Command::Plot(c) => plot_cmd::run(c),
-        Command::Generate(a) => generate(a),
+        Command::Generate(a) => generate_cmd::run(a),
+        Command::Chat(a) => chat_cmd::run(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),
         Command::Bench(c) => bench_cmd::run(c),
@@ -204,16 +194,4 @@ fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
-    let params = minicpm_serve::SamplingParams {
-        temperature: a.temperature,
-        top_p: a.top_p,
-        seed: a.seed,
-    };
-    let dir = util::resolve_model_dir(&a.model)?;
-    let (model, tok) = util::load_for_inference(&dir)?;
-    util::stream_generation(&model, &tok, &a.prompt, a.max_new_tokens, params)?;
-    Ok(ExitCode::SUCCESS)
 }

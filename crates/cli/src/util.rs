@@ -1,21 +1,13 @@
-//! Pieces shared by the subcommands: devices, running training with Ctrl-C handling, finding and
-//! loading models, streaming generated text.
+//! Pieces shared by the subcommands: devices, running training with Ctrl-C handling, finding
+//! models.
 
-use anyhow::Context;
 use burn::tensor::Device;
-use minicpm_data::TextTokenizer;
-use minicpm_model::{hf, MiniCpm};
-use minicpm_serve::SamplingParams;
+use minicpm_model::hf;
 use minicpm_train::checkpoint;
 use minicpm_train::{TrainOptions, TrainOutcome};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-
-pub fn inference_device() -> Device {
-    Device::flex()
-}
 
 /// The CPU backend, or the first CUDA GPU when built with the `cuda` feature and
 /// MINICPM_DEVICE=cuda is set.
@@ -100,50 +92,4 @@ pub fn resolve_model_dir(path: &Path) -> anyhow::Result<PathBuf> {
         "{}: no config.json here and no checkpoints (is it a model or run directory?)",
         path.display()
     )
-}
-
-pub fn load_for_inference(dir: &Path) -> anyhow::Result<(MiniCpm, TextTokenizer)> {
-    let model = hf::load(dir, &inference_device())?;
-    let tok_path = dir.join("tokenizer.json");
-    let tok = TextTokenizer::load(&tok_path)
-        .with_context(|| "generation needs the model's tokenizer.json")?;
-    Ok((model, tok))
-}
-
-/// Prints the prompt, then the continuation as it is generated.
-pub fn stream_generation(
-    model: &MiniCpm,
-    tok: &TextTokenizer,
-    prompt: &str,
-    max_new_tokens: usize,
-    params: SamplingParams,
-) -> anyhow::Result<String> {
-    let prompt_ids = tok.encode(prompt)?;
-    let mut ids = vec![model.config.bos_token_id];
-    ids.extend(&prompt_ids);
-    let mut out = std::io::stdout();
-    write!(out, "{prompt}")?;
-    // Decode prompt and continuation together: decoders treat the start of a text specially
-    // (SentencePiece drops its leading space), and multi-byte characters split across tokens
-    // must print whole. Print what the decoded text gained since the last token.
-    let mut all = prompt_ids;
-    let mut printed = tok.decode(&all)?;
-    let start = printed.len();
-    minicpm_serve::generate(model, &ids, max_new_tokens, params, |id| {
-        all.push(id);
-        if let Ok(text) = tok.decode(&all) {
-            if text.len() > printed.len()
-                && text.starts_with(printed.as_str())
-                && !text.ends_with('\u{fffd}')
-            {
-                let _ = write!(out, "{}", &text[printed.len()..]);
-                let _ = out.flush();
-                printed = text;
-            }
-        }
-        true
-    });
-    let printed = printed[start..].to_string();
-    writeln!(out)?;
-    Ok(printed)
 }

@@ -71,6 +71,14 @@ impl TextTokenizer {
         Ok(Self::new(inner))
     }
 
+    /// A tokenizer from the text of a tokenizer.json (as a GGUF file carries it); `origin`
+    /// names where the text came from.
+    pub fn from_json(json: &str, origin: &str) -> Result<Self, DataError> {
+        let inner = Tokenizer::from_str(json)
+            .map_err(|e| DataError::failed(format!("{origin}: cannot load tokenizer"), e))?;
+        Ok(Self::new(inner))
+    }
+
     fn new(inner: Tokenizer) -> Self {
         let fast = FastEncoder::for_tokenizer(&inner);
         TextTokenizer { inner, fast }

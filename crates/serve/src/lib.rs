@@ -2,11 +2,11 @@
 //! llama.cpp's formats: weight-only quantisation in its block layouts and GGUF files.
 
 pub mod chat_template;
-pub mod generate;
 pub mod gguf;
+pub mod model_files;
 pub mod quant;
 pub mod runtime;
 pub mod sampling;
+pub mod text_stream;
 
-pub use generate::generate;
 pub use sampling::{Sampler, SamplingParams};

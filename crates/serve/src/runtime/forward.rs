@@ -42,6 +42,8 @@ pub enum RuntimeError {
     SlotTwice { slot: usize },
     #[error("a sequence with no new tokens")]
     Empty,
+    #[error("the prompt has {len} tokens, more than the model's context of {limit}")]
+    PromptTooLong { len: usize, limit: usize },
 }
 
 /// Where one new token sits: its cache slot, its position, and the length its sequence will

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod forward;
+pub mod generate;
 pub mod matrix;
 pub mod memory_source;
 pub mod model;
@@ -16,6 +17,7 @@ mod tests;
 
 pub use cache::KvCache;
 pub use forward::{Logits, RuntimeError, Sequence};
+pub use generate::Request;
 pub use matrix::Matrix;
 pub use memory_source::MemorySource;
 pub use model::InferenceModel;

@@ -402,3 +402,110 @@ fn input_the_cache_cannot_take_is_refused_and_leaves_the_cache_as_it_was() {
         assert_eq!((cache.len(0), cache.len(1)), (10, 0));
     }
 }
+
+#[test]
+fn generation_stops_at_the_first_eos_of_a_list_and_returns_it() {
+    use minicpm_model::config::TokenIds;
+    let device = Device::flex();
+    let mut cfg = config(2, false, "");
+    cfg.eos_token_id = TokenIds::One(VOCAB as u32); // never generated
+    let model = init_model(&cfg, Parametrization::Mup, 5, &device);
+    let request = Request {
+        prompt: vec![1, 2, 3],
+        max_new_tokens: 25,
+        sampling: crate::SamplingParams::greedy(),
+    };
+    let free = runtime_of(&model, 1);
+    let long = free
+        .generate(std::slice::from_ref(&request), |_, _| true)
+        .unwrap()
+        .remove(0);
+    assert_eq!(long.len(), 25);
+    // The first token that appears late for the first time becomes an EOS.
+    let k = (10..long.len())
+        .find(|&k| !long[..k].contains(&long[k]))
+        .expect("a token first seen after position 10");
+    let mut stopping = runtime_of(&model, 1);
+    stopping.config.eos_token_id = TokenIds::Many(vec![VOCAB as u32 + 1, long[k]]);
+    let mut calls = 0;
+    let short = stopping
+        .generate(&[request], |_, _| {
+            calls += 1;
+            true
+        })
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        short,
+        long[..=k].to_vec(),
+        "stops at the EOS, which is returned"
+    );
+    assert_eq!(calls, k, "on_token is not called for the EOS");
+}
+
+/// Requests of different prompt lengths and budgets generated together get what each gets
+/// alone, and a request stopped by `on_token` does not disturb the others.
+#[test]
+fn generating_requests_together_equals_generating_them_alone() {
+    let device = Device::flex();
+    let model = init_model(&config(2, true, ""), Parametrization::Mup, 8, &device);
+    let rt = runtime_of(&model, 2);
+    let sampled = crate::SamplingParams {
+        temperature: 1.0,
+        seed: 11,
+        ..crate::SamplingParams::default()
+    };
+    let requests: Vec<Request> = [
+        (5, 20, sampled),
+        (19, 7, crate::SamplingParams::greedy()),
+        (1, 30, sampled),
+    ]
+    .into_iter()
+    .map(|(len, max_new_tokens, sampling)| Request {
+        prompt: prompt(len, len as u32),
+        max_new_tokens,
+        sampling,
+    })
+    .collect();
+    let alone: Vec<Vec<u32>> = requests
+        .iter()
+        .map(|r| {
+            rt.generate(std::slice::from_ref(r), |_, _| true)
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    let together = rt.generate(&requests, |_, _| true).unwrap();
+    assert_eq!(together, alone);
+    assert_eq!(
+        together.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![20, 7, 30]
+    );
+    // Stopping request 0 after 3 tokens leaves the others as they were.
+    let mut seen = 0;
+    let stopped = rt
+        .generate(&requests, |i, _| {
+            seen += (i == 0) as usize;
+            i != 0 || seen < 3
+        })
+        .unwrap();
+    assert_eq!(stopped[0], alone[0][..3].to_vec());
+    assert_eq!(stopped[1..], alone[1..]);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused() {
+    let device = Device::flex();
+    let model = init_model(&config(2, true, ""), Parametrization::Mup, 8, &device);
+    let rt = runtime_of(&model, 1);
+    let request = Request {
+        prompt: prompt(33, 1),
+        max_new_tokens: 4,
+        sampling: crate::SamplingParams::greedy(),
+    };
+    let e = rt.generate(&[request], |_, _| true).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the prompt has 33 tokens, more than the model's context of 32"
+    );
+}

@@ -1,0 +1,66 @@
+//! `minicpm generate`: a continuation of a prompt, streamed, on the inference runtime.
+
+use crate::inference::{self, SamplingArgs};
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// An HF model directory, a checkpoint, a run (its latest checkpoint) or a GGUF file.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value = "", conflicts_with = "prompt_ids")]
+    prompt: String,
+    /// The prompt as token ids, e.g. 1,5,9 (BOS is not added).
+    #[arg(long, value_delimiter = ',')]
+    prompt_ids: Option<Vec<u32>>,
+    /// Print the generated token ids as one JSON array instead of text.
+    #[arg(long)]
+    print_ids: bool,
+    /// [default: generation_config.json's max_new_tokens, else 64]
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    /// Stop before this text (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    stops: Vec<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+pub fn run(a: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let loaded = inference::load(&a.model, a.threads)?;
+    let files = &loaded.files;
+    let sampling = a.sampling.resolve(files.sampling)?;
+    let max_new_tokens = a.max_new_tokens.or(files.max_new_tokens).unwrap_or(64);
+    let (prompt, shown) = match a.prompt_ids {
+        Some(ids) => {
+            let text = loaded.tokenizer.decode(&ids)?;
+            (ids, text)
+        }
+        None => {
+            let mut ids = vec![files.model.config.bos_token_id];
+            ids.extend(loaded.tokenizer.encode(&a.prompt)?);
+            (ids, a.prompt)
+        }
+    };
+    let mut out = std::io::stdout();
+    if a.print_ids {
+        let request = minicpm_serve::runtime::Request {
+            prompt,
+            max_new_tokens,
+            sampling,
+        };
+        let generated = files.model.generate(&[request], |_, _| true)?.remove(0);
+        writeln!(out, "{}", serde_json::to_string(&generated)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    write!(out, "{shown}")?;
+    inference::stream_reply(&loaded, prompt, max_new_tokens, sampling, a.stops, &mut out)?;
+    writeln!(out)?;
+    Ok(ExitCode::SUCCESS)
+}
