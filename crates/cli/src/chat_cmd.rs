@@ -91,6 +91,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<ExitCode> {
             max_new_tokens,
             turn_sampling,
             turn_ends(template),
+            None,
             &mut out,
         );
         writeln!(out)?;

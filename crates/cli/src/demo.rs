@@ -195,7 +195,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         let mut ids = vec![loaded.files.model.config.bos_token_id];
         ids.extend(loaded.tokenizer.encode(prompt)?);
         write!(out, "{prompt}")?;
-        crate::inference::stream_reply(&loaded, ids, 80, params, vec![], &mut out)?;
+        crate::inference::stream_reply(&loaded, ids, 80, params, vec![], None, &mut out)?;
         writeln!(out)?;
     }
     Ok(ExitCode::SUCCESS)

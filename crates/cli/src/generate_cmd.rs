@@ -30,10 +30,24 @@ pub struct GenerateArgs {
     /// Threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// A smaller model with the same tokenizer that proposes tokens for this one to verify
+    /// (speculative decoding; greedy, the output is the same as without it).
+    #[arg(long)]
+    draft: Option<PathBuf>,
+    /// Tokens the draft proposes per round.
+    #[arg(long, default_value_t = 4, requires = "draft")]
+    draft_tokens: usize,
 }
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<ExitCode> {
     let loaded = inference::load(&a.model, a.threads)?;
+    let draft = match &a.draft {
+        Some(path) => Some(inference::Draft {
+            model: inference::load(path, a.threads)?.files.model,
+            tokens: a.draft_tokens,
+        }),
+        None => None,
+    };
     let files = &loaded.files;
     let sampling = a.sampling.resolve(files.sampling)?;
     let max_new_tokens = a.max_new_tokens.or(files.max_new_tokens).unwrap_or(64);
@@ -50,17 +64,27 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout();
     if a.print_ids {
-        let request = minicpm_serve::runtime::Request {
+        let ids = inference::generate_ids(
+            &loaded,
             prompt,
             max_new_tokens,
             sampling,
-        };
-        let generated = files.model.generate(&[request], |_, _| true)?.remove(0);
-        writeln!(out, "{}", serde_json::to_string(&generated)?)?;
+            draft.as_ref(),
+            |_| true,
+        )?;
+        writeln!(out, "{}", serde_json::to_string(&ids)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     write!(out, "{shown}")?;
-    inference::stream_reply(&loaded, prompt, max_new_tokens, sampling, a.stops, &mut out)?;
+    inference::stream_reply(
+        &loaded,
+        prompt,
+        max_new_tokens,
+        sampling,
+        a.stops,
+        draft.as_ref(),
+        &mut out,
+    )?;
     writeln!(out)?;
     Ok(ExitCode::SUCCESS)
 }

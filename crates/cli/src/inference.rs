@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use minicpm_data::TextTokenizer;
 use minicpm_serve::model_files::{self, ModelFiles};
+use minicpm_serve::runtime::speculative::generate_speculative;
 use minicpm_serve::runtime::Request;
 use minicpm_serve::text_stream::TextStream;
 use minicpm_serve::SamplingParams;
@@ -78,26 +79,66 @@ pub fn load(path: &Path, threads: usize) -> anyhow::Result<Loaded> {
     Ok(Loaded { files, tokenizer })
 }
 
-/// Generates after `prompt` (ids, BOS included), printing the new text as it arrives and
-/// stopping at EOS, `max_new_tokens` or the first of `stops`; returns the new text.
+/// A draft model for speculative decoding and how many tokens it proposes per round.
+pub struct Draft {
+    pub model: minicpm_serve::runtime::InferenceModel,
+    pub tokens: usize,
+}
+
+/// The new tokens after `prompt` (ids, BOS included), each shown to `on_token` as it is chosen
+/// (false stops). With a draft, decoding is speculative (greedy only) and its statistics go to
+/// stderr.
+pub fn generate_ids(
+    loaded: &Loaded,
+    prompt: Vec<u32>,
+    max_new_tokens: usize,
+    sampling: SamplingParams,
+    draft: Option<&Draft>,
+    mut on_token: impl FnMut(u32) -> bool,
+) -> anyhow::Result<Vec<u32>> {
+    let model = &loaded.files.model;
+    let Some(d) = draft else {
+        let request = Request {
+            prompt,
+            max_new_tokens,
+            sampling,
+        };
+        return Ok(model.generate(&[request], |_, id| on_token(id))?.remove(0));
+    };
+    anyhow::ensure!(
+        sampling.temperature == 0.0,
+        "speculative decoding (--draft) is greedy: give --temperature 0"
+    );
+    let started = std::time::Instant::now();
+    let (tokens, stats) =
+        generate_speculative(model, &d.model, &prompt, max_new_tokens, d.tokens, on_token)?;
+    eprintln!(
+        "speculative: {} tokens in {} passes of the model, {:.0}% of {} draft tokens accepted, {:.1} tokens/s",
+        tokens.len(),
+        stats.target_passes,
+        100.0 * stats.acceptance_rate(),
+        stats.proposed,
+        tokens.len() as f64 / started.elapsed().as_secs_f64()
+    );
+    Ok(tokens)
+}
+
+/// [`generate_ids`], printing the new text as it arrives and stopping at the first of `stops`;
+/// returns the new text.
 pub fn stream_reply(
     loaded: &Loaded,
     prompt: Vec<u32>,
     max_new_tokens: usize,
     sampling: SamplingParams,
     stops: Vec<String>,
+    draft: Option<&Draft>,
     out: &mut impl Write,
 ) -> anyhow::Result<String> {
     let tok = &loaded.tokenizer;
     let mut stream = TextStream::new(|ids: &[u32]| tok.decode(ids).ok(), &prompt, stops);
     let mut text = String::new();
     let mut io_error = None;
-    let request = Request {
-        prompt,
-        max_new_tokens,
-        sampling,
-    };
-    loaded.files.model.generate(&[request], |_, id| {
+    generate_ids(loaded, prompt, max_new_tokens, sampling, draft, |id| {
         let piece = stream.push(id);
         text.push_str(&piece.text);
         if let Err(e) = write!(out, "{}", piece.text).and_then(|_| out.flush()) {

@@ -11,6 +11,7 @@ pub mod model;
 pub mod rope;
 pub mod safetensors_source;
 pub mod source;
+pub mod speculative;
 
 #[cfg(test)]
 mod tests;

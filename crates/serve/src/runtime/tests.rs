@@ -509,3 +509,37 @@ fn a_prompt_longer_than_the_context_is_refused() {
         "the prompt has 33 tokens, more than the model's context of 32"
     );
 }
+
+/// Speculative greedy decoding gives plain greedy decoding's tokens, with a draft that always
+/// agrees (the model itself: every proposal accepted) and with an unrelated draft (most
+/// rejected), for several draft lengths and up to the context limit.
+#[test]
+fn speculative_decoding_gives_the_greedy_tokens() {
+    use super::speculative::generate_speculative;
+    let device = Device::flex();
+    let cfg = config(2, true, "");
+    let target = runtime_of(&init_model(&cfg, Parametrization::Mup, 21, &device), 2);
+    let mut small = config(2, true, "");
+    small.num_hidden_layers = 1;
+    let other = runtime_of(&init_model(&small, Parametrization::Mup, 22, &device), 2);
+    for (len, max_new) in [(5, 20), (12, 40)] {
+        let p = prompt(len, 3);
+        let request = Request {
+            prompt: p.clone(),
+            max_new_tokens: max_new,
+            sampling: crate::SamplingParams::greedy(),
+        };
+        let plain = target.generate(&[request], |_, _| true).unwrap().remove(0);
+        for k in [1, 3, 5] {
+            let (same, stats) =
+                generate_speculative(&target, &target, &p, max_new, k, |_| true).unwrap();
+            assert_eq!(same, plain, "self-draft, k={k}");
+            assert_eq!(stats.accepted, stats.proposed, "a model agrees with itself");
+            assert!(stats.target_passes < plain.len(), "{stats:?}");
+            let (spec, stats) =
+                generate_speculative(&target, &other, &p, max_new, k, |_| true).unwrap();
+            assert_eq!(spec, plain, "other draft, k={k}");
+            assert!(stats.acceptance_rate() < 0.9, "{stats:?}");
+        }
+    }
+}
