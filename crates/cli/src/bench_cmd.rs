@@ -1,4 +1,4 @@
-//! `minicpm bench train`: training throughput, model FLOP/s, MFU, peak memory and the time per
+//! `minicpm bench train` (`bench generate` is in bench_generate.rs): training throughput, model FLOP/s, MFU, peak memory and the time per
 //! phase of a run config's model on synthetic tokens.
 
 use crate::gemm_peak;
@@ -15,6 +15,8 @@ use std::time::Duration;
 pub enum BenchCommand {
     /// Time training steps of a config's model on random tokens (no dataset needed).
     Train(TrainBenchArgs),
+    /// Inference speed of a model file: prefill, decode, batched decode, memory.
+    Generate(crate::bench_generate::GenerateBenchArgs),
 }
 
 #[derive(Args)]
@@ -42,11 +44,12 @@ pub struct TrainBenchArgs {
 pub fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
     match c {
         BenchCommand::Train(a) => train(a),
+        BenchCommand::Generate(a) => crate::bench_generate::run(a),
     }
 }
 
 /// Peak resident memory of this process in bytes (Linux's VmHWM), if the platform reports it.
-fn peak_rss_bytes() -> Option<u64> {
+pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

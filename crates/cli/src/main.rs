@@ -1,6 +1,7 @@
 //! `minicpm`: train, inspect and run MiniCPM models.
 
 mod bench_cmd;
+mod bench_generate;
 mod chat_cmd;
 mod data_cmd;
 mod decay_cmd;
@@ -66,7 +67,7 @@ enum Command {
     /// The main job on built-in defaults: build a corpus from local text, train a tokenizer,
     /// train the demo model with WSD, print samples.
     Demo(demo::DemoArgs),
-    /// Measure training speed.
+    /// Measure training and inference speed.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
     /// The model wind tunnel: LR sweeps over widths, the coordinate check, the batch-size law, and
