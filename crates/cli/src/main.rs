@@ -10,6 +10,7 @@ mod gemm_peak;
 mod generate_cmd;
 mod inference;
 mod info;
+mod perplexity_cmd;
 mod plot_cmd;
 mod runs_cmd;
 mod scaling_cmd;
@@ -50,6 +51,8 @@ enum Command {
     Generate(generate_cmd::GenerateArgs),
     /// Talk to a chat model (multi-turn, streamed, with its chat template).
     Chat(chat_cmd::ChatArgs),
+    /// Held-out loss, perplexity and bits per byte of a model file on token shards.
+    Perplexity(perplexity_cmd::PerplexityArgs),
     /// Print shapes, parameter counts, muP multipliers and per-group learning rates.
     Info {
         /// A run config (.toml), an HF config.json, or a model directory.
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         Command::Plot(c) => plot_cmd::run(c),
         Command::Generate(a) => generate_cmd::run(a),
         Command::Chat(a) => chat_cmd::run(a),
+        Command::Perplexity(a) => perplexity_cmd::run(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),
         Command::Bench(c) => bench_cmd::run(c),

@@ -10,6 +10,7 @@ pub mod memory_source;
 pub mod model;
 pub mod rope;
 pub mod safetensors_source;
+pub mod score;
 pub mod source;
 pub mod speculative;
 

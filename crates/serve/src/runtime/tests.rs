@@ -543,3 +543,28 @@ fn speculative_decoding_gives_the_greedy_tokens() {
         }
     }
 }
+
+/// The runtime's score of a text is the training forward's cross-entropy on the same windows.
+#[test]
+fn scoring_equals_the_training_forward_cross_entropy() {
+    let device = Device::flex();
+    let model = init_model(&config(2, false, ""), Parametrization::Mup, 12, &device);
+    let rt = runtime_of(&model, 2);
+    let text = prompt(3 * 17 + 5, 6);
+    let nll = rt.score(&text, 16, 2).unwrap();
+    assert_eq!(nll.tokens, 3 * 16, "three whole windows, the tail dropped");
+    let mut want = 0.0;
+    for w in text.chunks_exact(17) {
+        let logits = reference_logits(&model, &w[..16]);
+        for (row, &t) in logits.chunks(VOCAB).zip(&w[1..]) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
+            let z: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+            want += max + z.ln() - row[t as usize] as f64;
+        }
+    }
+    assert!(
+        (nll.sum - want).abs() < 1e-4 * want,
+        "{} vs {want}",
+        nll.sum
+    );
+}
