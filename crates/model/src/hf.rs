@@ -22,7 +22,7 @@ fn ignorable(name: &str, cfg: &ModelConfig) -> bool {
 
 /// Opens the weight files of an HF directory: one `model.safetensors` or the shards listed in
 /// `model.safetensors.index.json`. Returns each tensor's file.
-fn open_weights(dir: &Path) -> Result<(Vec<TensorFile>, HashMap<String, usize>), ModelError> {
+pub fn open_weights(dir: &Path) -> Result<(Vec<TensorFile>, HashMap<String, usize>), ModelError> {
     let single = dir.join(WEIGHTS_FILE);
     let files = if single.exists() {
         vec![TensorFile::open(&single)?]
