@@ -4,6 +4,7 @@
 pub mod chat_template;
 pub mod generate;
 pub mod gguf;
+pub mod gguf_model;
 pub mod quant;
 pub mod runtime;
 pub mod sampling;
