@@ -128,10 +128,12 @@ pub fn vocab(tokenizer_json: &str, vocab_size: usize) -> Result<Vocab, String> {
             }
             unk = model["unk_id"].as_u64().map(|u| u as u32);
         }
-        other => return Err(format!(
-            "a {} model: only BPE and Unigram tokenizers map to llama.cpp's \"llama\" vocabulary",
-            other.unwrap_or("missing")
-        )),
+        other => {
+            let kind = other.unwrap_or("missing");
+            return Err(format!(
+                "a {kind} model: only BPE and Unigram map to llama.cpp's \"llama\" vocabulary"
+            ));
+        }
     }
     for added in json["added_tokens"].as_array().into_iter().flatten() {
         let id = added["id"].as_u64().ok_or("an added token without an id")? as usize;
