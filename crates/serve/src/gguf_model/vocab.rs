@@ -9,6 +9,10 @@
 //! own conversion path in llama.cpp (`LlamaHfVocab`) scores every token -1000, which leaves SPM
 //! merging left to right. A Unigram `tokenizer.json` keeps its own scores.
 //!
+//! Measured with llama.cpp 0c1e57098 (`scripts/bench/gguf_parity.sh`) on the demo's 4,096-token
+//! tokenizer: 454 of 454 texts (English, Chinese, digits, code, emoji and 438 lines of the demo
+//! corpus) give the same ids as the HF tokenizer; the same file with every score -1000, 80 of 438.
+//!
 //! The whole `tokenizer.json` also goes in as `tokenizer.huggingface.json`, so that this project
 //! loads exactly the same tokenizer back.
 
