@@ -289,6 +289,94 @@ mod tests {
         assert_eq!(v.unk, Some(0));
     }
 
+    /// llama.cpp's SPM tokenizer (`llm_tokenizer_spm_session`) over a vocabulary: "▁" for each
+    /// space and one prepended, then from single characters, merge the adjacent pair whose
+    /// concatenation is a token of the highest score (the leftmost on ties) until none is;
+    /// a character that is no token becomes its UTF-8 bytes' `<0xNN>` tokens.
+    fn spm(v: &Vocab, text: &str) -> Vec<u32> {
+        let ids: HashMap<&str, usize> = v
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i))
+            .collect();
+        let text = format!("▁{}", text.replace(' ', "▁"));
+        let mut symbols: Vec<String> = text.chars().map(String::from).collect();
+        loop {
+            let best = (0..symbols.len().saturating_sub(1))
+                .filter_map(|i| {
+                    let id = *ids.get(format!("{}{}", symbols[i], symbols[i + 1]).as_str())?;
+                    Some((i, v.scores[id]))
+                })
+                .fold(None, |b: Option<(usize, f32)>, (i, s)| match b {
+                    Some((_, bs)) if bs >= s => b,
+                    _ => Some((i, s)),
+                });
+            let Some((i, _)) = best else { break };
+            let right = symbols.remove(i + 1);
+            symbols[i].push_str(&right);
+        }
+        symbols
+            .iter()
+            .flat_map(|s| match ids.get(s.as_str()) {
+                Some(&id) => vec![id as u32],
+                None => s
+                    .bytes()
+                    .map(|b| ids[format!("<0x{b:02X}>").as_str()] as u32)
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The property the scores are chosen for, on a tokenizer trained as the project trains
+    /// them: llama.cpp's merging gives the BPE's ids (scripts/bench/gguf_parity.sh checks the
+    /// real llama.cpp).
+    #[test]
+    fn spm_merging_under_these_scores_gives_the_bpes_ids() {
+        let corpus = [
+            "The quick brown fox jumps over the lazy dog, then the dog sleeps.",
+            "Scaling laws relate the loss to the parameters and the tokens seen in training.",
+            "def tokenize(text): return [ord(c) for c in text if c.isalnum()]",
+            "小型语言模型的潜力：可扩展的训练策略。模型训练需要数据。",
+            "In 2024 the model had 2,442,057,984 non-embedding parameters.",
+        ];
+        let texts = corpus.iter().cycle().take(400).map(|s| s.to_string());
+        let tok = minicpm_data::TextTokenizer::train_bpe(texts, 600).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        tok.save(&path).unwrap();
+        let v = vocab(&std::fs::read_to_string(&path).unwrap(), tok.vocab_size()).unwrap();
+        let probes = corpus.iter().copied().chain([
+            "the thesis: then these threads thicken",
+            "unseen words like zyxwvut and ÜBER",
+            "emoji 😀 and tabs\tand newlines\n",
+            "训练策略的模型潜力",
+            "x = [ord(c) for c in 'dog']",
+        ]);
+        // The converter's LlamaHfVocab scores every token -1000: merging then runs left to right.
+        let flat = Vocab {
+            scores: vec![-1000.0; v.scores.len()],
+            ..v.clone()
+        };
+        let (mut agree, mut agree_flat, mut total) = (0, 0, 0);
+        for text in probes {
+            total += 1;
+            let want = tok.encode(text).unwrap();
+            let got = spm(&v, text);
+            if got == want {
+                agree += 1;
+            } else {
+                eprintln!("differ on {text:?}: bpe {want:?} spm {got:?}");
+            }
+            agree_flat += (spm(&flat, text) == want) as usize;
+        }
+        assert_eq!(agree, total);
+        assert!(
+            agree_flat < total,
+            "flat scores agree on all {total}: the probes test nothing"
+        );
+    }
+
     #[test]
     fn a_vocabulary_larger_than_the_model_is_refused() {
         let e = vocab(TINY, 8).unwrap_err();
