@@ -15,7 +15,7 @@
 # (space-separated comma lists of token ids, used exactly as given by both programs: start them
 # with BOS, 1, where a prompt should have one), TEXTS_JSONL (space-separated JSONL files whose
 # "text" lines are added to the tokenizer check, e.g. a corpus from `minicpm data fetch-demo`).
-# Needs a network-free machine only after build_llama_cpp.sh and the venv exist.
+# PyPI is reached only the first time (llama.cpp's source, cmake, the tokenizers package).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
