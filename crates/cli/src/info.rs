@@ -26,6 +26,13 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             Parametrization::Mup,
             OptimConfig::default(),
         )
+    } else if path.extension().is_some_and(|e| e == "gguf") {
+        let source = minicpm_serve::gguf_model::GgufSource::open(path)?;
+        (
+            source.config().clone(),
+            Parametrization::Mup,
+            OptimConfig::default(),
+        )
     } else if path.extension().is_some_and(|e| e == "json") {
         (
             ModelConfig::from_hf_json(path)?,

@@ -6,6 +6,7 @@ mod chat_cmd;
 mod data_cmd;
 mod decay_cmd;
 mod demo;
+mod export_cmd;
 mod gemm_peak;
 mod generate_cmd;
 mod inference;
@@ -55,7 +56,7 @@ enum Command {
     Perplexity(perplexity_cmd::PerplexityArgs),
     /// Print shapes, parameter counts, muP multipliers and per-group learning rates.
     Info {
-        /// A run config (.toml), an HF config.json, or a model directory.
+        /// A run config (.toml), an HF config.json, a model directory or a GGUF file.
         path: PathBuf,
     },
     /// Train a tokenizer.
@@ -77,6 +78,9 @@ enum Command {
     /// a hyperparameter search on a proxy.
     #[command(subcommand)]
     Windtunnel(windtunnel::WindtunnelCommand),
+    /// Write a model in another program's format (GGUF for llama.cpp).
+    #[command(subcommand)]
+    Export(export_cmd::ExportCommand),
 }
 
 #[derive(Args)]
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
         Command::Bench(c) => bench_cmd::run(c),
         Command::ScalingLaw(c) => scaling_cmd::run(c),
         Command::Windtunnel(c) => windtunnel::run(c),
+        Command::Export(c) => export_cmd::run(c),
         Command::Tokenizer(data_cmd::TokenizerCommand::Train(a)) => data_cmd::train_tokenizer(a),
         Command::Data(data_cmd::DataCommand::Prepare(a)) => data_cmd::prepare_shards(a),
         Command::Data(data_cmd::DataCommand::FetchDemo { out, force }) => {

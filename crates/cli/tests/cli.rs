@@ -516,3 +516,64 @@ fn the_decay_draws_from_the_decay_mixture_also_after_a_resume_inside_it() {
         );
     }
 }
+
+/// The tiny HF model of the serve crate's GGUF fixtures (scripts/reference/make_gguf_model_fixture.py).
+fn gguf_fixture_model() -> PathBuf {
+    repo().join("crates/serve/tests/fixtures/gguf/model")
+}
+
+#[test]
+fn export_gguf_writes_a_file_info_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny.gguf");
+    for ty in ["f32", "f16", "q8_0", "q4_0"] {
+        run_ok(
+            bin()
+                .args(["export", "gguf"])
+                .arg(gguf_fixture_model())
+                .args(["--type", ty, "--out"])
+                .arg(&out),
+        );
+        let info = run_ok(bin().arg("info").arg(&out));
+        let text = String::from_utf8_lossy(&info.stdout);
+        assert!(
+            text.contains("vocab 40, hidden 64, layers 1, heads 4 / kv heads 2"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn export_gguf_bad_input_exits_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny.gguf");
+    let e = run_bad(
+        bin()
+            .args(["export", "gguf"])
+            .arg(gguf_fixture_model())
+            .args(["--type", "q5_k", "--out"])
+            .arg(&out),
+    );
+    assert!(e.contains("unknown GGUF type `q5_k`"), "{e}");
+    let e = run_bad(
+        bin()
+            .args(["export", "gguf"])
+            .arg(gguf_fixture_model())
+            .args(["--out", "/nonexistent-dir/tiny.gguf"]),
+    );
+    assert!(e.contains("/nonexistent-dir/tiny.gguf"), "{e}");
+    assert!(!out.exists());
+
+    // A truncated GGUF is named with where it ends.
+    run_ok(
+        bin()
+            .args(["export", "gguf"])
+            .arg(gguf_fixture_model())
+            .arg("--out")
+            .arg(&out),
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    std::fs::write(&out, &bytes[..bytes.len() / 2]).unwrap();
+    let e = run_bad(bin().arg("info").arg(&out));
+    assert!(e.contains("tiny.gguf") && e.contains("truncated"), "{e}");
+}

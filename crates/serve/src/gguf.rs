@@ -190,14 +190,18 @@ impl Gguf {
     }
 
     fn alignment(&self) -> u64 {
-        match self.get("general.alignment") {
-            Some(Value::U32(a)) => *a as u64,
-            _ => DEFAULT_ALIGNMENT,
-        }
+        alignment(&self.metadata)
     }
 
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out).expect("writing to memory");
+        out
+    }
+
+    /// Writes the file to `w`, the tensors' bytes straight from memory (no second copy).
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
         let align = self.alignment();
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
@@ -220,16 +224,44 @@ impl Gguf {
             out.extend_from_slice(&offset.to_le_bytes());
             offset += padded(t.data.len() as u64, align);
         }
+        let mut written = out.len() as u64;
+        w.write_all(&out)?;
+        let zeros = vec![0u8; align as usize];
+        let pad = |w: &mut dyn std::io::Write, written: &mut u64| {
+            let n = padded(*written, align) - *written;
+            *written += n;
+            w.write_all(&zeros[..n as usize])
+        };
         for t in &self.tensors {
-            out.resize(padded(out.len() as u64, align) as usize, 0);
-            out.extend_from_slice(&t.data);
+            pad(w, &mut written)?;
+            w.write_all(&t.data)?;
+            written += t.data.len() as u64;
         }
-        out.resize(padded(out.len() as u64, align) as usize, 0);
-        out
+        pad(w, &mut written)
     }
 
     /// Reads a file's bytes; every size and offset is checked against the file's length.
     pub fn parse(bytes: &[u8]) -> Result<Gguf, GgufError> {
+        let header = Gguf::parse_header(bytes)?;
+        let tensors = header
+            .tensors
+            .into_iter()
+            .map(|t| Tensor {
+                data: bytes[t.offset as usize..(t.offset + t.len) as usize].to_vec(),
+                name: t.name,
+                shape: t.shape,
+                ty: t.ty,
+            })
+            .collect();
+        Ok(Gguf {
+            metadata: header.metadata,
+            tensors,
+        })
+    }
+
+    /// Reads the metadata and the tensor descriptions, and where each tensor's bytes lie, without
+    /// copying them (for a file mapped into memory). Every tensor lies inside `bytes`.
+    pub fn parse_header(bytes: &[u8]) -> Result<Header, GgufError> {
         let mut r = Reader { bytes, at: 0 };
         let magic = r.take(4, "the magic number")?;
         if magic != MAGIC {
@@ -241,14 +273,14 @@ impl Gguf {
         }
         let n_tensors = r.u64("the tensor count")?;
         let n_metadata = r.u64("the metadata count")?;
-        let mut file = Gguf::default();
+        let mut metadata = Vec::new();
         for i in 0..n_metadata {
             let key = r.string(&format!("metadata entry {i}"))?;
             let code = r.u32(&key)?;
             let value = r.value(code, &key)?;
-            file.metadata.push((key, value));
+            metadata.push((key, value));
         }
-        let align = file.alignment();
+        let align = alignment(&metadata);
         let mut infos = Vec::new();
         for i in 0..n_tensors {
             let name = r.string(&format!("tensor {i}"))?;
@@ -270,24 +302,69 @@ impl Gguf {
             infos.push((name, shape, ty, offset));
         }
         let data_start = padded(r.at as u64, align);
+        let mut tensors = Vec::with_capacity(infos.len());
         for (name, shape, ty, offset) in infos {
             let n = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
             let row = *shape.last().expect("at least one dimension");
-            let size = n
+            let len = n
                 .and_then(|n| ty.bytes(row, n))
                 .ok_or_else(|| invalid(&name, format!("shape {shape:?} does not fit {ty:?}")))?;
             let start = data_start.checked_add(offset).filter(|s| s % align == 0);
             let start = start.ok_or_else(|| invalid(&name, "offset not aligned".into()))?;
-            r.at = start as usize;
-            let data = r.take(size as usize, &name)?.to_vec();
-            file.tensors.push(Tensor {
+            if start
+                .checked_add(len)
+                .is_none_or(|end| end > bytes.len() as u64)
+            {
+                return Err(GgufError::Truncated {
+                    len: bytes.len(),
+                    what: name,
+                });
+            }
+            tensors.push(TensorInfo {
                 name,
                 shape,
                 ty,
-                data,
+                offset: start,
+                len,
             });
         }
-        Ok(file)
+        Ok(Header { metadata, tensors })
+    }
+}
+
+/// A file's metadata and tensor descriptions ([`Gguf::parse_header`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub metadata: Vec<(String, Value)>,
+    pub tensors: Vec<TensorInfo>,
+}
+
+impl Header {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+/// Where a tensor's bytes lie in its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// Outermost first, as [`Tensor::shape`].
+    pub shape: Vec<u64>,
+    pub ty: TensorType,
+    /// From the start of the file.
+    pub offset: u64,
+    pub len: u64,
+}
+
+fn alignment(metadata: &[(String, Value)]) -> u64 {
+    match metadata.iter().find(|(k, _)| k == "general.alignment") {
+        Some((_, Value::U32(a))) if *a > 0 => *a as u64,
+        _ => DEFAULT_ALIGNMENT,
     }
 }
 

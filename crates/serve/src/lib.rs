@@ -3,6 +3,7 @@
 
 pub mod chat_template;
 pub mod gguf;
+pub mod gguf_model;
 pub mod model_files;
 pub mod quant;
 pub mod runtime;

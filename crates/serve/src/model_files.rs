@@ -2,6 +2,7 @@
 //! safetensors, tokenizer.json, tokenizer_config.json, generation_config.json) or a GGUF file,
 //! with the tokenizer, chat template and sampling defaults that travel with it.
 
+use crate::gguf_model::GgufSource;
 use crate::runtime::{InferenceModel, SafetensorsSource};
 use crate::sampling::SamplingParams;
 use minicpm_model::error::ModelError;
@@ -65,10 +66,7 @@ pub fn sampling_defaults(config: Option<&serde_json::Value>) -> (SamplingParams,
 /// Opens an HF directory or a `.gguf` file with `threads` threads (0: one per core).
 pub fn open(path: &Path, threads: usize) -> Result<ModelFiles, ModelError> {
     if path.is_file() {
-        return Err(ModelError::Io {
-            path: path.display().to_string(),
-            msg: "a file, not a model directory".into(),
-        });
+        return open_gguf(path, threads);
     }
     let config = ModelConfig::from_hf_json(&path.join(hf::CONFIG_FILE))?;
     let model = InferenceModel::load(&SafetensorsSource::open(path)?, config, threads)?;
@@ -91,6 +89,21 @@ pub fn open(path: &Path, threads: usize) -> Result<ModelFiles, ModelError> {
         model,
         tokenizer_json,
         chat_template,
+        sampling,
+        max_new_tokens,
+    })
+}
+
+/// A GGUF file: its configuration, tokenizer and chat template come from its metadata; it has
+/// no generation_config.json, so sampling starts from the built-in defaults.
+fn open_gguf(path: &Path, threads: usize) -> Result<ModelFiles, ModelError> {
+    let src = GgufSource::open(path)?;
+    let model = InferenceModel::load(&src, src.config().clone(), threads)?;
+    let (sampling, max_new_tokens) = sampling_defaults(None);
+    Ok(ModelFiles {
+        tokenizer_json: src.tokenizer_json(),
+        chat_template: src.chat_template(),
+        model,
         sampling,
         max_new_tokens,
     })

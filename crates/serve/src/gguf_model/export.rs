@@ -1,0 +1,252 @@
+//! An HF MiniCPM directory written as a GGUF file of llama.cpp's `minicpm` architecture, as
+//! llama.cpp's converter (convert_hf_to_gguf.py, `MiniCPMModel`) writes it: its tensor names, q/k
+//! rows permuted to its RoPE layout, its metadata keys in its order, and the tokenizer as a
+//! "llama" vocabulary (vocab.rs).
+
+use super::names::{hf_to_gguf, permute_rows, rope_heads};
+use super::types::{tensor_type, FileType};
+use super::vocab;
+use crate::gguf::{Gguf, Tensor, TensorType, Value};
+use minicpm_model::error::ModelError;
+use minicpm_model::hf::{open_weights, CONFIG_FILE};
+use minicpm_model::params::tensor_shapes;
+use minicpm_model::ModelConfig;
+use std::io::Write;
+use std::path::Path;
+
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// Keys of our own for an HF `rope_scaling` llama.cpp has no equivalent of ("dynamic" NTK):
+/// llama.cpp ignores them, and this project reads them back.
+pub const HF_ROPE_TYPE: &str = "minicpm.rope.scaling.hf_type";
+pub const HF_ROPE_FACTOR: &str = "minicpm.rope.scaling.hf_factor";
+pub const HF_ROPE_ORIGINAL: &str = "minicpm.rope.scaling.hf_original_context_length";
+
+/// The model's metadata (before the tokenizer's), in the converter's order: `general.*`, then
+/// `TextModel.set_gguf_parameters`, then `MiniCPMModel`'s three multipliers, then two keys
+/// llama.cpp reads where present (rope dimension count, vocabulary size) and the quantisation
+/// version.
+pub fn model_metadata(cfg: &ModelConfig, name: &str, file_type: FileType) -> Vec<(String, Value)> {
+    let u = |x: usize| Value::U32(x as u32);
+    let f = |x: f64| Value::F32(x as f32);
+    let s = |x: &str| Value::String(x.to_string());
+    let mut m: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), s("minicpm")),
+        ("general.type".into(), s("model")),
+        ("general.name".into(), s(name)),
+        ("minicpm.block_count".into(), u(cfg.num_hidden_layers)),
+        (
+            "minicpm.context_length".into(),
+            u(cfg.max_position_embeddings),
+        ),
+        ("minicpm.embedding_length".into(), u(cfg.hidden_size)),
+        (
+            "minicpm.feed_forward_length".into(),
+            u(cfg.intermediate_size),
+        ),
+        (
+            "minicpm.attention.head_count".into(),
+            u(cfg.num_attention_heads),
+        ),
+        (
+            "minicpm.attention.head_count_kv".into(),
+            u(cfg.num_kv_heads()),
+        ),
+    ];
+    if let Some(r) = &cfg.rope_scaling {
+        match r.kind.as_str() {
+            "linear" | "yarn" => {
+                m.push(("minicpm.rope.scaling.type".into(), s(&r.kind)));
+                m.push(("minicpm.rope.scaling.factor".into(), f(r.factor)));
+                if let Some(o) = r.original_max_position_embeddings {
+                    m.push(("minicpm.rope.scaling.original_context_length".into(), u(o)));
+                }
+            }
+            // llama.cpp has no dynamic NTK (its converter drops it): keep it for ourselves only.
+            other => {
+                m.push((HF_ROPE_TYPE.into(), s(other)));
+                m.push((HF_ROPE_FACTOR.into(), f(r.factor)));
+                if let Some(o) = r.original_max_position_embeddings {
+                    m.push((HF_ROPE_ORIGINAL.into(), u(o)));
+                }
+            }
+        }
+    }
+    m.extend([
+        ("minicpm.rope.freq_base".into(), f(cfg.rope_theta)),
+        (
+            "minicpm.attention.layer_norm_rms_epsilon".into(),
+            f(cfg.rms_norm_eps),
+        ),
+        ("general.file_type".into(), Value::U32(file_type.code())),
+        ("minicpm.embedding_scale".into(), f(cfg.scale_emb)),
+        ("minicpm.residual_scale".into(), f(cfg.residual_scale())),
+        ("minicpm.logit_scale".into(), f(cfg.scale_width())),
+        ("minicpm.rope.dimension_count".into(), u(cfg.head_dim())),
+        ("minicpm.vocab_size".into(), u(cfg.vocab_size)),
+        ("general.quantization_version".into(), Value::U32(2)),
+    ]);
+    m
+}
+
+/// One tensor in its GGUF name, layout and type; `values` are HF's, row-major.
+pub fn gguf_tensor(
+    cfg: &ModelConfig,
+    hf_name: &str,
+    shape: &[usize],
+    values: Vec<f32>,
+    file_type: FileType,
+) -> Result<Tensor, String> {
+    let name = hf_to_gguf(hf_name)
+        .ok_or_else(|| "llama.cpp's minicpm architecture has no such tensor".to_string())?;
+    let cols = *shape.last().expect("a shape");
+    let values = match rope_heads(hf_name, cfg.num_attention_heads, cfg.num_kv_heads()) {
+        Some(heads) => permute_rows(&values, cols, heads),
+        None => values,
+    };
+    let ty = tensor_type(file_type, &name, shape);
+    let data: Vec<u8> = match ty {
+        TensorType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        TensorType::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        TensorType::Bf16 => unreachable!("the export never asks for bf16"),
+        TensorType::Quant(q) => {
+            let mut out = Vec::new();
+            for row in values.chunks_exact(cols) {
+                out.extend(q.quantize(row).map_err(|e| e.to_string())?);
+            }
+            out
+        }
+    };
+    Ok(Tensor {
+        name,
+        shape: shape.iter().map(|&d| d as u64).collect(),
+        ty,
+        data,
+    })
+}
+
+/// The GGUF file of the HF directory `dir`, named `name` (`general.name`).
+pub fn build(dir: &Path, name: &str, file_type: FileType) -> Result<Gguf, ModelError> {
+    let cfg = ModelConfig::from_hf_json(&dir.join(CONFIG_FILE))?;
+    let config_path = dir.join(CONFIG_FILE).display().to_string();
+    let unsupported = |field: &str, msg: &str| ModelError::Config {
+        origin: config_path.clone(),
+        field: field.into(),
+        msg: msg.into(),
+    };
+    if cfg.num_experts.is_some() {
+        return Err(unsupported(
+            "num_experts",
+            "MoE models are not exported to GGUF yet",
+        ));
+    }
+    if cfg.hidden_act != "silu" {
+        return Err(unsupported(
+            "hidden_act",
+            "llama.cpp's minicpm runs silu only",
+        ));
+    }
+    let tok_path = dir.join(TOKENIZER_FILE);
+    let tokenizer = std::fs::read_to_string(&tok_path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ModelError::Io {
+            path: tok_path.display().to_string(),
+            msg: "missing (a GGUF file carries the model's tokenizer)".into(),
+        },
+        _ => ModelError::io(&tok_path, e),
+    })?;
+    let tc_path = dir.join(TOKENIZER_CONFIG_FILE);
+    let tokenizer_config = match std::fs::read_to_string(&tc_path) {
+        Ok(text) => Some(serde_json::from_str(&text).map_err(|e| ModelError::Parse {
+            origin: tc_path.display().to_string(),
+            msg: e.to_string(),
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(ModelError::io(&tc_path, e)),
+    };
+    let eos = cfg.eos_token_id.as_slice().first().copied().unwrap_or(2);
+    let mut metadata = model_metadata(&cfg, name, file_type);
+    let tok_meta = vocab::metadata(
+        &tokenizer,
+        tokenizer_config.as_ref(),
+        cfg.vocab_size,
+        cfg.bos_token_id,
+        eos,
+    )
+    .map_err(|msg| ModelError::Parse {
+        origin: tok_path.display().to_string(),
+        msg,
+    })?;
+    metadata.extend(tok_meta);
+
+    let (files, owner) = open_weights(dir)?;
+    let mut tensors = Vec::new();
+    for (hf_name, shape) in ordered(tensor_shapes(&cfg)) {
+        let file = owner
+            .get(&hf_name)
+            .map(|&i| &files[i])
+            .ok_or_else(|| ModelError::Tensor {
+                origin: dir.display().to_string(),
+                tensor: hf_name.clone(),
+                msg: "missing".into(),
+            })?;
+        let values = file.f32(&hf_name, Some(&shape))?;
+        let t = gguf_tensor(&cfg, &hf_name, &shape, values, file_type).map_err(|msg| {
+            ModelError::Tensor {
+                origin: file.path().display().to_string(),
+                tensor: hf_name.clone(),
+                msg,
+            }
+        })?;
+        tensors.push(t);
+    }
+    Ok(Gguf { metadata, tensors })
+}
+
+/// The model's tensors in the order llama.cpp's own files list them: the embedding, each layer,
+/// the final norm, the head.
+fn ordered(shapes: Vec<(String, Vec<usize>)>) -> Vec<(String, Vec<usize>)> {
+    let key = |name: &str| match name {
+        "model.embed_tokens.weight" => 0,
+        "model.norm.weight" => 2,
+        "lm_head.weight" => 3,
+        _ => 1,
+    };
+    let mut v = shapes;
+    v.sort_by_key(|(n, _)| key(n)); // stable: layers keep module order
+    v
+}
+
+/// What [`export`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub tensors: usize,
+    pub bytes: u64,
+}
+
+/// Writes `dir` as the GGUF file `out`: a temp file beside it, renamed over `out` once whole,
+/// so a failure never leaves part of a file.
+pub fn export(
+    dir: &Path,
+    out: &Path,
+    name: &str,
+    file_type: FileType,
+) -> Result<Summary, ModelError> {
+    let gguf = build(dir, name, file_type)?;
+    let write = || -> std::io::Result<u64> {
+        let mut file = atomic_write_file::AtomicWriteFile::open(out)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+        gguf.write_to(&mut w)?;
+        w.flush()?;
+        drop(w);
+        file.commit()?;
+        Ok(std::fs::metadata(out)?.len())
+    };
+    let bytes = write().map_err(|e| ModelError::io(out, e))?;
+    Ok(Summary {
+        tensors: gguf.tensors.len(),
+        bytes,
+    })
+}
