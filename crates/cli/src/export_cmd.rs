@@ -35,7 +35,8 @@ pub fn run(c: ExportCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn default_name(model: &Path) -> String {
+/// The model's name for `general.name`: its directory's or file's name.
+pub fn default_name(model: &Path) -> String {
     let path = std::fs::canonicalize(model).unwrap_or_else(|_| model.to_path_buf());
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())

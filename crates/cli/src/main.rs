@@ -13,6 +13,7 @@ mod inference;
 mod info;
 mod perplexity_cmd;
 mod plot_cmd;
+mod quantize_cmd;
 mod runs_cmd;
 mod scaling_cmd;
 mod sweep_runner;
@@ -52,6 +53,8 @@ enum Command {
     Generate(generate_cmd::GenerateArgs),
     /// Talk to a chat model (multi-turn, streamed, with its chat template).
     Chat(chat_cmd::ChatArgs),
+    /// Quantise a model to a GGUF file (q8_0, q4_0) that this binary and llama.cpp both run.
+    Quantize(quantize_cmd::QuantizeArgs),
     /// Held-out loss, perplexity and bits per byte of a model file on token shards.
     Perplexity(perplexity_cmd::PerplexityArgs),
     /// Print shapes, parameter counts, muP multipliers and per-group learning rates.
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate_cmd::run(a),
         Command::Chat(a) => chat_cmd::run(a),
         Command::Perplexity(a) => perplexity_cmd::run(a),
+        Command::Quantize(a) => quantize_cmd::run(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),
         Command::Bench(c) => bench_cmd::run(c),

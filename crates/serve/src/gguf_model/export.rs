@@ -128,12 +128,79 @@ pub fn gguf_tensor(
     })
 }
 
+/// The tokenizer a GGUF file carries: the HF tokenizer.json text and, if there is one, the
+/// tokenizer_config.json (its chat template and BOS/EOS flags).
+pub struct TokenizerFiles {
+    pub json: String,
+    pub config: Option<serde_json::Value>,
+    /// Where the tokenizer came from, for error messages.
+    pub origin: String,
+}
+
+impl TokenizerFiles {
+    /// tokenizer.json and tokenizer_config.json of an HF directory.
+    pub fn read(dir: &Path) -> Result<TokenizerFiles, ModelError> {
+        let tok_path = dir.join(TOKENIZER_FILE);
+        let json = std::fs::read_to_string(&tok_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ModelError::Io {
+                path: tok_path.display().to_string(),
+                msg: "missing (a GGUF file carries the model's tokenizer)".into(),
+            },
+            _ => ModelError::io(&tok_path, e),
+        })?;
+        let tc_path = dir.join(TOKENIZER_CONFIG_FILE);
+        let config = match std::fs::read_to_string(&tc_path) {
+            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| ModelError::Parse {
+                origin: tc_path.display().to_string(),
+                msg: e.to_string(),
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ModelError::io(&tc_path, e)),
+        };
+        Ok(TokenizerFiles {
+            json,
+            config,
+            origin: tok_path.display().to_string(),
+        })
+    }
+}
+
 /// The GGUF file of the HF directory `dir`, named `name` (`general.name`).
 pub fn build(dir: &Path, name: &str, file_type: FileType) -> Result<Gguf, ModelError> {
-    let cfg = ModelConfig::from_hf_json(&dir.join(CONFIG_FILE))?;
-    let config_path = dir.join(CONFIG_FILE).display().to_string();
+    let config_path = dir.join(CONFIG_FILE);
+    let cfg = ModelConfig::from_hf_json(&config_path)?;
+    let tokenizer = TokenizerFiles::read(dir)?;
+    let (files, owner) = open_weights(dir)?;
+    let values = |hf_name: &str, shape: &[usize]| match owner.get(hf_name) {
+        Some(&i) => files[i].f32(hf_name, Some(shape)),
+        None => Err(ModelError::Tensor {
+            origin: dir.display().to_string(),
+            tensor: hf_name.to_string(),
+            msg: "missing".into(),
+        }),
+    };
+    build_from(
+        &cfg,
+        &config_path.display().to_string(),
+        &tokenizer,
+        name,
+        file_type,
+        values,
+    )
+}
+
+/// The GGUF file of a model whose tensors `values(hf_name, shape)` gives as f32 in HF's layout;
+/// `origin` names the model's configuration in errors.
+pub fn build_from(
+    cfg: &ModelConfig,
+    origin: &str,
+    tokenizer: &TokenizerFiles,
+    name: &str,
+    file_type: FileType,
+    mut values: impl FnMut(&str, &[usize]) -> Result<Vec<f32>, ModelError>,
+) -> Result<Gguf, ModelError> {
     let unsupported = |field: &str, msg: &str| ModelError::Config {
-        origin: config_path.clone(),
+        origin: origin.to_string(),
         field: field.into(),
         msg: msg.into(),
     };
@@ -149,57 +216,30 @@ pub fn build(dir: &Path, name: &str, file_type: FileType) -> Result<Gguf, ModelE
             "llama.cpp's minicpm runs silu only",
         ));
     }
-    let tok_path = dir.join(TOKENIZER_FILE);
-    let tokenizer = std::fs::read_to_string(&tok_path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ModelError::Io {
-            path: tok_path.display().to_string(),
-            msg: "missing (a GGUF file carries the model's tokenizer)".into(),
-        },
-        _ => ModelError::io(&tok_path, e),
-    })?;
-    let tc_path = dir.join(TOKENIZER_CONFIG_FILE);
-    let tokenizer_config = match std::fs::read_to_string(&tc_path) {
-        Ok(text) => Some(serde_json::from_str(&text).map_err(|e| ModelError::Parse {
-            origin: tc_path.display().to_string(),
-            msg: e.to_string(),
-        })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(ModelError::io(&tc_path, e)),
-    };
     let eos = cfg.eos_token_id.as_slice().first().copied().unwrap_or(2);
-    let mut metadata = model_metadata(&cfg, name, file_type);
+    let mut metadata = model_metadata(cfg, name, file_type);
     let tok_meta = vocab::metadata(
-        &tokenizer,
-        tokenizer_config.as_ref(),
+        &tokenizer.json,
+        tokenizer.config.as_ref(),
         cfg.vocab_size,
         cfg.bos_token_id,
         eos,
     )
     .map_err(|msg| ModelError::Parse {
-        origin: tok_path.display().to_string(),
+        origin: tokenizer.origin.clone(),
         msg,
     })?;
     metadata.extend(tok_meta);
 
-    let (files, owner) = open_weights(dir)?;
     let mut tensors = Vec::new();
-    for (hf_name, shape) in ordered(tensor_shapes(&cfg)) {
-        let file = owner
-            .get(&hf_name)
-            .map(|&i| &files[i])
-            .ok_or_else(|| ModelError::Tensor {
-                origin: dir.display().to_string(),
-                tensor: hf_name.clone(),
-                msg: "missing".into(),
-            })?;
-        let values = file.f32(&hf_name, Some(&shape))?;
-        let t = gguf_tensor(&cfg, &hf_name, &shape, values, file_type).map_err(|msg| {
-            ModelError::Tensor {
-                origin: file.path().display().to_string(),
+    for (hf_name, shape) in ordered(tensor_shapes(cfg)) {
+        let v = values(&hf_name, &shape)?;
+        let t =
+            gguf_tensor(cfg, &hf_name, &shape, v, file_type).map_err(|msg| ModelError::Tensor {
+                origin: origin.to_string(),
                 tensor: hf_name.clone(),
                 msg,
-            }
-        })?;
+            })?;
         tensors.push(t);
     }
     Ok(Gguf { metadata, tensors })
@@ -234,7 +274,11 @@ pub fn export(
     name: &str,
     file_type: FileType,
 ) -> Result<Summary, ModelError> {
-    let gguf = build(dir, name, file_type)?;
+    write(&build(dir, name, file_type)?, out)
+}
+
+/// Writes `gguf` as the file `out`, atomically.
+pub fn write(gguf: &Gguf, out: &Path) -> Result<Summary, ModelError> {
     let write = || -> std::io::Result<u64> {
         let mut file = atomic_write_file::AtomicWriteFile::open(out)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod export;
 pub mod names;
+pub mod requantize;
 pub mod source;
 pub mod types;
 pub mod vocab;

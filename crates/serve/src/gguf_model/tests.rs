@@ -268,3 +268,21 @@ fn export_refuses_a_directory_without_a_tokenizer_and_leaves_no_file() {
     let listing: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(listing.len(), 1, "no temp file left behind");
 }
+
+/// Re-quantising an exported f32 file gives the tensors and metadata of quantising the HF
+/// directory directly (the q/k permutation undone and redone), GQA and untied included.
+#[test]
+fn requantising_an_f32_file_equals_quantising_the_directory() {
+    let cfg = config(false, None);
+    let tmp = tempfile::tempdir().unwrap();
+    hf_dir(&cfg, tmp.path());
+    let f32_file = tmp.path().join("model-f32.gguf");
+    export(tmp.path(), &f32_file, "m", FileType::F32).unwrap();
+    let src = super::GgufSource::open(&f32_file).unwrap();
+    for ty in [FileType::Q8_0, FileType::Q4_0, FileType::F16] {
+        let direct = build(tmp.path(), "m", ty).unwrap();
+        let again = super::requantize::rebuild(&src, "m", ty).unwrap();
+        assert_eq!(again.tensors, direct.tensors, "{ty:?}");
+        assert_eq!(again.metadata, direct.metadata, "{ty:?}");
+    }
+}

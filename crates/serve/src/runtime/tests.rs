@@ -568,3 +568,54 @@ fn scoring_equals_the_training_forward_cross_entropy() {
         nll.sum
     );
 }
+
+/// A model exported to GGUF runs on the runtime as the HF directory does: f32 to within f32
+/// summation order (q/k rows in llama.cpp's layout, RoPE applied in that layout), f16 and q8_0
+/// within their rounding of the weights. Tolerances are relative to the logits' largest
+/// magnitude, for these deliberately sensitive models (weights of std 0.5 amplify every
+/// rounding; measured: f16 0.2-0.4%, q8_0 5.5-7.4%); a trained model's figures are in
+/// docs/PERFORMANCE.md.
+#[test]
+fn gguf_files_give_the_logits_of_the_hf_directory() {
+    use crate::gguf_model::{export, FileType, GgufSource};
+    let device = Device::flex();
+    for (name, cfg) in variants() {
+        let model = init_model(&cfg, Parametrization::Mup, 13, &device);
+        let tmp = tempfile::tempdir().unwrap();
+        minicpm_model::hf::save(&model, tmp.path()).unwrap();
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/gguf/model/tokenizer.json"),
+            tmp.path().join("tokenizer.json"),
+        )
+        .unwrap();
+        let text = prompt(40, 7);
+        let logits = |rt: &InferenceModel| {
+            let mut cache = rt.new_cache(1, 48);
+            rt.forward(
+                &mut cache,
+                &[Sequence {
+                    slot: 0,
+                    tokens: &text,
+                }],
+                Logits::All,
+            )
+            .unwrap()
+        };
+        let want = logits(&runtime_of(&model, 2));
+        let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (ty, tolerance) in [
+            (FileType::F32, 1e-5),
+            (FileType::F16, 1e-2),
+            (FileType::Q8_0, 1e-1),
+        ] {
+            let file = tmp.path().join(format!("m-{}.gguf", ty.name()));
+            export::export(tmp.path(), &file, "m", ty).unwrap();
+            let src = GgufSource::open(&file).unwrap();
+            assert_eq!(src.rope_layout(), RopeLayout::Interleaved);
+            let rt = InferenceModel::load(&src, src.config().clone(), 2).unwrap();
+            let err = max_abs_diff(&logits(&rt), &want) / scale;
+            assert!(err <= tolerance, "{name} {ty:?}: relative error {err}");
+        }
+    }
+}
