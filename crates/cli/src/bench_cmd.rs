@@ -17,6 +17,8 @@ pub enum BenchCommand {
     Train(TrainBenchArgs),
     /// Inference speed of a model file: prefill, decode, batched decode, memory.
     Generate(crate::bench_generate::GenerateBenchArgs),
+    /// Write a GGUF file of a config's shapes with random weights, to time against llama.cpp.
+    RandomModel(crate::bench_model::RandomModelArgs),
 }
 
 #[derive(Args)]
@@ -45,6 +47,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
     match c {
         BenchCommand::Train(a) => train(a),
         BenchCommand::Generate(a) => crate::bench_generate::run(a),
+        BenchCommand::RandomModel(a) => crate::bench_model::run(a),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod bench_cmd;
 mod bench_generate;
+mod bench_model;
 mod chat_cmd;
 mod data_cmd;
 mod decay_cmd;
