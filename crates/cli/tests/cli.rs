@@ -577,3 +577,69 @@ fn export_gguf_bad_input_exits_2_with_one_line() {
     let e = run_bad(bin().arg("info").arg(&out));
     assert!(e.contains("tiny.gguf") && e.contains("truncated"), "{e}");
 }
+
+/// A GGUF file runs in `generate` as its HF directory does (greedy ids equal), and bad input to
+/// the inference commands is one line and exit 2: a prompt longer than the context, a truncated
+/// GGUF, an unknown quantisation type, an out-of-range sampling setting.
+#[test]
+fn generate_runs_gguf_files_and_refuses_bad_input_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    let q8 = dir.path().join("tiny-q8_0.gguf");
+    run_ok(
+        bin()
+            .args(["export", "gguf"])
+            .arg(gguf_fixture_model())
+            .args(["--type", "f32", "--out"])
+            .arg(&gguf),
+    );
+    run_ok(
+        bin()
+            .arg("quantize")
+            .arg(&gguf)
+            .args(["--type", "q8_0", "--out"])
+            .arg(&q8),
+    );
+    let ids = |model: &Path| {
+        let out = run_ok(
+            bin()
+                .args(["generate", "--prompt-ids", "1,5,9", "--temperature", "0"])
+                .args(["--max-new-tokens", "12", "--print-ids", "--model"])
+                .arg(model),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let from_dir = ids(&gguf_fixture_model());
+    assert!(
+        from_dir.starts_with('[') && from_dir.matches(',').count() >= 1,
+        "{from_dir}"
+    );
+    assert_eq!(ids(&gguf), from_dir);
+    let long: Vec<String> = (0..129).map(|i| (i % 40).to_string()).collect();
+    let e = run_bad(
+        bin()
+            .args(["generate", "--prompt-ids", &long.join(","), "--model"])
+            .arg(&q8),
+    );
+    assert!(
+        e.contains("the prompt has 129 tokens, more than the model's context of 128"),
+        "{e}"
+    );
+    let e = run_bad(
+        bin()
+            .arg("quantize")
+            .arg(&gguf)
+            .args(["--type", "q3_k", "--out"])
+            .arg(&q8),
+    );
+    assert!(e.contains("unknown GGUF type `q3_k`"), "{e}");
+    let e = run_bad(bin().args(["generate", "--top-p", "0", "--model"]).arg(&q8));
+    assert!(e.contains("top_p 0 is not in (0, 1]"), "{e}");
+    let bytes = std::fs::read(&q8).unwrap();
+    std::fs::write(&q8, &bytes[..bytes.len() - 100]).unwrap();
+    let e = run_bad(bin().args(["generate", "--model"]).arg(&q8));
+    assert!(
+        e.contains("tiny-q8_0.gguf") && e.contains("truncated"),
+        "{e}"
+    );
+}
