@@ -14,7 +14,7 @@
 //! Q4_K (GGUF type 12, 144 bytes per super-block of 256 weights) is llama.cpp's k-quant: eight
 //! sub-blocks of 32 with 6-bit scales and minimums under two f16 super-scales; see [`q4_k`].
 
-mod q4_k;
+pub(crate) mod q4_k;
 
 use half::f16;
 
