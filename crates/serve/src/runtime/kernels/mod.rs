@@ -9,7 +9,8 @@
 //! per product however many sequences there are, and at prefill the weights are reused from
 //! cache across the activation rows.
 //!
-//! Kernels are picked at run time: AVX2 + FMA + F16C on x86-64 ([`x86`]), else the portable
+//! Kernels are picked at run time: AVX-512 with VNNI, or AVX2 + FMA + F16C, on x86-64 ([`x86`]),
+//! else the portable
 //! [`scalar`] loops, which are also the reference the fast ones are tested against.
 
 pub(crate) mod acts;
@@ -32,22 +33,45 @@ pub enum Backend {
     /// x86-64 with AVX2, FMA and F16C.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// x86-64 with AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Backend {
-    /// The fastest kernels this CPU runs (checked once).
+    /// The fastest kernels this CPU runs (checked once), or slower ones named by the
+    /// environment variable `MINICPM_MATMUL_KERNELS` (`scalar`, `avx2`) for comparisons.
     pub fn detect() -> Backend {
         static BEST: OnceLock<Backend> = OnceLock::new();
         *BEST.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c")
-            {
-                return Backend::Avx2;
-            }
-            Backend::Scalar
+            let all = Backend::available();
+            let best = *all.last().expect("scalar is always available");
+            let asked = std::env::var("MINICPM_MATMUL_KERNELS").ok();
+            asked
+                .and_then(|name| all.into_iter().find(|b| b.name() == name))
+                .unwrap_or(best)
         })
+    }
+
+    /// Every backend this CPU runs, slowest first.
+    pub fn available() -> Vec<Backend> {
+        #[allow(unused_mut)]
+        let mut all = vec![Backend::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            all.push(Backend::Avx2);
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                all.push(Backend::Avx512);
+            }
+        }
+        all
     }
 
     pub fn name(self) -> &'static str {
@@ -55,6 +79,8 @@ impl Backend {
             Backend::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => "avx512",
         }
     }
 }
@@ -156,10 +182,12 @@ fn panel(
 ) {
     match backend {
         Backend::Scalar => scalar::panel(w, acts, rows, ts, out),
-        // SAFETY: `Backend::Avx2` exists only where `detect` found AVX2, FMA and F16C (tests
-        // build it only after the same check).
+        // SAFETY: `Backend::available` offers these only where the CPU has their features
+        // (code that names a backend itself, as tests do, takes it from that list).
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 => unsafe { x86::panel(w, acts, rows, ts, out) },
+        Backend::Avx2 => unsafe { x86::panel_avx2(w, acts, rows, ts, out) },
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => unsafe { x86::panel_avx512(w, acts, rows, ts, out) },
     }
 }
 

@@ -73,20 +73,12 @@ fn magnitude(w: &[f32], a: &[f32]) -> f64 {
     a.iter().map(|v| v.abs() as f64).sum::<f64>() * 2.0 * wmax + 1e-30
 }
 
-fn simd_backend() -> Option<Backend> {
-    match Backend::detect() {
-        Backend::Scalar => None,
-        b => Some(b),
-    }
-}
-
 /// Both backends against the f64 product of the decoded weights and the activations the
 /// kernels multiply (quantised and back for the block formats), for every type, batch size and
 /// shape; and the SIMD kernels against the scalar ones.
 #[test]
 fn every_kernel_equals_the_product_of_what_it_multiplies() {
-    let mut backends = vec![Backend::Scalar];
-    backends.extend(simd_backend());
+    let backends = Backend::available();
     for ty in all_types() {
         for (rows, cols) in shapes(ty) {
             let m = Matrix::from_f32(rows, cols, &pseudo_random(rows * cols, 11), ty).unwrap();
@@ -127,34 +119,38 @@ fn every_kernel_equals_the_product_of_what_it_multiplies() {
 /// `Σ_blocks step/2 · Σ |w|` over the block, plus the rounding allowance above.
 #[test]
 fn block_formats_stay_within_the_activation_rounding_of_the_f32_product() {
-    let backend = Backend::detect();
-    for q in BLOCKS {
-        let ty = TensorType::Quant(q);
-        for (rows, cols) in shapes(ty) {
-            let m = Matrix::from_f32(rows, cols, &pseudo_random(rows * cols, 5), ty).unwrap();
-            let dense = m.to_f32();
-            for n in [1, 8, 33] {
-                let x = pseudo_random(n * cols, 7 + n as u32);
-                let out = product(backend, &m, &x, n);
-                for t in 0..n {
-                    let xt = &x[t * cols..(t + 1) * cols];
-                    for r in 0..rows {
-                        let wr = &dense[r * cols..(r + 1) * cols];
-                        let want: f64 = wr.iter().zip(xt).map(|(&w, &a)| w as f64 * a as f64).sum();
-                        let rounding: f64 = xt
-                            .chunks(QBLOCK)
-                            .zip(wr.chunks(QBLOCK))
-                            .map(|(xb, wb)| {
-                                let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
-                                amax / 127.0 / 2.0 * wb.iter().map(|w| w.abs() as f64).sum::<f64>()
-                            })
-                            .sum();
-                        let tol = rounding * 1.001 + 1e-4 * magnitude(wr, xt);
-                        let got = out[t * rows + r] as f64;
-                        assert!(
-                            (got - want).abs() <= tol,
-                            "{ty:?} n={n} [{t},{r}]: {got} vs {want} (tol {tol})"
-                        );
+    for backend in Backend::available() {
+        for q in BLOCKS {
+            let ty = TensorType::Quant(q);
+            for (rows, cols) in shapes(ty) {
+                let m = Matrix::from_f32(rows, cols, &pseudo_random(rows * cols, 5), ty).unwrap();
+                let dense = m.to_f32();
+                for n in [1, 8, 33] {
+                    let x = pseudo_random(n * cols, 7 + n as u32);
+                    let out = product(backend, &m, &x, n);
+                    for t in 0..n {
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        for r in 0..rows {
+                            let wr = &dense[r * cols..(r + 1) * cols];
+                            let want: f64 =
+                                wr.iter().zip(xt).map(|(&w, &a)| w as f64 * a as f64).sum();
+                            let rounding: f64 = xt
+                                .chunks(QBLOCK)
+                                .zip(wr.chunks(QBLOCK))
+                                .map(|(xb, wb)| {
+                                    let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+                                    amax / 127.0 / 2.0
+                                        * wb.iter().map(|w| w.abs() as f64).sum::<f64>()
+                                })
+                                .sum();
+                            let tol = rounding * 1.001 + 1e-4 * magnitude(wr, xt);
+                            let got = out[t * rows + r] as f64;
+                            assert!(
+                                (got - want).abs() <= tol,
+                                "{} {ty:?} n={n} [{t},{r}]: {got} vs {want} (tol {tol})",
+                                backend.name()
+                            );
+                        }
                     }
                 }
             }

@@ -24,24 +24,103 @@ use std::ops::Range;
 /// Weight rows per register tile.
 const R: usize = 4;
 
-/// Every `out[t, r]` for `r` in `rows` and `t` in `ts`.
+/// Every `out[t, r]` for `r` in `rows` and `t` in `ts`, with AVX2 kernels.
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn panel(w: &Weights, acts: &Acts, rows: Range<usize>, ts: Range<usize>, out: &Out) {
+pub unsafe fn panel_avx2(
+    w: &Weights,
+    acts: &Acts,
+    rows: Range<usize>,
+    ts: Range<usize>,
+    out: &Out,
+) {
+    panel::<Avx2>(w, acts, rows, ts, out)
+}
+
+/// The same with AVX-512: 16-lane float tiles, and `vpdpbusd` (VNNI) on 8 lanes for the block
+/// formats, whose 32 registers also hold taller tiles.
+///
+/// # Safety
+/// The CPU has AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn panel_avx512(
+    w: &Weights,
+    acts: &Acts,
+    rows: Range<usize>,
+    ts: Range<usize>,
+    out: &Out,
+) {
+    panel::<Avx512>(w, acts, rows, ts, out)
+}
+
+/// What differs between the instruction sets. Everything below is `inline(always)` so that it
+/// compiles into each entry point with that entry point's features.
+trait Isa {
+    /// Activation rows per float tile and per quantised tile.
+    const T_FLOAT: usize;
+    const T_QUANT: usize;
+    /// Float tiles of 16 lanes (else 8).
+    const WIDE: bool;
+    /// `src + Σ u·a` over each group of 4 bytes: `u` unsigned, `a` signed; the 2-byte partial
+    /// sums must not exceed i16 (`vpmaddubsw` saturates) where VNNI is missing.
+    unsafe fn udot(src: __m256i, u: __m256i, a: __m256i) -> __m256i;
+    /// `Σ w·a` per group of 4 bytes of signed weights `w` and activation codes `a`, given `|w|`,
+    /// `-128·Σ w` (per group) and `a + 128`, whichever the instruction set needs.
+    unsafe fn sdot(w: __m256i, wabs: __m256i, wcorr: __m256i, a: __m256i, au: __m256i) -> __m256i;
+}
+
+struct Avx2;
+struct Avx512;
+
+impl Isa for Avx2 {
+    // 4 × 3 and 4 × 2 accumulators plus the operands fit the 16 registers.
+    const T_FLOAT: usize = 3;
+    const T_QUANT: usize = 2;
+    const WIDE: bool = false;
+    #[inline(always)]
+    unsafe fn udot(src: __m256i, u: __m256i, a: __m256i) -> __m256i {
+        let pairs = _mm256_maddubs_epi16(u, a);
+        _mm256_add_epi32(src, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+    #[inline(always)]
+    unsafe fn sdot(w: __m256i, wabs: __m256i, _: __m256i, a: __m256i, _: __m256i) -> __m256i {
+        // The weight's sign moves onto the activation, so the unsigned side is |w| <= 128 and a
+        // pair of products stays within i16 (2 · 128 · 127).
+        Self::udot(_mm256_setzero_si256(), wabs, _mm256_sign_epi8(a, w))
+    }
+}
+
+impl Isa for Avx512 {
+    const T_FLOAT: usize = 6;
+    const T_QUANT: usize = 4;
+    const WIDE: bool = true;
+    #[inline(always)]
+    unsafe fn udot(src: __m256i, u: __m256i, a: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(src, u, a)
+    }
+    #[inline(always)]
+    unsafe fn sdot(w: __m256i, _: __m256i, wcorr: __m256i, _: __m256i, au: __m256i) -> __m256i {
+        // (a + 128)·w summed in i32 (no i16 step to saturate), less 128·Σ w.
+        _mm256_dpbusd_epi32(wcorr, au, w)
+    }
+}
+
+#[inline(always)]
+unsafe fn panel<I: Isa>(w: &Weights, acts: &Acts, rows: Range<usize>, ts: Range<usize>, out: &Out) {
     match (w.ty, acts) {
-        (TensorType::F32, Acts::F32(x)) => float_panel::<F32>(w, x, rows, ts, out),
-        (TensorType::F16, Acts::F32(x)) => float_panel::<F16>(w, x, rows, ts, out),
-        (TensorType::Bf16, Acts::F32(x)) => float_panel::<Bf16>(w, x, rows, ts, out),
+        (TensorType::F32, Acts::F32(x)) => float_panel::<I, F32>(w, x, rows, ts, out),
+        (TensorType::F16, Acts::F32(x)) => float_panel::<I, F16>(w, x, rows, ts, out),
+        (TensorType::Bf16, Acts::F32(x)) => float_panel::<I, Bf16>(w, x, rows, ts, out),
         (TensorType::Quant(QuantType::Q8_0), Acts::Quantized(q)) => {
-            quant_panel::<Q8_0>(w, q, rows, ts, out)
+            quant_panel::<I, Q8_0>(w, q, rows, ts, out)
         }
         (TensorType::Quant(QuantType::Q4_0), Acts::Quantized(q)) => {
-            quant_panel::<Q4_0>(w, q, rows, ts, out)
+            quant_panel::<I, Q4_0>(w, q, rows, ts, out)
         }
         (TensorType::Quant(QuantType::Q4K), Acts::Quantized(q)) => {
-            quant_panel::<Q4K>(w, q, rows, ts, out)
+            quant_panel::<I, Q4K>(w, q, rows, ts, out)
         }
         _ => unreachable!("the driver quantises activations exactly for the block formats"),
     }
@@ -49,6 +128,7 @@ pub unsafe fn panel(w: &Weights, acts: &Acts, rows: Range<usize>, ts: Range<usiz
 
 /// The `R` weight rows from `r0` (the last repeated where fewer remain; their results are
 /// dropped) and how many are real.
+#[inline(always)]
 fn tile_rows(w: &Weights, r0: usize, end: usize) -> ([*const u8; R], usize) {
     let rn = (end - r0).min(R);
     let mut ptrs = [std::ptr::null(); R];
@@ -62,6 +142,7 @@ fn tile_rows(w: &Weights, r0: usize, end: usize) -> ([*const u8; R], usize) {
 ///
 /// # Safety
 /// Rows `r0..r0 + rn` belong to the calling task.
+#[inline(always)]
 unsafe fn store<const T: usize>(res: [[f32; T]; R], rn: usize, r0: usize, t0: usize, out: &Out) {
     for (i, row) in res.iter().enumerate().take(rn) {
         for (t, &v) in row.iter().enumerate() {
@@ -84,11 +165,45 @@ unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// `match tn` over the tile widths 1..=6, binding the width as the constant `$T`.
+macro_rules! for_width {
+    ($tn:expr, $T:ident => $body:expr) => {
+        match $tn {
+            1 => {
+                const $T: usize = 1;
+                $body
+            }
+            2 => {
+                const $T: usize = 2;
+                $body
+            }
+            3 => {
+                const $T: usize = 3;
+                $body
+            }
+            4 => {
+                const $T: usize = 4;
+                $body
+            }
+            5 => {
+                const $T: usize = 5;
+                $body
+            }
+            _ => {
+                const $T: usize = 6;
+                $body
+            }
+        }
+    };
+}
+
 // ---- f32, f16, bf16 ----
 
 /// How a float type's weights widen to f32.
 trait Load {
     const SIZE: usize;
+    /// Sixteen weights from `p` (AVX-512 only).
+    unsafe fn sixteen(p: *const u8) -> __m512;
     /// Eight weights from `p`.
     unsafe fn eight(p: *const u8) -> __m256;
     /// One weight at `p`.
@@ -102,6 +217,10 @@ struct Bf16;
 impl Load for F32 {
     const SIZE: usize = 4;
     #[inline(always)]
+    unsafe fn sixteen(p: *const u8) -> __m512 {
+        _mm512_loadu_ps(p as *const f32)
+    }
+    #[inline(always)]
     unsafe fn eight(p: *const u8) -> __m256 {
         _mm256_loadu_ps(p as *const f32)
     }
@@ -113,6 +232,10 @@ impl Load for F32 {
 
 impl Load for F16 {
     const SIZE: usize = 2;
+    #[inline(always)]
+    unsafe fn sixteen(p: *const u8) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    }
     #[inline(always)]
     unsafe fn eight(p: *const u8) -> __m256 {
         _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
@@ -126,6 +249,11 @@ impl Load for F16 {
 impl Load for Bf16 {
     const SIZE: usize = 2;
     #[inline(always)]
+    unsafe fn sixteen(p: *const u8) -> __m512 {
+        let wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i));
+        _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16))
+    }
+    #[inline(always)]
     unsafe fn eight(p: *const u8) -> __m256 {
         let wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
         _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16))
@@ -136,11 +264,8 @@ impl Load for Bf16 {
     }
 }
 
-/// Activation rows per float tile: 4 × 3 accumulators plus the operands fit the 16 registers.
-const T_FLOAT: usize = 3;
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn float_panel<L: Load>(
+#[inline(always)]
+unsafe fn float_panel<I: Isa, L: Load>(
     w: &Weights,
     x: &[f32],
     rows: Range<usize>,
@@ -152,40 +277,50 @@ unsafe fn float_panel<L: Load>(
         let (wp, rn) = tile_rows(w, r0, rows.end);
         let mut t0 = ts.start;
         while t0 < ts.end {
-            let tn = (ts.end - t0).min(T_FLOAT);
+            let tn = (ts.end - t0).min(I::T_FLOAT);
             let xp = |t: usize| x[(t0 + t.min(tn - 1)) * w.cols..].as_ptr();
-            match tn {
-                1 => store(float_tile::<L, 1>(wp, [xp(0)], w.cols), rn, r0, t0, out),
-                2 => store(
-                    float_tile::<L, 2>(wp, [xp(0), xp(1)], w.cols),
-                    rn,
-                    r0,
-                    t0,
-                    out,
-                ),
-                _ => store(
-                    float_tile::<L, 3>(wp, [xp(0), xp(1), xp(2)], w.cols),
-                    rn,
-                    r0,
-                    t0,
-                    out,
-                ),
-            }
+            for_width!(tn, T => {
+                let res = float_tile::<I, L, T>(wp, std::array::from_fn(xp), w.cols);
+                store(res, rn, r0, t0, out)
+            });
             t0 += tn;
         }
         r0 += rn;
     }
 }
 
-/// Dot products of `R` weight rows with `T` activation rows of `cols` values.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn float_tile<L: Load, const T: usize>(
+/// Dot products of `R` weight rows with `T` activation rows of `cols` values: 16 lanes at a
+/// time where the instruction set has them, then 8, then one by one.
+#[inline(always)]
+unsafe fn float_tile<I: Isa, L: Load, const T: usize>(
     w: [*const u8; R],
     x: [*const f32; T],
     cols: usize,
 ) -> [[f32; T]; R] {
-    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    let mut res = [[0f32; T]; R];
     let mut c = 0;
+    if I::WIDE {
+        let mut acc = [[_mm512_setzero_ps(); T]; R];
+        while c + 16 <= cols {
+            let mut wv = [_mm512_setzero_ps(); R];
+            for i in 0..R {
+                wv[i] = L::sixteen(w[i].add(c * L::SIZE));
+            }
+            for t in 0..T {
+                let xv = _mm512_loadu_ps(x[t].add(c));
+                for i in 0..R {
+                    acc[i][t] = _mm512_fmadd_ps(wv[i], xv, acc[i][t]);
+                }
+            }
+            c += 16;
+        }
+        for i in 0..R {
+            for t in 0..T {
+                res[i][t] = _mm512_reduce_add_ps(acc[i][t]);
+            }
+        }
+    }
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
     while c + 8 <= cols {
         let mut wv = [_mm256_setzero_ps(); R];
         for i in 0..R {
@@ -199,10 +334,9 @@ unsafe fn float_tile<L: Load, const T: usize>(
         }
         c += 8;
     }
-    let mut res = [[0f32; T]; R];
     for i in 0..R {
         for t in 0..T {
-            let mut v = hsum(acc[i][t]);
+            let mut v = res[i][t] + hsum(acc[i][t]);
             for k in c..cols {
                 v += L::one(w[i].add(k * L::SIZE)) * *x[t].add(k);
             }
@@ -213,21 +347,6 @@ unsafe fn float_tile<L: Load, const T: usize>(
 }
 
 // ---- Q8_0, Q4_0, Q4_K ----
-
-/// A block format's dot products with quantised activations.
-trait QuantTile {
-    /// Weights per weight block.
-    const LEN: usize;
-    const BYTES: usize;
-    /// Adds block `b` of each weight row (`w[i]` points at it) times the activation rows'
-    /// matching blocks into `acc`.
-    unsafe fn block<const T: usize>(
-        w: &[*const u8; R],
-        a: &[ActRow; T],
-        b: usize,
-        acc: &mut [[__m256; T]; R],
-    );
-}
 
 /// One activation row's codes, scales and block sums.
 #[derive(Clone, Copy)]
@@ -251,13 +370,30 @@ impl ActRow {
     unsafe fn codes(&self, b: usize) -> __m256i {
         _mm256_loadu_si256(self.codes.add(b * QBLOCK) as *const __m256i)
     }
+
+    #[inline(always)]
+    unsafe fn scale(&self, b: usize) -> f32 {
+        *self.scales.add(b)
+    }
 }
 
-/// Activation rows per quantised tile: 4 × 2 accumulators leave room for the block's operands.
-const T_QUANT: usize = 2;
+/// A block format's dot products with quantised activations.
+trait QuantTile {
+    /// Weights per weight block.
+    const LEN: usize;
+    const BYTES: usize;
+    /// Adds block `b` of each weight row (`w[i]` points at it) times the activation rows'
+    /// matching blocks into `acc`.
+    unsafe fn block<I: Isa, const T: usize>(
+        w: &[*const u8; R],
+        a: &[ActRow; T],
+        b: usize,
+        acc: &mut [[__m256; T]; R],
+    );
+}
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn quant_panel<Q: QuantTile>(
+#[inline(always)]
+unsafe fn quant_panel<I: Isa, Q: QuantTile>(
     w: &Weights,
     q: &QuantizedActs,
     rows: Range<usize>,
@@ -270,26 +406,20 @@ unsafe fn quant_panel<Q: QuantTile>(
         let (wp, rn) = tile_rows(w, r0, rows.end);
         let mut t0 = ts.start;
         while t0 < ts.end {
-            let tn = (ts.end - t0).min(T_QUANT);
+            let tn = (ts.end - t0).min(I::T_QUANT);
             let a = |t: usize| ActRow::new(q, t0 + t.min(tn - 1));
-            match tn {
-                1 => store(quant_tile::<Q, 1>(wp, [a(0)], blocks), rn, r0, t0, out),
-                _ => store(
-                    quant_tile::<Q, 2>(wp, [a(0), a(1)], blocks),
-                    rn,
-                    r0,
-                    t0,
-                    out,
-                ),
-            }
+            for_width!(tn.min(4), T => {
+                let res = quant_tile::<I, Q, T>(wp, std::array::from_fn(a), blocks);
+                store(res, rn, r0, t0, out)
+            });
             t0 += tn;
         }
         r0 += rn;
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn quant_tile<Q: QuantTile, const T: usize>(
+#[inline(always)]
+unsafe fn quant_tile<I: Isa, Q: QuantTile, const T: usize>(
     w: [*const u8; R],
     a: [ActRow; T],
     blocks: usize,
@@ -300,7 +430,7 @@ unsafe fn quant_tile<Q: QuantTile, const T: usize>(
         for p in wb.iter_mut() {
             *p = p.add(b * Q::BYTES);
         }
-        Q::block(&wb, &a, b, &mut acc);
+        Q::block::<I, T>(&wb, &a, b, &mut acc);
     }
     let mut res = [[0f32; T]; R];
     for i in 0..R {
@@ -311,37 +441,10 @@ unsafe fn quant_tile<Q: QuantTile, const T: usize>(
     res
 }
 
-/// `Σ w·a` of 32 signed weight codes and 32 activation codes, as 8 i32 lanes in f32.
+/// `acc += (d_w · d_a) · dot`, the 8 i32 lanes of an integer dot product scaled to f32.
 #[inline(always)]
-unsafe fn signed_dot(wq: __m256i, aq: __m256i) -> __m256 {
-    let prods = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(aq, wq));
-    _mm256_cvtepi32_ps(_mm256_madd_epi16(prods, _mm256_set1_epi16(1)))
-}
-
-/// `Σ q·a` of 32 unsigned weight codes (below 128) and 32 activation codes.
-#[inline(always)]
-unsafe fn unsigned_dot(wq: __m256i, aq: __m256i) -> __m256 {
-    let prods = _mm256_maddubs_epi16(wq, aq);
-    _mm256_cvtepi32_ps(_mm256_madd_epi16(prods, _mm256_set1_epi16(1)))
-}
-
-/// Adds `d_w · d_a · Σ w·a` for signed 32-code blocks.
-#[inline(always)]
-unsafe fn signed_block<const T: usize>(
-    wq: [__m256i; R],
-    dw: [f32; R],
-    a: &[ActRow; T],
-    b: usize,
-    acc: &mut [[__m256; T]; R],
-) {
-    for t in 0..T {
-        let aq = a[t].codes(b);
-        let da = *a[t].scales.add(b);
-        for i in 0..R {
-            let scale = _mm256_set1_ps(dw[i] * da);
-            acc[i][t] = _mm256_fmadd_ps(signed_dot(wq[i], aq), scale, acc[i][t]);
-        }
-    }
+unsafe fn scaled(acc: __m256, dot: __m256i, dw: __m256, da: __m256) -> __m256 {
+    _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, da), acc)
 }
 
 struct Q8_0;
@@ -352,19 +455,31 @@ impl QuantTile for Q8_0 {
     const LEN: usize = QBLOCK;
     const BYTES: usize = 2 + QBLOCK;
     #[inline(always)]
-    unsafe fn block<const T: usize>(
+    unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
         a: &[ActRow; T],
         b: usize,
         acc: &mut [[__m256; T]; R],
     ) {
-        let mut wq = [_mm256_setzero_si256(); R];
-        let mut dw = [0f32; R];
+        let zero = _mm256_setzero_si256();
+        let (mut wq, mut wabs, mut wcorr) = ([zero; R], [zero; R], [zero; R]);
+        let mut dw = [_mm256_setzero_ps(); R];
         for i in 0..R {
-            dw[i] = f16_at(w[i]);
+            dw[i] = _mm256_set1_ps(f16_at(w[i]));
             wq[i] = _mm256_loadu_si256(w[i].add(2) as *const __m256i);
+            // Each instruction set uses one of these; the other is dead code.
+            wabs[i] = _mm256_sign_epi8(wq[i], wq[i]);
+            wcorr[i] = _mm256_sub_epi32(zero, I::udot(zero, _mm256_set1_epi8(-128), wq[i]));
         }
-        signed_block(wq, dw, a, b, acc);
+        for t in 0..T {
+            let aq = a[t].codes(b);
+            let au = _mm256_xor_si256(aq, _mm256_set1_epi8(-128));
+            let da = _mm256_set1_ps(a[t].scale(b));
+            for i in 0..R {
+                let dot = I::sdot(wq[i], wabs[i], wcorr[i], aq, au);
+                acc[i][t] = scaled(acc[i][t], dot, dw[i], da);
+            }
+        }
     }
 }
 
@@ -372,24 +487,35 @@ impl QuantTile for Q4_0 {
     const LEN: usize = QBLOCK;
     const BYTES: usize = 2 + QBLOCK / 2;
     #[inline(always)]
-    unsafe fn block<const T: usize>(
+    unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
         a: &[ActRow; T],
         b: usize,
         acc: &mut [[__m256; T]; R],
     ) {
+        let zero = _mm256_setzero_si256();
         let low = _mm_set1_epi8(0x0f);
-        let mut wq = [_mm256_setzero_si256(); R];
-        let mut dw = [0f32; R];
+        let mut wq = [zero; R];
+        let mut dw = [_mm256_setzero_ps(); R];
         for i in 0..R {
-            dw[i] = f16_at(w[i]);
-            // Weights 0..16 in the low nibbles, 16..32 in the high; codes 0..=15 stand for -8..=7.
+            dw[i] = _mm256_set1_ps(f16_at(w[i]));
+            // Weights 0..16 in the low nibbles, 16..32 in the high.
             let raw = _mm_loadu_si128(w[i].add(2) as *const __m128i);
             let lo = _mm_and_si128(raw, low);
             let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
-            wq[i] = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+            wq[i] = _mm256_set_m128i(hi, lo);
         }
-        signed_block(wq, dw, a, b, acc);
+        for t in 0..T {
+            let aq = a[t].codes(b);
+            // Codes 0..=15 stand for -8..=7: Σ (q - 8)·a = Σ q·a - 8·Σ a, the second shared by
+            // the tile's weight rows and started from.
+            let offset = _mm256_sub_epi32(zero, I::udot(zero, _mm256_set1_epi8(8), aq));
+            let da = _mm256_set1_ps(a[t].scale(b));
+            for i in 0..R {
+                let dot = I::udot(offset, wq[i], aq);
+                acc[i][t] = scaled(acc[i][t], dot, dw[i], da);
+            }
+        }
     }
 }
 
@@ -397,12 +523,13 @@ impl QuantTile for Q4K {
     const LEN: usize = q4_k::SUPER_BLOCK;
     const BYTES: usize = q4_k::BLOCK_BYTES;
     #[inline(always)]
-    unsafe fn block<const T: usize>(
+    unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
         a: &[ActRow; T],
         b: usize,
         acc: &mut [[__m256; T]; R],
     ) {
+        let zero = _mm256_setzero_si256();
         let low = _mm256_set1_epi8(0x0f);
         let first = b * 8; // the super-block's first activation block
         for i in 0..R {
@@ -429,12 +556,12 @@ impl QuantTile for Q4K {
                 let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
                 let (j0, j1) = (2 * pair, 2 * pair + 1);
                 for t in 0..T {
-                    let s0 = _mm256_set1_ps(ds[j0] * *a[t].scales.add(first + j0));
-                    let s1 = _mm256_set1_ps(ds[j1] * *a[t].scales.add(first + j1));
-                    let p0 = unsigned_dot(lo, a[t].codes(first + j0));
-                    let p1 = unsigned_dot(hi, a[t].codes(first + j1));
-                    acc[i][t] = _mm256_fmadd_ps(p0, s0, acc[i][t]);
-                    acc[i][t] = _mm256_fmadd_ps(p1, s1, acc[i][t]);
+                    let s0 = _mm256_set1_ps(ds[j0] * a[t].scale(first + j0));
+                    let s1 = _mm256_set1_ps(ds[j1] * a[t].scale(first + j1));
+                    let p0 = I::udot(zero, lo, a[t].codes(first + j0));
+                    let p1 = I::udot(zero, hi, a[t].codes(first + j1));
+                    acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), s0, acc[i][t]);
+                    acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), s1, acc[i][t]);
                 }
             }
         }
