@@ -382,14 +382,31 @@ trait QuantTile {
     /// Weights per weight block.
     const LEN: usize;
     const BYTES: usize;
+    /// Whether [`QuantTile::pair`] exists.
+    const PAIRS: bool;
     /// Adds block `b` of each weight row (`w[i]` points at it) times the activation rows'
     /// matching blocks into `acc`.
     unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
         a: &[ActRow; T],
         b: usize,
-        acc: &mut [[__m256; T]; R],
+        acc: &mut Acc<T>,
     );
+    /// Blocks `b` and `b + 1` at once in 16-lane vectors (AVX-512 only).
+    #[inline(always)]
+    unsafe fn pair<const T: usize>(
+        _w: &[*const u8; R],
+        _a: &[ActRow; T],
+        _b: usize,
+        _acc: &mut Acc<T>,
+    ) {
+    }
+}
+
+/// A tile's accumulators: 8 lanes, and 16 where AVX-512 is in use (only then touched).
+struct Acc<const T: usize> {
+    narrow: [[__m256; T]; R],
+    wide: [[__m512; T]; R],
 }
 
 #[inline(always)]
@@ -424,27 +441,88 @@ unsafe fn quant_tile<I: Isa, Q: QuantTile, const T: usize>(
     a: [ActRow; T],
     blocks: usize,
 ) -> [[f32; T]; R] {
-    let mut acc = [[_mm256_setzero_ps(); T]; R];
-    for b in 0..blocks {
+    let at = |b: usize| {
         let mut wb = w;
         for p in wb.iter_mut() {
             *p = p.add(b * Q::BYTES);
         }
-        Q::block::<I, T>(&wb, &a, b, &mut acc);
-    }
+        wb
+    };
+    // Two phases, each with its own accumulators so that the 8- and 16-lane ones (which share
+    // the register file) are never live together: single blocks (all of them, or the odd one
+    // out), then pairs.
+    let paired = if I::WIDE && Q::PAIRS { blocks & !1 } else { 0 };
     let mut res = [[0f32; T]; R];
+    // SAFETY (both): all-zero bits are a zero vector; zeroing this way emits no AVX-512
+    // instruction where the entry point lacks it (the wide half is then never used).
+    let mut acc: Acc<T> = std::mem::zeroed();
+    for b in paired..blocks {
+        Q::block::<I, T>(&at(b), &a, b, &mut acc);
+    }
     for i in 0..R {
         for t in 0..T {
-            res[i][t] = hsum(acc[i][t]);
+            res[i][t] = hsum(acc.narrow[i][t]);
+            if I::WIDE {
+                res[i][t] += _mm512_reduce_add_ps(acc.wide[i][t]);
+            }
+        }
+    }
+    if paired > 0 {
+        let mut acc: Acc<T> = std::mem::zeroed();
+        for b in (0..paired).step_by(2) {
+            Q::pair::<T>(&at(b), &a, b, &mut acc);
+        }
+        for i in 0..R {
+            for t in 0..T {
+                res[i][t] += _mm512_reduce_add_ps(acc.wide[i][t]);
+            }
         }
     }
     res
 }
 
-/// `acc += (d_w · d_a) · dot`, the 8 i32 lanes of an integer dot product scaled to f32.
+/// Sixteen lanes: `lo` in the first eight, `hi` in the last.
+#[inline(always)]
+unsafe fn halves(lo: f32, hi: f32) -> __m512 {
+    let lo = _mm512_castps_pd(_mm512_set1_ps(lo));
+    _mm512_castpd_ps(_mm512_insertf64x4(
+        lo,
+        _mm256_castps_pd(_mm256_set1_ps(hi)),
+        1,
+    ))
+}
+
+/// [`scaled`] on 16 lanes.
+#[inline(always)]
+unsafe fn scaled_wide(acc: __m512, dot: __m512i, dw: __m512, da: __m512) -> __m512 {
+    _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), da), dw, acc)
+}
+
+/// Two 256-bit halves as one 512-bit vector.
+#[inline(always)]
+unsafe fn join(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+}
+
+impl ActRow {
+    /// The 64 codes of activation blocks `b` and `b + 1`.
+    #[inline(always)]
+    unsafe fn codes_pair(&self, b: usize) -> __m512i {
+        _mm512_loadu_si512(self.codes.add(b * QBLOCK) as *const _)
+    }
+
+    #[inline(always)]
+    unsafe fn scale_pair(&self, b: usize) -> __m512 {
+        halves(self.scale(b), self.scale(b + 1))
+    }
+}
+
+/// `acc += (dot · d_a) · d_w`, the 8 i32 lanes of an integer dot product scaled to f32. Two
+/// vector operations on broadcast scales; `dot · (d_w · d_a)` would cost a scalar multiply and
+/// a broadcast per tile entry.
 #[inline(always)]
 unsafe fn scaled(acc: __m256, dot: __m256i, dw: __m256, da: __m256) -> __m256 {
-    _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, da), acc)
+    _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), da), dw, acc)
 }
 
 struct Q8_0;
@@ -454,12 +532,42 @@ struct Q4K;
 impl QuantTile for Q8_0 {
     const LEN: usize = QBLOCK;
     const BYTES: usize = 2 + QBLOCK;
+    const PAIRS: bool = true;
+    #[inline(always)]
+    unsafe fn pair<const T: usize>(
+        w: &[*const u8; R],
+        a: &[ActRow; T],
+        b: usize,
+        acc: &mut Acc<T>,
+    ) {
+        let zero = _mm512_setzero_si512();
+        let (mut wq, mut wcorr) = ([zero; R], [zero; R]);
+        let mut dw = [_mm512_setzero_ps(); R];
+        for i in 0..R {
+            let next = w[i].add(Self::BYTES);
+            dw[i] = halves(f16_at(w[i]), f16_at(next));
+            let lo = _mm256_loadu_si256(w[i].add(2) as *const __m256i);
+            wq[i] = join(lo, _mm256_loadu_si256(next.add(2) as *const __m256i));
+            wcorr[i] = _mm512_sub_epi32(
+                zero,
+                _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(-128), wq[i]),
+            );
+        }
+        for t in 0..T {
+            let au = _mm512_xor_si512(a[t].codes_pair(b), _mm512_set1_epi8(-128));
+            let da = a[t].scale_pair(b);
+            for i in 0..R {
+                let dot = _mm512_dpbusd_epi32(wcorr[i], au, wq[i]);
+                acc.wide[i][t] = scaled_wide(acc.wide[i][t], dot, dw[i], da);
+            }
+        }
+    }
     #[inline(always)]
     unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
         a: &[ActRow; T],
         b: usize,
-        acc: &mut [[__m256; T]; R],
+        acc: &mut Acc<T>,
     ) {
         let zero = _mm256_setzero_si256();
         let (mut wq, mut wabs, mut wcorr) = ([zero; R], [zero; R], [zero; R]);
@@ -477,7 +585,7 @@ impl QuantTile for Q8_0 {
             let da = _mm256_set1_ps(a[t].scale(b));
             for i in 0..R {
                 let dot = I::sdot(wq[i], wabs[i], wcorr[i], aq, au);
-                acc[i][t] = scaled(acc[i][t], dot, dw[i], da);
+                acc.narrow[i][t] = scaled(acc.narrow[i][t], dot, dw[i], da);
             }
         }
     }
@@ -486,24 +594,56 @@ impl QuantTile for Q8_0 {
 impl QuantTile for Q4_0 {
     const LEN: usize = QBLOCK;
     const BYTES: usize = 2 + QBLOCK / 2;
+    const PAIRS: bool = true;
+    #[inline(always)]
+    unsafe fn pair<const T: usize>(
+        w: &[*const u8; R],
+        a: &[ActRow; T],
+        b: usize,
+        acc: &mut Acc<T>,
+    ) {
+        let zero = _mm512_setzero_si512();
+        // Each block's 16 bytes twice, the second copy shifted down by 4: low nibbles are
+        // weights 0..16, high nibbles 16..32.
+        let shifts = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+        let low = _mm512_set1_epi8(0x0f);
+        let mut wq = [zero; R];
+        let mut dw = [_mm512_setzero_ps(); R];
+        for i in 0..R {
+            let next = w[i].add(Self::BYTES);
+            dw[i] = halves(f16_at(w[i]), f16_at(next));
+            let lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(w[i].add(2) as *const __m128i));
+            let hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(next.add(2) as *const __m128i));
+            wq[i] = _mm512_and_si512(_mm512_srlv_epi64(join(lo, hi), shifts), low);
+        }
+        for t in 0..T {
+            let aq = a[t].codes_pair(b);
+            let offset = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(8), aq));
+            let da = a[t].scale_pair(b);
+            for i in 0..R {
+                let dot = _mm512_dpbusd_epi32(offset, wq[i], aq);
+                acc.wide[i][t] = scaled_wide(acc.wide[i][t], dot, dw[i], da);
+            }
+        }
+    }
     #[inline(always)]
     unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
         a: &[ActRow; T],
         b: usize,
-        acc: &mut [[__m256; T]; R],
+        acc: &mut Acc<T>,
     ) {
         let zero = _mm256_setzero_si256();
-        let low = _mm_set1_epi8(0x0f);
+        let low = _mm256_set1_epi8(0x0f);
+        // Weights 0..16 in the low nibbles, 16..32 in the high: the 16 bytes in both halves,
+        // the upper half shifted down by 4.
+        let shifts = _mm256_set_epi64x(4, 4, 0, 0);
         let mut wq = [zero; R];
         let mut dw = [_mm256_setzero_ps(); R];
         for i in 0..R {
             dw[i] = _mm256_set1_ps(f16_at(w[i]));
-            // Weights 0..16 in the low nibbles, 16..32 in the high.
-            let raw = _mm_loadu_si128(w[i].add(2) as *const __m128i);
-            let lo = _mm_and_si128(raw, low);
-            let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
-            wq[i] = _mm256_set_m128i(hi, lo);
+            let raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(w[i].add(2) as *const __m128i));
+            wq[i] = _mm256_and_si256(_mm256_srlv_epi64(raw, shifts), low);
         }
         for t in 0..T {
             let aq = a[t].codes(b);
@@ -513,7 +653,7 @@ impl QuantTile for Q4_0 {
             let da = _mm256_set1_ps(a[t].scale(b));
             for i in 0..R {
                 let dot = I::udot(offset, wq[i], aq);
-                acc[i][t] = scaled(acc[i][t], dot, dw[i], da);
+                acc.narrow[i][t] = scaled(acc.narrow[i][t], dot, dw[i], da);
             }
         }
     }
@@ -522,12 +662,13 @@ impl QuantTile for Q4_0 {
 impl QuantTile for Q4K {
     const LEN: usize = q4_k::SUPER_BLOCK;
     const BYTES: usize = q4_k::BLOCK_BYTES;
+    const PAIRS: bool = false;
     #[inline(always)]
     unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
         a: &[ActRow; T],
         b: usize,
-        acc: &mut [[__m256; T]; R],
+        acc: &mut Acc<T>,
     ) {
         let zero = _mm256_setzero_si256();
         let low = _mm256_set1_epi8(0x0f);
@@ -545,23 +686,48 @@ impl QuantTile for Q4K {
             }
             // The minimums' share, lane j for sub-block j: −Σ_j dmin·m_j · d_a·Σ a.
             let mins = _mm256_loadu_ps(dm.as_ptr());
+            let codes = w[i].add(16);
+            if I::WIDE {
+                // Everything in the 16-lane accumulators (the minimums in the low 8 lanes).
+                let mins = _mm512_zextps256_ps512(mins);
+                for t in 0..T {
+                    let sums = _mm512_zextps256_ps512(_mm256_loadu_ps(a[t].sums.add(first)));
+                    acc.wide[i][t] = _mm512_fnmadd_ps(mins, sums, acc.wide[i][t]);
+                }
+                // Sub-blocks 2p and 2p + 1 share 32 code bytes (low and high nibbles), and
+                // their activation blocks are adjacent: one 16-lane product per pair.
+                let shifts = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
+                let low = _mm512_set1_epi8(0x0f);
+                for pair in 0..4 {
+                    let raw = _mm256_loadu_si256(codes.add(pair * QBLOCK) as *const __m256i);
+                    let wq = _mm512_and_si512(_mm512_srlv_epi64(join(raw, raw), shifts), low);
+                    let ds = halves(ds[2 * pair], ds[2 * pair + 1]);
+                    for t in 0..T {
+                        let j = first + 2 * pair;
+                        let dot =
+                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, a[t].codes_pair(j));
+                        acc.wide[i][t] = scaled_wide(acc.wide[i][t], dot, ds, a[t].scale_pair(j));
+                    }
+                }
+                continue;
+            }
             for t in 0..T {
                 let sums = _mm256_loadu_ps(a[t].sums.add(first));
-                acc[i][t] = _mm256_fnmadd_ps(mins, sums, acc[i][t]);
+                acc.narrow[i][t] = _mm256_fnmadd_ps(mins, sums, acc.narrow[i][t]);
             }
-            let codes = w[i].add(16);
             for pair in 0..4 {
                 let raw = _mm256_loadu_si256(codes.add(pair * QBLOCK) as *const __m256i);
                 let lo = _mm256_and_si256(raw, low);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
                 let (j0, j1) = (2 * pair, 2 * pair + 1);
+                let (ds0, ds1) = (_mm256_set1_ps(ds[j0]), _mm256_set1_ps(ds[j1]));
                 for t in 0..T {
-                    let s0 = _mm256_set1_ps(ds[j0] * a[t].scale(first + j0));
-                    let s1 = _mm256_set1_ps(ds[j1] * a[t].scale(first + j1));
+                    let da0 = _mm256_set1_ps(a[t].scale(first + j0));
+                    let da1 = _mm256_set1_ps(a[t].scale(first + j1));
                     let p0 = I::udot(zero, lo, a[t].codes(first + j0));
                     let p1 = I::udot(zero, hi, a[t].codes(first + j1));
-                    acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), s0, acc[i][t]);
-                    acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), s1, acc[i][t]);
+                    acc.narrow[i][t] = scaled(acc.narrow[i][t], p0, ds0, da0);
+                    acc.narrow[i][t] = scaled(acc.narrow[i][t], p1, ds1, da1);
                 }
             }
         }
