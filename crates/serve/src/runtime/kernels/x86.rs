@@ -481,15 +481,26 @@ unsafe fn quant_tile<I: Isa, Q: QuantTile, const T: usize>(
     res
 }
 
-/// Sixteen lanes: `lo` in the first eight, `hi` in the last.
+/// Sixteen lanes: the two floats at `p`, the first in lanes 0..8 and the second in 8..16
+/// (one load and one permute).
 #[inline(always)]
-unsafe fn halves(lo: f32, hi: f32) -> __m512 {
-    let lo = _mm512_castps_pd(_mm512_set1_ps(lo));
-    _mm512_castpd_ps(_mm512_insertf64x4(
-        lo,
-        _mm256_castps_pd(_mm256_set1_ps(hi)),
-        1,
-    ))
+unsafe fn halves_at(p: *const f32) -> __m512 {
+    spread(_mm_castpd_ps(_mm_load_sd(p as *const f64)))
+}
+
+/// Lanes 0 and 1 of `v` as lanes 0..8 and 8..16.
+#[inline(always)]
+unsafe fn spread(v: __m128) -> __m512 {
+    let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v))
+}
+
+/// The f16 scales of two blocks `stride` bytes apart, spread as [`halves_at`] does.
+#[inline(always)]
+unsafe fn f16_halves(p: *const u8, stride: usize) -> __m512 {
+    let d0 = (p as *const u16).read_unaligned() as i32;
+    let d1 = (p.add(stride) as *const u16).read_unaligned() as i32;
+    spread(_mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(d0), d1, 1)))
 }
 
 /// [`scaled`] on 16 lanes.
@@ -513,7 +524,7 @@ impl ActRow {
 
     #[inline(always)]
     unsafe fn scale_pair(&self, b: usize) -> __m512 {
-        halves(self.scale(b), self.scale(b + 1))
+        halves_at(self.scales.add(b))
     }
 }
 
@@ -545,7 +556,7 @@ impl QuantTile for Q8_0 {
         let mut dw = [_mm512_setzero_ps(); R];
         for i in 0..R {
             let next = w[i].add(Self::BYTES);
-            dw[i] = halves(f16_at(w[i]), f16_at(next));
+            dw[i] = f16_halves(w[i], Self::BYTES);
             let lo = _mm256_loadu_si256(w[i].add(2) as *const __m256i);
             wq[i] = join(lo, _mm256_loadu_si256(next.add(2) as *const __m256i));
             wcorr[i] = _mm512_sub_epi32(
@@ -611,7 +622,7 @@ impl QuantTile for Q4_0 {
         let mut dw = [_mm512_setzero_ps(); R];
         for i in 0..R {
             let next = w[i].add(Self::BYTES);
-            dw[i] = halves(f16_at(w[i]), f16_at(next));
+            dw[i] = f16_halves(w[i], Self::BYTES);
             let lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(w[i].add(2) as *const __m128i));
             let hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(next.add(2) as *const __m128i));
             wq[i] = _mm512_and_si512(_mm512_srlv_epi64(join(lo, hi), shifts), low);
@@ -701,7 +712,7 @@ impl QuantTile for Q4K {
                 for pair in 0..4 {
                     let raw = _mm256_loadu_si256(codes.add(pair * QBLOCK) as *const __m256i);
                     let wq = _mm512_and_si512(_mm512_srlv_epi64(join(raw, raw), shifts), low);
-                    let ds = halves(ds[2 * pair], ds[2 * pair + 1]);
+                    let ds = halves_at(ds.as_ptr().add(2 * pair));
                     for t in 0..T {
                         let j = first + 2 * pair;
                         let dot =
