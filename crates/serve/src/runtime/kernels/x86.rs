@@ -384,10 +384,17 @@ trait QuantTile {
     const BYTES: usize;
     /// Whether [`QuantTile::pair`] exists.
     const PAIRS: bool;
-    /// Adds block `b` of each weight row (`w[i]` points at it) times the activation rows'
+    /// Floats per block that [`QuantTile::prepare`] decodes ahead, once per panel rather than
+    /// once per tile (Q4_K's packed 6-bit scales and minimums).
+    const PREPARED: usize = 0;
+    /// Appends a weight block's [`QuantTile::PREPARED`] floats.
+    fn prepare(_block: &[u8], _out: &mut Vec<f32>) {}
+    /// Adds block `b` of each weight row (`w[i]` points at it, `prep[i]` at its prepared
+    /// floats, or is null where the block decodes them itself) times the activation rows'
     /// matching blocks into `acc`.
     unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
+        prep: &[*const f32; R],
         a: &[ActRow; T],
         b: usize,
         acc: &mut Acc<T>,
@@ -418,15 +425,31 @@ unsafe fn quant_panel<I: Isa, Q: QuantTile>(
     out: &Out,
 ) {
     let blocks = w.cols / Q::LEN;
+    // Worth it only where a row tile meets more than one activation tile; else the blocks
+    // decode their own (`prep` null).
+    let prepare = Q::PREPARED > 0 && ts.len() > I::T_QUANT;
+    let per_row = blocks * Q::PREPARED;
+    let mut prepared = Vec::with_capacity(if prepare { rows.len() * per_row } else { 0 });
+    if prepare {
+        for r in rows.clone() {
+            for block in w.row(r).chunks_exact(Q::BYTES) {
+                Q::prepare(block, &mut prepared);
+            }
+        }
+    }
     let mut r0 = rows.start;
     while r0 < rows.end {
         let (wp, rn) = tile_rows(w, r0, rows.end);
+        let pp = std::array::from_fn(|i| match prepare {
+            true => prepared[(r0 + i.min(rn - 1) - rows.start) * per_row..].as_ptr(),
+            false => std::ptr::null(),
+        });
         let mut t0 = ts.start;
         while t0 < ts.end {
             let tn = (ts.end - t0).min(I::T_QUANT);
             let a = |t: usize| ActRow::new(q, t0 + t.min(tn - 1));
             for_width!(tn.min(4), T => {
-                let res = quant_tile::<I, Q, T>(wp, std::array::from_fn(a), blocks);
+                let res = quant_tile::<I, Q, T>(wp, pp, std::array::from_fn(a), blocks);
                 store(res, rn, r0, t0, out)
             });
             t0 += tn;
@@ -438,9 +461,17 @@ unsafe fn quant_panel<I: Isa, Q: QuantTile>(
 #[inline(always)]
 unsafe fn quant_tile<I: Isa, Q: QuantTile, const T: usize>(
     w: [*const u8; R],
+    prep: [*const f32; R],
     a: [ActRow; T],
     blocks: usize,
 ) -> [[f32; T]; R] {
+    let prep_at = |b: usize| {
+        let mut pb = prep;
+        for p in pb.iter_mut().filter(|p| !p.is_null()) {
+            *p = p.add(b * Q::PREPARED);
+        }
+        pb
+    };
     let at = |b: usize| {
         let mut wb = w;
         for p in wb.iter_mut() {
@@ -457,7 +488,7 @@ unsafe fn quant_tile<I: Isa, Q: QuantTile, const T: usize>(
     // instruction where the entry point lacks it (the wide half is then never used).
     let mut acc: Acc<T> = std::mem::zeroed();
     for b in paired..blocks {
-        Q::block::<I, T>(&at(b), &a, b, &mut acc);
+        Q::block::<I, T>(&at(b), &prep_at(b), &a, b, &mut acc);
     }
     for i in 0..R {
         for t in 0..T {
@@ -576,6 +607,7 @@ impl QuantTile for Q8_0 {
     #[inline(always)]
     unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
+        _prep: &[*const f32; R],
         a: &[ActRow; T],
         b: usize,
         acc: &mut Acc<T>,
@@ -640,6 +672,7 @@ impl QuantTile for Q4_0 {
     #[inline(always)]
     unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
+        _prep: &[*const f32; R],
         a: &[ActRow; T],
         b: usize,
         acc: &mut Acc<T>,
@@ -674,9 +707,19 @@ impl QuantTile for Q4K {
     const LEN: usize = q4_k::SUPER_BLOCK;
     const BYTES: usize = q4_k::BLOCK_BYTES;
     const PAIRS: bool = false;
+    /// `d·sc_j` for the eight sub-blocks, then `dmin·m_j`.
+    const PREPARED: usize = 16;
+    fn prepare(block: &[u8], out: &mut Vec<f32>) {
+        let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let dmin = half::f16::from_le_bytes([block[2], block[3]]).to_f32();
+        let (sc, m) = q4_k::scales_and_mins(&block[4..16]);
+        out.extend(sc.iter().map(|&s| d * s as f32));
+        out.extend(m.iter().map(|&m| dmin * m as f32));
+    }
     #[inline(always)]
     unsafe fn block<I: Isa, const T: usize>(
         w: &[*const u8; R],
+        prep: &[*const f32; R],
         a: &[ActRow; T],
         b: usize,
         acc: &mut Acc<T>,
@@ -685,18 +728,22 @@ impl QuantTile for Q4K {
         let low = _mm256_set1_epi8(0x0f);
         let first = b * 8; // the super-block's first activation block
         for i in 0..R {
-            let d = f16_at(w[i]);
-            let dmin = f16_at(w[i].add(2));
-            let packed = std::slice::from_raw_parts(w[i].add(4), 12);
-            let (sc, m) = q4_k::scales_and_mins(packed);
-            let mut ds = [0f32; 8];
-            let mut dm = [0f32; 8];
-            for j in 0..8 {
-                ds[j] = d * sc[j] as f32;
-                dm[j] = dmin * m[j] as f32;
-            }
+            let mut decoded = [0f32; 16];
+            let ds = match prep[i].is_null() {
+                false => prep[i],
+                true => {
+                    let (d, dmin) = (f16_at(w[i]), f16_at(w[i].add(2)));
+                    let (sc, m) =
+                        q4_k::scales_and_mins(std::slice::from_raw_parts(w[i].add(4), 12));
+                    for j in 0..8 {
+                        decoded[j] = d * sc[j] as f32;
+                        decoded[8 + j] = dmin * m[j] as f32;
+                    }
+                    decoded.as_ptr()
+                }
+            };
             // The minimums' share, lane j for sub-block j: −Σ_j dmin·m_j · d_a·Σ a.
-            let mins = _mm256_loadu_ps(dm.as_ptr());
+            let mins = _mm256_loadu_ps(ds.add(8));
             let codes = w[i].add(16);
             if I::WIDE {
                 // Everything in the 16-lane accumulators (the minimums in the low 8 lanes).
@@ -712,7 +759,7 @@ impl QuantTile for Q4K {
                 for pair in 0..4 {
                     let raw = _mm256_loadu_si256(codes.add(pair * QBLOCK) as *const __m256i);
                     let wq = _mm512_and_si512(_mm512_srlv_epi64(join(raw, raw), shifts), low);
-                    let ds = halves_at(ds.as_ptr().add(2 * pair));
+                    let ds = halves_at(ds.add(2 * pair));
                     for t in 0..T {
                         let j = first + 2 * pair;
                         let dot =
@@ -731,7 +778,7 @@ impl QuantTile for Q4K {
                 let lo = _mm256_and_si256(raw, low);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
                 let (j0, j1) = (2 * pair, 2 * pair + 1);
-                let (ds0, ds1) = (_mm256_set1_ps(ds[j0]), _mm256_set1_ps(ds[j1]));
+                let (ds0, ds1) = (_mm256_set1_ps(*ds.add(j0)), _mm256_set1_ps(*ds.add(j1)));
                 for t in 0..T {
                     let da0 = _mm256_set1_ps(a[t].scale(first + j0));
                     let da1 = _mm256_set1_ps(a[t].scale(first + j1));
