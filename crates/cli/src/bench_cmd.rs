@@ -17,7 +17,8 @@ pub enum BenchCommand {
     /// Time training steps of a config's model on random tokens (no dataset needed).
     Train(TrainBenchArgs),
     /// Time the inference runtime's matmul for every weight type at MiniCPM-1.2B's shapes, at
-    /// decode (n = 1, 8: weight GB/s) and prefill (n = 512: GFLOP/s).
+    /// decode (n = 1, 8: weight GB/s) and prefill (n = 512: GFLOP/s), and the tokens/s of the
+    /// model's products (at prefill with the output head run once per prompt).
     Matmul(MatmulBenchArgs),
 }
 
@@ -82,8 +83,9 @@ fn matmul(a: MatmulBenchArgs) -> anyhow::Result<ExitCode> {
         (512, 1536, 2 * 52),
         (3840, 1536, 2 * 52),
         (1536, 3840, 52),
-        (73440, 1536, 1),
+        (HEAD, 1536, 1),
     ];
+    const HEAD: usize = 73440;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()?;
@@ -125,8 +127,11 @@ fn matmul(a: MatmulBenchArgs) -> anyhow::Result<ExitCode> {
                     (Some(a0), Some(a1)) => (a1 - a0) / reps as f64 / a.threads as f64,
                     _ => f64::NAN,
                 };
-                per_token[k] += uses as f64 * t / n as f64;
-                per_token_busy[k] += uses as f64 * busy / n as f64;
+                // A prompt needs the output head at its last position only (llama.cpp's prompt
+                // throughput counts it so), a decoding step at every sequence.
+                let share = if rows == HEAD && n > 8 { 1.0 } else { n as f64 };
+                per_token[k] += uses as f64 * t / share;
+                per_token_busy[k] += uses as f64 * busy / share;
                 let rate = |t: f64| match n <= 8 {
                     true => format!("{:7.1} GB/s", m.bytes().len() as f64 / t / 1e9),
                     false => format!("{:7.1} GFLOP/s", 2.0 * (n * rows * cols) as f64 / t / 1e9),
