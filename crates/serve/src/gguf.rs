@@ -128,7 +128,8 @@ impl TensorType {
             TensorType::F16 | TensorType::Bf16 => Some(2 * n),
             TensorType::Quant(q) => {
                 let block = q.block_len() as u64;
-                (row % block == 0).then(|| n / block * q.block_bytes() as u64)
+                row.is_multiple_of(block)
+                    .then(|| n / block * q.block_bytes() as u64)
             }
         }
     }

@@ -73,7 +73,7 @@ impl QuantType {
     /// The blocks of `row`, whose length must be a multiple of [`QuantType::block_len`].
     pub fn quantize(self, row: &[f32]) -> Result<Vec<u8>, QuantError> {
         let block = self.block_len();
-        if row.len() % block != 0 {
+        if !row.len().is_multiple_of(block) {
             return Err(QuantError::RowLength {
                 ty: self.name(),
                 len: row.len(),
@@ -94,7 +94,7 @@ impl QuantType {
     /// The weights that `bytes` (whole blocks) stand for.
     pub fn dequantize(self, bytes: &[u8]) -> Result<Vec<f32>, QuantError> {
         let block_bytes = self.block_bytes();
-        if bytes.len() % block_bytes != 0 {
+        if !bytes.len().is_multiple_of(block_bytes) {
             return Err(QuantError::ByteLength {
                 ty: self.name(),
                 bytes: bytes.len(),

@@ -14,6 +14,10 @@
 //! Integer sums cannot overflow: `vpmaddubsw` adds two products of at most 128·127 (or 15·127),
 //! under i16's 32767, and the i32 sums of 32 of them are far from 2^31.
 
+// Register tiles are indexed by (weight row i, activation row t) throughout; index loops say
+// that more plainly than iterator chains over two or three arrays at once.
+#![allow(clippy::needless_range_loop)]
+
 use super::acts::{QuantizedActs, QBLOCK};
 use super::{Acts, Out, Weights};
 use crate::gguf::TensorType;
