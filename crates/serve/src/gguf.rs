@@ -535,8 +535,8 @@ mod tests {
             .unwrap();
         let type_at = name_at + "token_embd.weight".len() + 4 + 2 * 8;
         let mut bad = good.clone();
-        bad[type_at..type_at + 4].copy_from_slice(&12u32.to_le_bytes()); // Q4_K
+        bad[type_at..type_at + 4].copy_from_slice(&14u32.to_le_bytes()); // Q6_K
         let e = Gguf::parse(&bad).unwrap_err().to_string();
-        assert_eq!(e, "token_embd.weight: tensor type 12 is not supported");
+        assert_eq!(e, "token_embd.weight: tensor type 14 is not supported");
     }
 }
