@@ -128,10 +128,11 @@ fn matmul(a: MatmulBenchArgs) -> anyhow::Result<ExitCode> {
                     _ => f64::NAN,
                 };
                 // A prompt needs the output head at its last position only (llama.cpp's prompt
-                // throughput counts it so), a decoding step at every sequence.
-                let share = if rows == HEAD && n > 8 { 1.0 } else { n as f64 };
-                per_token[k] += uses as f64 * t / share;
-                per_token_busy[k] += uses as f64 * busy / share;
+                // throughput counts it so): one row of 512, negligible, left out. A decoding
+                // step needs it at every sequence.
+                let uses = if rows == HEAD && n > 8 { 0 } else { uses };
+                per_token[k] += uses as f64 * t / n as f64;
+                per_token_busy[k] += uses as f64 * busy / n as f64;
                 let rate = |t: f64| match n <= 8 {
                     true => format!("{:7.1} GB/s", m.bytes().len() as f64 / t / 1e9),
                     false => format!("{:7.1} GFLOP/s", 2.0 * (n * rows * cols) as f64 / t / 1e9),
