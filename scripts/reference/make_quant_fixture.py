@@ -7,6 +7,12 @@ Writes crates/serve/tests/fixtures/quant/:
     input.f32           the rows, 64 blocks of 32 little-endian float32
     q8_0.bin, q4_0.bin  the quantized blocks (scale as f16, then the codes)
     q8_0.f32, q4_0.f32  those blocks dequantized
+    q4_k.bin            16 Q4_K super-blocks (144 bytes each) of random scales, minimums and codes
+    q4_k.f32            gguf-py's dequantization of them (bit-exact with ggml's)
+
+gguf-py cannot quantize Q4_K, so the Q4_K fixture checks decoding only: its blocks are random
+bytes with f16 super-scales of sensible size (1e-4 to 10, positive and zero), which exercises
+every bit of the packed 6-bit scales and minimums.
 
 The blocks mix scales from 1e-6 to 1e4, an all-zero block, blocks whose largest magnitude is
 negative, and blocks of exact halves, where the rounding rule decides the code.
@@ -60,6 +66,22 @@ def main() -> None:
         q.tofile(os.path.join(OUT, f"{name}.bin"))
         dequantize(q, qtype).astype(np.float32).tofile(os.path.join(OUT, f"{name}.f32"))
         print(f"{name}: {q.nbytes} bytes for {x.size} weights")
+    k = q4_k_blocks()
+    k.tofile(os.path.join(OUT, "q4_k.bin"))
+    dequantize(k, GGMLQuantizationType.Q4_K).astype(np.float32).tofile(os.path.join(OUT, "q4_k.f32"))
+    print(f"q4_k: {k.nbytes} bytes, {k.shape[0]} super-blocks")
+
+
+def q4_k_blocks() -> np.ndarray:
+    rng = np.random.default_rng(20261201)
+    n = 16
+    d = (10.0 ** rng.uniform(-4, 1, n)).astype(np.float16)
+    dmin = (10.0 ** rng.uniform(-4, 1, n)).astype(np.float16)
+    d[3] = 0.0
+    dmin[5] = 0.0
+    rest = rng.integers(0, 256, (n, 12 + 128), dtype=np.uint8)
+    head = np.stack([d, dmin], axis=1).view(np.uint8)
+    return np.concatenate([head, rest], axis=1)
 
 
 if __name__ == "__main__":

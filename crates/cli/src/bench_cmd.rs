@@ -1,5 +1,6 @@
-//! `minicpm bench train` (`bench generate` is in bench_generate.rs): training throughput, model FLOP/s, MFU, peak memory and the time per
-//! phase of a run config's model on synthetic tokens.
+//! `minicpm bench train`: training throughput, model FLOP/s, MFU, peak memory and the time per
+//! phase of a run config's model on synthetic tokens (`bench generate`, `bench matmul` and
+//! `bench random-model` are in bench_generate.rs, bench_matmul.rs and bench_model.rs).
 
 use crate::gemm_peak;
 use burn::tensor::Device;
@@ -19,6 +20,10 @@ pub enum BenchCommand {
     Generate(crate::bench_generate::GenerateBenchArgs),
     /// Write a GGUF file of a config's shapes with random weights, to time against llama.cpp.
     RandomModel(crate::bench_model::RandomModelArgs),
+    /// Time the inference runtime's matmul for every weight type at MiniCPM-1.2B's shapes, at
+    /// decode (n = 1, 8: weight GB/s) and prefill (n = 512: GFLOP/s), and the tokens/s of the
+    /// model's products (at prefill with the output head run once per prompt).
+    Matmul(crate::bench_matmul::MatmulBenchArgs),
 }
 
 #[derive(Args)]
@@ -48,6 +53,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Train(a) => train(a),
         BenchCommand::Generate(a) => crate::bench_generate::run(a),
         BenchCommand::RandomModel(a) => crate::bench_model::run(a),
+        BenchCommand::Matmul(a) => crate::bench_matmul::run(a),
     }
 }
 

@@ -15,7 +15,7 @@ pub struct RandomModelArgs {
     /// A run config (TOML) whose [model] gives the shapes, e.g. configs/minicpm-1b.toml.
     #[arg(long)]
     config: PathBuf,
-    /// f32, f16, q8_0 or q4_0.
+    /// f32, f16, q8_0, q4_0 or q4_k.
     #[arg(long = "type", default_value = "f16")]
     ty: String,
     /// The GGUF file to write.

@@ -18,7 +18,7 @@ pub enum ExportCommand {
 pub struct GgufArgs {
     /// An HF model directory, a checkpoint directory or a run directory.
     model: PathBuf,
-    /// Weight type: f32, f16, q8_0 or q4_0.
+    /// Weight type: f32, f16, q8_0, q4_0 or q4_k.
     #[arg(long = "type", default_value = "f16")]
     ty: String,
     /// The GGUF file to write (replaced whole, never left half-written).

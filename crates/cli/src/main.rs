@@ -2,6 +2,7 @@
 
 mod bench_cmd;
 mod bench_generate;
+mod bench_matmul;
 mod bench_model;
 mod chat_cmd;
 mod data_cmd;
@@ -54,7 +55,7 @@ enum Command {
     Generate(generate_cmd::GenerateArgs),
     /// Talk to a chat model (multi-turn, streamed, with its chat template).
     Chat(chat_cmd::ChatArgs),
-    /// Quantise a model to a GGUF file (q8_0, q4_0) that this binary and llama.cpp both run.
+    /// Quantise a model to a GGUF file (q8_0, q4_0, q4_k) that this binary and llama.cpp both run.
     Quantize(quantize_cmd::QuantizeArgs),
     /// Held-out loss, perplexity and bits per byte of a model file on token shards.
     Perplexity(perplexity_cmd::PerplexityArgs),

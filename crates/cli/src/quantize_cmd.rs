@@ -13,7 +13,7 @@ use std::process::ExitCode;
 pub struct QuantizeArgs {
     /// An HF model directory, a checkpoint, a run or a GGUF file written by `export gguf`.
     model: PathBuf,
-    /// q8_0, q4_0 (or f16, f32 to convert without quantising).
+    /// q8_0, q4_0, q4_k (or f16, f32 to convert without quantising).
     #[arg(long = "type")]
     ty: String,
     /// The GGUF file to write (replaced whole, never left half-written).

@@ -10,7 +10,7 @@
 //! zero padding to the alignment, then each tensor's bytes padded to the alignment
 //! ```
 
-use crate::quant::{QuantType, BLOCK};
+use crate::quant::QuantType;
 use half::f16;
 
 pub const MAGIC: &[u8; 4] = b"GGUF";
@@ -103,6 +103,7 @@ impl TensorType {
             TensorType::Bf16 => 30,
             TensorType::Quant(QuantType::Q4_0) => 2,
             TensorType::Quant(QuantType::Q8_0) => 8,
+            TensorType::Quant(QuantType::Q4K) => 12,
         }
     }
 
@@ -113,6 +114,7 @@ impl TensorType {
             TensorType::Bf16,
             TensorType::Quant(QuantType::Q4_0),
             TensorType::Quant(QuantType::Q8_0),
+            TensorType::Quant(QuantType::Q4K),
         ]
         .into_iter()
         .find(|t| t.code() == code)
@@ -125,7 +127,9 @@ impl TensorType {
             TensorType::F32 => Some(4 * n),
             TensorType::F16 | TensorType::Bf16 => Some(2 * n),
             TensorType::Quant(q) => {
-                (row % BLOCK as u64 == 0).then(|| n / BLOCK as u64 * q.block_bytes() as u64)
+                let block = q.block_len() as u64;
+                row.is_multiple_of(block)
+                    .then(|| n / block * q.block_bytes() as u64)
             }
         }
     }
@@ -608,8 +612,8 @@ mod tests {
             .unwrap();
         let type_at = name_at + "token_embd.weight".len() + 4 + 2 * 8;
         let mut bad = good.clone();
-        bad[type_at..type_at + 4].copy_from_slice(&12u32.to_le_bytes()); // Q4_K
+        bad[type_at..type_at + 4].copy_from_slice(&14u32.to_le_bytes()); // Q6_K
         let e = Gguf::parse(&bad).unwrap_err().to_string();
-        assert_eq!(e, "token_embd.weight: tensor type 12 is not supported");
+        assert_eq!(e, "token_embd.weight: tensor type 14 is not supported");
     }
 }

@@ -11,10 +11,17 @@ pub enum FileType {
     F16,
     Q8_0,
     Q4_0,
+    Q4K,
 }
 
 impl FileType {
-    pub const ALL: [FileType; 4] = [FileType::F32, FileType::F16, FileType::Q8_0, FileType::Q4_0];
+    pub const ALL: [FileType; 5] = [
+        FileType::F32,
+        FileType::F16,
+        FileType::Q8_0,
+        FileType::Q4_0,
+        FileType::Q4K,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -22,16 +29,19 @@ impl FileType {
             FileType::F16 => "f16",
             FileType::Q8_0 => "q8_0",
             FileType::Q4_0 => "q4_0",
+            FileType::Q4K => "q4_k",
         }
     }
 
-    /// llama.cpp's `llama_ftype`: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7.
+    /// llama.cpp's `llama_ftype`: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7,
+    /// MOSTLY_Q4_K_S 14 (ours is q4_k throughout, which its labels come closest to as "S").
     pub fn code(self) -> u32 {
         match self {
             FileType::F32 => 0,
             FileType::F16 => 1,
             FileType::Q4_0 => 2,
             FileType::Q8_0 => 7,
+            FileType::Q4K => 14,
         }
     }
 
@@ -45,6 +55,7 @@ impl FileType {
             FileType::F16 => TensorType::F16,
             FileType::Q8_0 => TensorType::Quant(QuantType::Q8_0),
             FileType::Q4_0 => TensorType::Quant(QuantType::Q4_0),
+            FileType::Q4K => TensorType::Quant(QuantType::Q4K),
         }
     }
 }
@@ -56,7 +67,7 @@ impl FromStr for FileType {
         FileType::ALL
             .into_iter()
             .find(|t| t.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown GGUF type `{s}` (f32, f16, q8_0 or q4_0)"))
+            .ok_or_else(|| format!("unknown GGUF type `{s}` (f32, f16, q8_0, q4_0 or q4_k)"))
     }
 }
 
@@ -66,8 +77,8 @@ impl FromStr for FileType {
 /// - the token embedding and an untied output head are f16, or f32 when f32 is asked for
 ///   (MiniCPM's rule: embeddings and norms are not quantised);
 /// - every other matrix is in the type asked for, except that a quantised type needs rows of
-///   whole 32-weight blocks: a row that is not falls back to q8_0 and then to f16, as llama.cpp's
-///   converter does (both block formats have 32-weight blocks, so that means f16).
+///   whole blocks (32 weights, 256 for q4_k): a row that is not falls back to q8_0, and to f16
+///   where it is not whole 32-weight blocks either, as llama.cpp's quantiser does.
 pub fn tensor_type(file: FileType, gguf_name: &str, shape: &[usize]) -> TensorType {
     if shape.len() < 2 {
         return TensorType::F32;
@@ -80,7 +91,10 @@ pub fn tensor_type(file: FileType, gguf_name: &str, shape: &[usize]) -> TensorTy
     }
     let cols = shape[shape.len() - 1];
     match file.tensor_type() {
-        TensorType::Quant(_) if cols % BLOCK != 0 => TensorType::F16,
+        TensorType::Quant(q) if !cols.is_multiple_of(q.block_len()) => match cols % BLOCK {
+            0 => TensorType::Quant(QuantType::Q8_0),
+            _ => TensorType::F16,
+        },
         t => t,
     }
 }
@@ -124,6 +138,15 @@ mod tests {
             tensor_type(FileType::F32, "blk.0.ffn_down.weight", &[64, 48]),
             TensorType::F32
         );
+        // q4_k's 256-weight blocks: rows of 64 fall back to q8_0, rows of 512 stay q4_k.
+        assert_eq!(
+            tensor_type(FileType::Q4K, "blk.0.attn_q.weight", &[64, 64]),
+            TensorType::Quant(QuantType::Q8_0)
+        );
+        assert_eq!(
+            tensor_type(FileType::Q4K, "blk.0.attn_q.weight", &[64, 512]),
+            TensorType::Quant(QuantType::Q4K)
+        );
     }
 
     #[test]
@@ -134,6 +157,6 @@ mod tests {
         }
         assert_eq!("Q8_0".parse::<FileType>(), Ok(FileType::Q8_0));
         let e = "q5_k".parse::<FileType>().unwrap_err();
-        assert_eq!(e, "unknown GGUF type `q5_k` (f32, f16, q8_0 or q4_0)");
+        assert_eq!(e, "unknown GGUF type `q5_k` (f32, f16, q8_0, q4_0 or q4_k)");
     }
 }

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod forward;
 pub mod generate;
+pub mod kernels;
 pub mod matrix;
 pub mod memory_source;
 pub mod model;

@@ -571,15 +571,17 @@ fn scoring_equals_the_training_forward_cross_entropy() {
 
 /// A model exported to GGUF runs on the runtime as the HF directory does: f32 to within f32
 /// summation order (q/k rows in llama.cpp's layout, RoPE applied in that layout), f16 and q8_0
-/// within their rounding of the weights. Tolerances are relative to the logits' largest
-/// magnitude, for these deliberately sensitive models (weights of std 0.5 amplify every
-/// rounding; measured: f16 0.2-0.4%, q8_0 5.5-7.4%); a trained model's figures are in
-/// docs/PERFORMANCE.md.
+/// within their rounding of the weights (and, for q8_0, of the activations, quantised to 8 bits
+/// as llama.cpp does). Tolerances are relative to the logits' largest magnitude, on models with
+/// MiniCPM's init and multipliers (measured: f16 1.1-3.0e-4, q8_0 0.5-1.5e-3); a trained
+/// model's figures are in docs/PERFORMANCE.md.
 #[test]
 fn gguf_files_give_the_logits_of_the_hf_directory() {
     use crate::gguf_model::{export, FileType, GgufSource};
     let device = Device::flex();
-    for (name, cfg) in variants() {
+    for (name, mut cfg) in variants() {
+        // MiniCPM's own multipliers and init, not the sensitive test ones.
+        (cfg.initializer_range, cfg.scale_emb) = (0.1, 12.0);
         let model = init_model(&cfg, Parametrization::Mup, 13, &device);
         let tmp = tempfile::tempdir().unwrap();
         minicpm_model::hf::save(&model, tmp.path()).unwrap();
@@ -606,8 +608,8 @@ fn gguf_files_give_the_logits_of_the_hf_directory() {
         let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
         for (ty, tolerance) in [
             (FileType::F32, 1e-5),
-            (FileType::F16, 1e-2),
-            (FileType::Q8_0, 1e-1),
+            (FileType::F16, 1e-3),
+            (FileType::Q8_0, 5e-3),
         ] {
             let file = tmp.path().join(format!("m-{}.gguf", ty.name()));
             export::export(tmp.path(), &file, "m", ty).unwrap();
