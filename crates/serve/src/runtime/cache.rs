@@ -7,9 +7,13 @@
 //! uses past the trained context, applies to the tokens that arrive under it, exactly as the
 //! training forward's cache does.
 
-/// Positions of every slot and layer, keys and values, f32.
+/// Positions of every slot and layer, keys and values, f32, each KV head's positions contiguous
+/// (`[slot][layer][kv_head][position][head_dim]`), so that attention reads one head's keys as a
+/// `[positions, head_dim]` matrix.
 pub struct KvCache {
     layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
     kv_dim: usize,
     capacity: usize,
     lens: Vec<usize>,
@@ -19,10 +23,19 @@ pub struct KvCache {
 
 impl KvCache {
     /// Room for `slots` sequences of up to `capacity` tokens each.
-    pub fn new(layers: usize, kv_dim: usize, slots: usize, capacity: usize) -> KvCache {
+    pub fn new(
+        layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        slots: usize,
+        capacity: usize,
+    ) -> KvCache {
+        let kv_dim = kv_heads * head_dim;
         let n = slots * layers * capacity * kv_dim;
         KvCache {
             layers,
+            kv_heads,
+            head_dim,
             kv_dim,
             capacity,
             lens: vec![0; slots],
@@ -64,14 +77,18 @@ impl KvCache {
         (slot * self.layers + layer) * self.capacity * self.kv_dim
     }
 
-    /// Keys and values of `slot` in `layer`, `[capacity, kv_dim]` each.
-    pub(crate) fn layer(&self, slot: usize, layer: usize) -> (&[f32], &[f32]) {
-        let start = self.offset(slot, layer);
-        let end = start + self.capacity * self.kv_dim;
-        (&self.keys[start..end], &self.values[start..end])
+    /// Keys and values of KV head `head` of `slot` in `layer`, `[capacity, head_dim]` each.
+    pub(crate) fn head(&self, slot: usize, layer: usize, head: usize) -> (&[f32], &[f32]) {
+        let len = self.capacity * self.head_dim;
+        let start = self.offset(slot, layer) + head * len;
+        (
+            &self.keys[start..start + len],
+            &self.values[start..start + len],
+        )
     }
 
-    /// Writes the key and value of `slot` at `position` in `layer`.
+    /// Writes the keys and values (`[kv_heads * head_dim]` each) of `slot` at `position` in
+    /// `layer`.
     pub(crate) fn write(
         &mut self,
         slot: usize,
@@ -80,8 +97,11 @@ impl KvCache {
         k: &[f32],
         v: &[f32],
     ) {
-        let at = self.offset(slot, layer) + position * self.kv_dim;
-        self.keys[at..at + self.kv_dim].copy_from_slice(k);
-        self.values[at..at + self.kv_dim].copy_from_slice(v);
+        let hd = self.head_dim;
+        for h in 0..self.kv_heads {
+            let at = self.offset(slot, layer) + (h * self.capacity + position) * hd;
+            self.keys[at..at + hd].copy_from_slice(&k[h * hd..(h + 1) * hd]);
+            self.values[at..at + hd].copy_from_slice(&v[h * hd..(h + 1) * hd]);
+        }
     }
 }

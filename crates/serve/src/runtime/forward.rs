@@ -2,6 +2,7 @@
 //! prefilled and sequences decoding one token share every matrix product, so each weight is
 //! read once per pass (docs/MODEL.md section 1 is the computation).
 
+use super::attention::{self, Run};
 use super::cache::KvCache;
 use super::model::{InferenceModel, Layer};
 use super::rope::Rotation;
@@ -53,6 +54,13 @@ struct Place {
     slot: usize,
     position: usize,
     total_len: usize,
+}
+
+/// Where a pass's tokens sit, as every layer's attention needs it.
+struct Block<'a> {
+    places: &'a [Place],
+    rotations: &'a [Rotation],
+    runs: &'a [Run],
 }
 
 /// Rows below this run on one thread: spawning costs more than the work.
@@ -176,25 +184,30 @@ impl InferenceModel {
             .iter()
             .map(|p| Rotation::new(cfg, p.position, p.total_len))
             .collect();
+        let runs = attention::runs(places.iter().map(|p| (p.slot, p.position)));
         let mut scratch = Scratch::new(self, n);
         for (i, layer) in self.weights.layers.iter().enumerate() {
-            self.attention_block(i, layer, cache, &mut x, places, &rotations, &mut scratch);
+            let block = Block {
+                places,
+                rotations: &rotations,
+                runs: &runs,
+            };
+            self.attention_block(i, layer, cache, &mut x, &block, &mut scratch);
             self.mlp_block(layer, &mut x, &mut scratch);
         }
         x
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn attention_block(
         &self,
         index: usize,
         layer: &Layer,
         cache: &mut KvCache,
         x: &mut [f32],
-        places: &[Place],
-        rotations: &[Rotation],
+        b: &Block,
         s: &mut Scratch,
     ) {
+        let (places, rotations, runs) = (b.places, b.rotations, b.runs);
         let cfg = &self.config;
         let n = places.len();
         let hd = cfg.head_dim();
@@ -216,30 +229,12 @@ impl InferenceModel {
             let v = &s.v[t * kv_dim..(t + 1) * kv_dim];
             cache.write(p.slot, index, p.position, k, v);
         }
-        let heads = cfg.num_attention_heads;
-        let group = heads / cfg.num_kv_heads();
-        let scale = 1.0 / (hd as f32).sqrt();
-        let q = &s.q;
-        let cache = &*cache;
-        let attend = |i: usize, out: &mut [f32]| {
-            let (t, head) = (i / heads, i % heads);
-            let p = places[t];
-            let (keys, values) = cache.layer(p.slot, index);
-            let kv_off = (head / group) * hd;
-            let qh = &q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
-            attend_one(qh, keys, values, kv_dim, kv_off, p.position + 1, scale, out);
+        let shape = attention::Shape {
+            heads: cfg.num_attention_heads,
+            kv_heads: cfg.num_kv_heads(),
+            head_dim: hd,
         };
-        if n * heads >= PARALLEL_ROWS {
-            s.att
-                .par_chunks_mut(hd)
-                .enumerate()
-                .for_each(|(i, o)| attend(i, o));
-        } else {
-            s.att
-                .chunks_mut(hd)
-                .enumerate()
-                .for_each(|(i, o)| attend(i, o));
-        }
+        attention::attend(cache, index, runs, &s.q, &shape, &mut s.att);
         layer.o.matmul(&s.att, n, &mut s.out);
         add_scaled(x, &s.out, cfg.residual_scale() as f32);
     }
@@ -273,42 +268,6 @@ impl InferenceModel {
         head.matmul(&h, n, &mut out);
         out
     }
-}
-
-/// Softmax attention of one query head over the first `len` cached positions.
-#[allow(clippy::too_many_arguments)]
-fn attend_one(
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    kv_dim: usize,
-    kv_off: usize,
-    len: usize,
-    scale: f32,
-    out: &mut [f32],
-) {
-    let hd = q.len();
-    let mut scores: Vec<f32> = (0..len)
-        .map(|p| {
-            let k = &keys[p * kv_dim + kv_off..p * kv_dim + kv_off + hd];
-            q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale
-        })
-        .collect();
-    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    let mut total = 0.0;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        total += *s;
-    }
-    out.fill(0.0);
-    for (p, &w) in scores.iter().enumerate() {
-        let v = &values[p * kv_dim + kv_off..p * kv_dim + kv_off + hd];
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o += w * x;
-        }
-    }
-    let inv = 1.0 / total;
-    out.iter_mut().for_each(|o| *o *= inv);
 }
 
 /// Activations of one pass, sized once for its token count.

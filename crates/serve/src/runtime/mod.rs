@@ -2,6 +2,7 @@
 //! quantised, a preallocated KV cache, and a forward pass over a batch of sequences. The training
 //! forward (`minicpm_model::MiniCpm`) is the reference it is tested against.
 
+pub mod attention;
 pub mod cache;
 pub mod forward;
 pub mod generate;

@@ -132,7 +132,8 @@ impl InferenceModel {
         let cfg = &self.config;
         super::cache::KvCache::new(
             cfg.num_hidden_layers,
-            cfg.num_kv_heads() * cfg.head_dim(),
+            cfg.num_kv_heads(),
+            cfg.head_dim(),
             slots,
             capacity,
         )
