@@ -150,7 +150,7 @@ impl ModelConfig {
                 return Err(bad(field, "must be positive".into()));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(bad(
                 "num_attention_heads",
                 format!(
@@ -159,13 +159,13 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(bad(
                 "num_attention_heads",
                 format!("head dimension {} must be even for RoPE", self.head_dim()),
             ));
         }
-        if self.num_attention_heads % self.num_kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_kv_heads()) {
             return Err(bad(
                 "num_key_value_heads",
                 format!(

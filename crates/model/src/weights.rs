@@ -35,7 +35,7 @@ impl<'s, 'a, E> Weights<'s, 'a, E> {
         Weights {
             prefix: self.full_name(name),
             device: self.device.clone(),
-            source: self.source.as_mut().map(|s| &mut **s),
+            source: self.source.as_deref_mut(),
         }
     }
 

@@ -21,8 +21,7 @@ fn copy_fixture(case: &str) -> tempfile::TempDir {
 
 fn load_err(dir: &Path) -> String {
     let e = hf::load(dir, &Device::flex())
-        .err()
-        .expect("loading must fail")
+        .expect_err("loading must fail")
         .to_string();
     assert!(!e.contains('\n'), "one line: {e}");
     e

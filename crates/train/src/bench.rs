@@ -45,7 +45,7 @@ impl TokenSource {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
-        ((z >> 32) * n as u64 >> 32) as u32
+        (((z >> 32) * n as u64) >> 32) as u32
     }
 
     /// `rows` windows of `seq_len + 1` random tokens, as inputs and shifted targets.

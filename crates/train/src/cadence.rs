@@ -21,13 +21,13 @@ impl Cadence {
     /// Whether the model is evaluated once `n` updates are done: every `eval_every` and at the
     /// end.
     pub fn evaluates_after(&self, n: u64) -> bool {
-        n == self.steps || (self.eval_every > 0 && n % self.eval_every == 0)
+        n == self.steps || (self.eval_every > 0 && n.is_multiple_of(self.eval_every))
     }
 
     /// Whether update `s` (0-based) logs a record: every `log_every`-th, and each one followed
     /// by an evaluation, so that every held-out loss has its record.
     pub fn logs(&self, s: u64) -> bool {
-        self.evaluates_after(s + 1) || s % self.log_every == 0
+        self.evaluates_after(s + 1) || s.is_multiple_of(self.log_every)
     }
 }
 

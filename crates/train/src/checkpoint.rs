@@ -86,7 +86,7 @@ impl CheckpointPolicy {
     pub fn due(&self, done: u64, last: bool, stopping: bool) -> bool {
         last || stopping
             || self.pinned.contains(&done)
-            || (self.every > 0 && done % self.every == 0)
+            || (self.every > 0 && done.is_multiple_of(self.every))
     }
 
     pub fn retention(&self) -> Retention<'_> {

@@ -269,7 +269,7 @@ impl RunConfig {
             b.steps(self).map_err(setting)?;
         }
         let micro_tokens = (t.micro_batch * t.seq_len) as u64;
-        if t.batch_tokens % micro_tokens != 0 {
+        if !t.batch_tokens.is_multiple_of(micro_tokens) {
             return Err(field(
                 "train.batch_tokens",
                 format!(

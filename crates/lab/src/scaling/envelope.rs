@@ -118,7 +118,7 @@ pub fn fit_envelope_form(
         })?;
     let left = grid[best.saturating_sub(1)];
     let right = grid[(best + 1).min(steps)];
-    let refined = golden_section_min(&rss_at, left, right, grid[best]);
+    let refined = golden_section_min(rss_at, left, right, grid[best]);
     // The refinement assumes one minimum between the neighbours; keep the scan's point if not.
     let ln_b = match refined {
         Some(x) if rss_at(x) <= rss_at(grid[best]) => x,
