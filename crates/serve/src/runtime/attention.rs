@@ -139,3 +139,29 @@ fn as_bytes(v: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding and every byte pattern is a valid u8; the length is exact.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_cut_at_a_new_slot_a_gap_in_positions_and_the_tile() {
+        let places = (0..70)
+            .map(|p| (0, 5 + p))
+            .chain([(1, 0), (1, 1), (0, 75), (2, 9)]);
+        let got: Vec<(usize, usize, usize, usize)> = runs(places)
+            .iter()
+            .map(|r| (r.start, r.len, r.slot, r.position))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, TILE, 0, 5),
+                (64, 6, 0, 69),
+                (70, 2, 1, 0),
+                (72, 1, 0, 75),
+                (73, 1, 2, 9)
+            ]
+        );
+    }
+}
