@@ -1,6 +1,7 @@
 //! Activation rows quantised for the integer dot products of the block formats, as llama.cpp
 //! quantises them to Q8_0 before `ggml_vec_dot_q*_q8_0`: blocks of 32, each `d = max|x| / 127`
-//! and codes `round(x / d)` in `-127..=127`. Unlike Q8_0 the scale stays f32 (no f16 rounding),
+//! and codes `round(x / d)` in `-127..=127`, rounded half to even (as llama.cpp's SIMD
+//! quantisers do; its scalar reference rounds half away from zero). Unlike Q8_0 the scale stays f32 (no f16 rounding),
 //! and each block also keeps `d · Σ codes`, which the formats with an offset (Q4_K's minimums)
 //! need. Q4_K takes these per-32 blocks too rather than llama.cpp's per-256 Q8_K: its sub-blocks
 //! are 32 long, so the result is at least as accurate and one activation format serves all.
@@ -76,9 +77,13 @@ fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, f32) {
     let d = amax / 127.0;
     let id = if d == 0.0 { 0.0 } else { 1.0 / d };
     let mut sum = 0i32;
+    // Adding and subtracting 1.5 · 2^23 rounds any |y| < 2^22 to the nearest integer, ties to
+    // even, in plain f32 arithmetic that the compiler vectorises (`f32::round` is a libm call
+    // per value). |v · id| <= 127 here, or non-finite.
+    const MAGIC: f32 = 12_582_912.0;
     for (q, &v) in q.iter_mut().zip(x) {
         // `as` saturates, so a non-finite input cannot produce an out-of-range code.
-        *q = ((v * id).round() as i32).clamp(-127, 127) as i8;
+        *q = (((v * id + MAGIC) - MAGIC) as i32).clamp(-127, 127) as i8;
         sum += *q as i32;
     }
     (d, d * sum as f32)

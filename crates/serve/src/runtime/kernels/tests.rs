@@ -191,3 +191,15 @@ fn results_do_not_depend_on_the_thread_count() {
         }
     }
 }
+
+/// Activation codes round half to even: with `max|x| = 127` the step is exactly 1, so the
+/// values below land on ties.
+#[test]
+fn activation_codes_round_half_to_even() {
+    let mut x = vec![0f32; QBLOCK];
+    x[..8].copy_from_slice(&[127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.4]);
+    let q = QuantizedActs::new(&x, 1, QBLOCK);
+    assert_eq!(q.row_scales(0)[0], 1.0);
+    assert_eq!(&q.row_codes(0)[..8], &[127, 0, 2, 2, 0, -2, -2, 3]);
+    assert_eq!(q.row_sums(0)[0], (127 + 2 + 2 - 2 - 2 + 3) as f32);
+}

@@ -441,6 +441,7 @@ unsafe fn quant_panel<I: Isa, Q: QuantTile>(
             }
         }
     }
+    let decode = ts.len() <= 8;
     let mut r0 = rows.start;
     while r0 < rows.end {
         let (wp, rn) = tile_rows(w, r0, rows.end);
@@ -452,8 +453,14 @@ unsafe fn quant_panel<I: Isa, Q: QuantTile>(
         while t0 < ts.end {
             let tn = (ts.end - t0).min(I::T_QUANT);
             let a = |t: usize| ActRow::new(q, t0 + t.min(tn - 1));
+            // At decode the weights stream from memory once: the first activation tile fetches
+            // the next row tile's weights ahead. At prefill they come from cache.
+            let ahead = match decode && t0 == ts.start {
+                true => R * w.row_bytes(),
+                false => 0,
+            };
             for_width!(tn.min(4), T => {
-                let res = quant_tile::<I, Q, T>(wp, pp, std::array::from_fn(a), blocks);
+                let res = quant_tile::<I, Q, T>(wp, pp, std::array::from_fn(a), blocks, ahead);
                 store(res, rn, r0, t0, out)
             });
             t0 += tn;
@@ -468,6 +475,7 @@ unsafe fn quant_tile<I: Isa, Q: QuantTile, const T: usize>(
     prep: [*const f32; R],
     a: [ActRow; T],
     blocks: usize,
+    ahead: usize,
 ) -> [[f32; T]; R] {
     let prep_at = |b: usize| {
         let mut pb = prep;
@@ -492,6 +500,7 @@ unsafe fn quant_tile<I: Isa, Q: QuantTile, const T: usize>(
     // instruction where the entry point lacks it (the wide half is then never used).
     let mut acc: Acc<T> = std::mem::zeroed();
     for b in paired..blocks {
+        prefetch::<Q>(&w, ahead, b, 1);
         Q::block::<I, T>(&at(b), &prep_at(b), &a, b, &mut acc);
     }
     for i in 0..R {
@@ -505,6 +514,7 @@ unsafe fn quant_tile<I: Isa, Q: QuantTile, const T: usize>(
     if paired > 0 {
         let mut acc: Acc<T> = std::mem::zeroed();
         for b in (0..paired).step_by(2) {
+            prefetch::<Q>(&w, ahead, b, 2);
             Q::pair::<T>(&at(b), &a, b, &mut acc);
         }
         for i in 0..R {
@@ -514,6 +524,24 @@ unsafe fn quant_tile<I: Isa, Q: QuantTile, const T: usize>(
         }
     }
     res
+}
+
+/// Asks for the cache lines of blocks `b..b + count` of each row `ahead` bytes after the
+/// tile's rows (nothing when `ahead` is 0). A prefetch never faults, so addresses past the
+/// weights are harmless; `wrapping_add` keeps the arithmetic defined.
+#[inline(always)]
+unsafe fn prefetch<Q: QuantTile>(w: &[*const u8; R], ahead: usize, b: usize, count: usize) {
+    if ahead == 0 {
+        return;
+    }
+    for p in w {
+        let at = p.wrapping_add(ahead + b * Q::BYTES);
+        let mut k = 0;
+        while k < count * Q::BYTES {
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(k) as *const i8);
+            k += 64;
+        }
+    }
 }
 
 /// Sixteen lanes: the two floats at `p`, the first in lanes 0..8 and the second in 8..16
