@@ -185,13 +185,13 @@ impl InferenceModel {
             .map(|p| Rotation::new(cfg, p.position, p.total_len))
             .collect();
         let runs = attention::runs(places.iter().map(|p| (p.slot, p.position)));
+        let block = Block {
+            places,
+            rotations: &rotations,
+            runs: &runs,
+        };
         let mut scratch = Scratch::new(self, n);
         for (i, layer) in self.weights.layers.iter().enumerate() {
-            let block = Block {
-                places,
-                rotations: &rotations,
-                runs: &runs,
-            };
             self.attention_block(i, layer, cache, &mut x, &block, &mut scratch);
             self.mlp_block(layer, &mut x, &mut scratch);
         }
