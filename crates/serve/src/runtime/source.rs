@@ -11,7 +11,7 @@ pub enum RopeLayout {
     /// HF's `rotate_half`: dimension `i` pairs with `i + head_dim/2` (safetensors checkpoints).
     Halves,
     /// llama.cpp's layout: dimension `2i` pairs with `2i + 1` (GGUF files, whose q/k rows are
-    /// permuted at conversion; docs/MODEL.md).
+    /// permuted at conversion; docs/MODEL.md section 11).
     Interleaved,
 }
 
