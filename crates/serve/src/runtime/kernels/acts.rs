@@ -1,9 +1,9 @@
 //! Activation rows quantised for the integer dot products of the block formats, as llama.cpp
 //! quantises them to Q8_0 before `ggml_vec_dot_q*_q8_0`: blocks of 32, each `d = max|x| / 127`
 //! and codes `round(x / d)` in `-127..=127`, rounded half to even (as llama.cpp's SIMD
-//! quantisers do; its scalar reference rounds half away from zero). Unlike Q8_0 the scale stays f32 (no f16 rounding),
-//! and each block also keeps `d · Σ codes`, which the formats with an offset (Q4_K's minimums)
-//! need. Q4_K takes these per-32 blocks too rather than llama.cpp's per-256 Q8_K: its sub-blocks
+//! quantisers do; its scalar reference rounds half away from zero). Unlike Q8_0 the scale stays
+//! f32 (no f16 rounding), and each block also keeps `d · Σ codes`, which the formats with an
+//! offset (Q4_K's minimums) need. Q4_K takes these per-32 blocks too rather than llama.cpp's per-256 Q8_K: its sub-blocks
 //! are 32 long, so the result is at least as accurate and one activation format serves all.
 
 use rayon::prelude::*;
