@@ -52,14 +52,11 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<ExitCode> {
     let sampling = a.sampling.resolve(files.sampling)?;
     let max_new_tokens = a.max_new_tokens.or(files.max_new_tokens).unwrap_or(64);
     let (prompt, shown) = match a.prompt_ids {
-        Some(ids) => {
-            let text = loaded.tokenizer.decode(&ids)?;
-            (ids, text)
-        }
+        Some(ids) => (ids, None),
         None => {
             let mut ids = vec![files.model.config.bos_token_id];
             ids.extend(loaded.tokenizer.encode(&a.prompt)?);
-            (ids, a.prompt)
+            (ids, Some(a.prompt))
         }
     };
     let mut out = std::io::stdout();
@@ -75,6 +72,11 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "{}", serde_json::to_string(&ids)?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // The prompt as given, or the text of its ids.
+    let shown = match shown {
+        Some(text) => text,
+        None => loaded.tokenizer.decode(&prompt)?,
+    };
     write!(out, "{shown}")?;
     inference::stream_reply(
         &loaded,
