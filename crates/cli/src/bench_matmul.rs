@@ -130,17 +130,7 @@ fn bench_matrix(
     use minicpm_serve::gguf::TensorType;
     use minicpm_serve::runtime::Matrix;
     use rayon::prelude::*;
-    let row = |r: usize| -> Vec<f32> {
-        let mut s = (r as u32).wrapping_mul(2_654_435_761) | 1;
-        (0..cols)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    };
+    let row = |r: usize| minicpm_serve::synthetic::uniform(cols, r as u32);
     let values: Vec<f32> = (0..rows).into_par_iter().flat_map_iter(row).collect();
     let TensorType::Quant(q) = ty else {
         return Ok(Matrix::from_f32(rows, cols, &values, ty)?);

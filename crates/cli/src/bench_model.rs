@@ -22,7 +22,7 @@ pub struct RandomModelArgs {
     #[arg(long)]
     out: PathBuf,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    seed: u32,
 }
 
 /// A tokenizer.json of the specials and byte tokens alone.
@@ -61,22 +61,19 @@ pub fn run(a: RandomModelArgs) -> anyhow::Result<ExitCode> {
         config: None,
         origin: "byte tokenizer".into(),
     };
-    // Uniform weights of standard deviation 0.02 (norms 1): the values do not change the speed.
-    let mut state = a.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    // Uniform weights of standard deviation 0.02 (norms 1), a stream of its own per tensor: the
+    // values do not change the speed.
     let half_width = 0.02 * 3f32.sqrt();
+    let mut stream = a.seed;
     let values = |_: &str, shape: &[usize]| {
         let n: usize = shape.iter().product();
         if shape.len() == 1 {
             return Ok(vec![1.0; n]);
         }
-        Ok((0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * half_width
-            })
-            .collect())
+        stream = stream.wrapping_add(1);
+        let mut v = minicpm_serve::synthetic::uniform(n, stream);
+        v.iter_mut().for_each(|x| *x *= half_width);
+        Ok(v)
     };
     let origin = a.config.display().to_string();
     let gguf = build_from(&cfg, &origin, &tokenizer, "random", file_type, values)?;

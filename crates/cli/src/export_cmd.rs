@@ -49,13 +49,18 @@ fn gguf(a: GgufArgs) -> anyhow::Result<ExitCode> {
     let name = a.name.unwrap_or_else(|| default_name(&a.model));
     let summary = gguf_model::export(&dir, &a.out, &name, file_type)
         .with_context(|| format!("exporting {} to GGUF", dir.display()))?;
+    report_written(&a.out, file_type, &summary, &dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The line `export gguf` and `quantize` print when a file is written.
+pub fn report_written(out: &Path, file_type: FileType, summary: &gguf_model::Summary, from: &Path) {
     eprintln!(
         "wrote {} ({}, {} tensors, {:.1} MiB) from {}",
-        a.out.display(),
+        out.display(),
         file_type.name(),
         summary.tensors,
         summary.bytes as f64 / (1 << 20) as f64,
-        dir.display()
+        from.display()
     );
-    Ok(ExitCode::SUCCESS)
 }

@@ -37,13 +37,6 @@ pub fn run(a: QuantizeArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = gguf_model::export::write(&gguf, &a.out)
         .with_context(|| format!("writing {}", a.out.display()))?;
-    eprintln!(
-        "wrote {} ({}, {} tensors, {:.1} MiB) from {}",
-        a.out.display(),
-        file_type.name(),
-        summary.tensors,
-        summary.bytes as f64 / (1 << 20) as f64,
-        path.display()
-    );
+    crate::export_cmd::report_written(&a.out, file_type, &summary, &path);
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ pub mod model_files;
 pub mod quant;
 pub mod runtime;
 pub mod sampling;
+pub mod synthetic;
 pub mod text_stream;
 
 pub use sampling::{Sampler, SamplingParams};

@@ -75,10 +75,6 @@ impl Sampler {
         }
     }
 
-    pub fn params(&self) -> SamplingParams {
-        self.params
-    }
-
     /// The next token after `history` (prompt and generated tokens so far).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let p = self.params;

@@ -93,11 +93,6 @@ impl<D: Fn(&[u32]) -> Option<String>> TextStream<D> {
         rest
     }
 
-    /// Prompt and generated ids so far.
-    pub fn ids(&self) -> &[u32] {
-        &self.ids
-    }
-
     fn first_stop(&self, text: &str) -> Option<usize> {
         self.stops
             .iter()

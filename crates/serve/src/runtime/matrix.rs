@@ -187,18 +187,7 @@ fn check_size(rows: usize, cols: usize, ty: TensorType, got: usize) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::synthetic::uniform;
 
     /// The float types multiply as their own decoded f32 matrix does (f64 sums as the
     /// reference), for single rows (decoding) and batches (prefill). The block formats, whose
@@ -206,12 +195,12 @@ mod tests {
     #[test]
     fn matmul_equals_the_decoded_matrix_product() {
         let (rows, cols) = (37, 96);
-        let w = pseudo_random(rows * cols, 1);
+        let w = uniform(rows * cols, 1);
         for ty in [TensorType::F32, TensorType::F16, TensorType::Bf16] {
             let m = Matrix::from_f32(rows, cols, &w, ty).unwrap();
             let dense = m.to_f32();
             for n in [1, 3, 8] {
-                let x = pseudo_random(n * cols, 2 + n as u32);
+                let x = uniform(n * cols, 2 + n as u32);
                 let mut out = vec![0f32; n * rows];
                 m.matmul(&x, n, &mut out);
                 for t in 0..n {

@@ -65,6 +65,13 @@ fn runtime_of(model: &MiniCpm, threads: usize) -> InferenceModel {
     InferenceModel::load(&src, model.config.clone(), threads).unwrap()
 }
 
+/// Logits of every position of `tokens`, prefilled at once into a fresh cache.
+fn all_logits(rt: &InferenceModel, tokens: &[u32]) -> Vec<f32> {
+    let mut cache = rt.new_cache(1, tokens.len());
+    let seq = Sequence { slot: 0, tokens };
+    rt.forward(&mut cache, &[seq], Logits::All).unwrap()
+}
+
 fn argmax(v: &[f32]) -> (usize, f32) {
     v.iter().enumerate().fold(
         (0, f32::NEG_INFINITY),
@@ -111,17 +118,7 @@ fn logits_equal_the_training_forward_for_every_variant() {
         let want = reference_logits(&model, &text);
         let scale = want.iter().fold(0f32, |m, x| m.max(x.abs())).max(1.0);
 
-        let mut cache = rt.new_cache(1, 160);
-        let all = rt
-            .forward(
-                &mut cache,
-                &[Sequence {
-                    slot: 0,
-                    tokens: &text,
-                }],
-                Logits::All,
-            )
-            .unwrap();
+        let all = all_logits(&rt, &text);
         let err = max_abs_diff(&all, &want);
         assert!(
             err <= 1e-4 * scale,
@@ -302,19 +299,7 @@ fn one_and_two_threads_agree() {
     let device = Device::flex();
     let model = init_model(&config(2, false, ""), Parametrization::Mup, 5, &device);
     let text = prompt(30, 4);
-    let run = |threads| {
-        let rt = runtime_of(&model, threads);
-        let mut cache = rt.new_cache(1, 32);
-        rt.forward(
-            &mut cache,
-            &[Sequence {
-                slot: 0,
-                tokens: &text,
-            }],
-            Logits::All,
-        )
-        .unwrap()
-    };
+    let run = |threads| all_logits(&runtime_of(&model, threads), &text);
     assert!(max_abs_diff(&run(1), &run(2)) <= 1e-6);
 }
 
@@ -330,19 +315,7 @@ fn an_hf_directory_loads_as_the_model_in_memory_in_its_stored_type() {
     assert_eq!(from_dir.weights.layers[0].q.ty(), TensorType::F32);
     let in_memory = runtime_of(&model, 2);
     let text = prompt(10, 5);
-    let run = |rt: &InferenceModel| {
-        let mut cache = rt.new_cache(1, 16);
-        rt.forward(
-            &mut cache,
-            &[Sequence {
-                slot: 0,
-                tokens: &text,
-            }],
-            Logits::All,
-        )
-        .unwrap()
-    };
-    assert_eq!(run(&from_dir), run(&in_memory));
+    assert_eq!(all_logits(&from_dir, &text), all_logits(&in_memory, &text));
 }
 
 #[test]
@@ -593,18 +566,7 @@ fn gguf_files_give_the_logits_of_the_hf_directory() {
         )
         .unwrap();
         let text = prompt(40, 7);
-        let logits = |rt: &InferenceModel| {
-            let mut cache = rt.new_cache(1, 48);
-            rt.forward(
-                &mut cache,
-                &[Sequence {
-                    slot: 0,
-                    tokens: &text,
-                }],
-                Logits::All,
-            )
-            .unwrap()
-        };
+        let logits = |rt: &InferenceModel| all_logits(rt, &text);
         let want = logits(&runtime_of(&model, 2));
         let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
         for (ty, tolerance) in [

@@ -6,18 +6,7 @@ use super::{matmul, Backend, Weights};
 use crate::gguf::TensorType;
 use crate::quant::QuantType;
 use crate::runtime::Matrix;
-
-fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use crate::synthetic::uniform;
 
 const FLOATS: [TensorType; 3] = [TensorType::F32, TensorType::F16, TensorType::Bf16];
 const BLOCKS: [QuantType; 3] = [QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4K];
@@ -81,10 +70,10 @@ fn every_kernel_equals_the_product_of_what_it_multiplies() {
     let backends = Backend::available();
     for ty in all_types() {
         for (rows, cols) in shapes(ty) {
-            let m = Matrix::from_f32(rows, cols, &pseudo_random(rows * cols, 11), ty).unwrap();
+            let m = Matrix::from_f32(rows, cols, &uniform(rows * cols, 11), ty).unwrap();
             let dense = m.to_f32();
             for n in [1, 3, 8, 33] {
-                let x = pseudo_random(n * cols, 100 + n as u32);
+                let x = uniform(n * cols, 100 + n as u32);
                 let a = effective_acts(ty, &x, n, cols);
                 let outs: Vec<Vec<f32>> = backends.iter().map(|&b| product(b, &m, &x, n)).collect();
                 for t in 0..n {
@@ -123,10 +112,10 @@ fn block_formats_stay_within_the_activation_rounding_of_the_f32_product() {
         for q in BLOCKS {
             let ty = TensorType::Quant(q);
             for (rows, cols) in shapes(ty) {
-                let m = Matrix::from_f32(rows, cols, &pseudo_random(rows * cols, 5), ty).unwrap();
+                let m = Matrix::from_f32(rows, cols, &uniform(rows * cols, 5), ty).unwrap();
                 let dense = m.to_f32();
                 for n in [1, 8, 33] {
-                    let x = pseudo_random(n * cols, 7 + n as u32);
+                    let x = uniform(n * cols, 7 + n as u32);
                     let out = product(backend, &m, &x, n);
                     for t in 0..n {
                         let xt = &x[t * cols..(t + 1) * cols];
@@ -171,9 +160,9 @@ fn results_do_not_depend_on_the_thread_count() {
     let (one, two, three) = (pool(1), pool(2), pool(3));
     for ty in all_types() {
         let (rows, cols) = (203, 512);
-        let m = Matrix::from_f32(rows, cols, &pseudo_random(rows * cols, 3), ty).unwrap();
+        let m = Matrix::from_f32(rows, cols, &uniform(rows * cols, 3), ty).unwrap();
         for n in [1, 33] {
-            let x = pseudo_random(n * cols, 9);
+            let x = uniform(n * cols, 9);
             let run = |p: &rayon::ThreadPool| {
                 let mut out = vec![0f32; n * rows];
                 p.install(|| m.matmul(&x, n, &mut out));
