@@ -24,6 +24,9 @@ pub enum BenchCommand {
     /// decode (n = 1, 8: weight GB/s) and prefill (n = 512: GFLOP/s), and the tokens/s of the
     /// model's products (at prefill with the output head run once per prompt).
     Matmul(crate::bench_matmul::MatmulBenchArgs),
+    /// Load-test an OpenAI-compatible server on loopback: concurrent streamed completions,
+    /// tokens/s, latency and time-to-first-token percentiles, server memory.
+    Serve(crate::bench_serve::ServeBenchArgs),
 }
 
 #[derive(Args)]
@@ -54,6 +57,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Generate(a) => crate::bench_generate::run(a),
         BenchCommand::RandomModel(a) => crate::bench_model::run(a),
         BenchCommand::Matmul(a) => crate::bench_matmul::run(a),
+        BenchCommand::Serve(a) => crate::bench_serve::run(a),
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum TemplateArg {
+pub enum TemplateArg {
     Minicpm,
     Chatml,
 }
@@ -38,21 +38,13 @@ pub struct ChatArgs {
 }
 
 /// The template `--template` names, else the one the model's files carry, else MiniCPM's.
-fn choose_template(flag: Option<TemplateArg>, files_template: Option<&str>) -> ChatTemplate {
+pub fn choose_template(flag: Option<TemplateArg>, files_template: Option<&str>) -> ChatTemplate {
     match flag {
         Some(TemplateArg::Minicpm) => ChatTemplate::MiniCpm,
         Some(TemplateArg::Chatml) => ChatTemplate::ChatMl,
         None => files_template
             .and_then(ChatTemplate::recognise)
             .unwrap_or(ChatTemplate::MiniCpm),
-    }
-}
-
-/// Text that means the model has begun a turn that is not its own.
-fn turn_ends(template: ChatTemplate) -> Vec<String> {
-    match template {
-        ChatTemplate::MiniCpm => vec!["<用户>".into()],
-        ChatTemplate::ChatMl => vec!["<|im_end|>".into(), "<|im_start|>".into()],
     }
 }
 
@@ -90,7 +82,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<ExitCode> {
             prompt,
             max_new_tokens,
             turn_sampling,
-            turn_ends(template),
+            template.turn_ends(),
             None,
             &mut out,
         );

@@ -4,6 +4,7 @@ mod bench_cmd;
 mod bench_generate;
 mod bench_matmul;
 mod bench_model;
+mod bench_serve;
 mod chat_cmd;
 mod data_cmd;
 mod decay_cmd;
@@ -18,6 +19,7 @@ mod plot_cmd;
 mod quantize_cmd;
 mod runs_cmd;
 mod scaling_cmd;
+mod serve_cmd;
 mod sweep_runner;
 mod util;
 mod windtunnel;
@@ -55,6 +57,8 @@ enum Command {
     Generate(generate_cmd::GenerateArgs),
     /// Talk to a chat model (multi-turn, streamed, with its chat template).
     Chat(chat_cmd::ChatArgs),
+    /// Serve a model over HTTP with OpenAI's API (completions, chat, streaming) and continuous batching.
+    Serve(serve_cmd::ServeArgs),
     /// Quantise a model to a GGUF file (q8_0, q4_0, q4_k) that this binary and llama.cpp both run.
     Quantize(quantize_cmd::QuantizeArgs),
     /// Held-out loss, perplexity and bits per byte of a model file on token shards.
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
         Command::Plot(c) => plot_cmd::run(c),
         Command::Generate(a) => generate_cmd::run(a),
         Command::Chat(a) => chat_cmd::run(a),
+        Command::Serve(a) => serve_cmd::run(a),
         Command::Perplexity(a) => perplexity_cmd::run(a),
         Command::Quantize(a) => quantize_cmd::run(a),
         Command::Info { path } => info::run(&path),

@@ -3,6 +3,7 @@
 //! input.
 
 mod common;
+mod server;
 
 use common::*;
 use minicpm_data::test_support::files_under;

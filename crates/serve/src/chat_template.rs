@@ -63,6 +63,14 @@ impl ChatTemplate {
         }
     }
 
+    /// Text that means the model has begun a turn that is not its own: generation stops there.
+    pub fn turn_ends(self) -> Vec<String> {
+        match self {
+            ChatTemplate::MiniCpm => vec!["<用户>".into()],
+            ChatTemplate::ChatMl => vec!["<|im_end|>".into(), "<|im_start|>".into()],
+        }
+    }
+
     /// The prompt text of `messages`; `add_generation_prompt` opens the assistant's turn where
     /// the template has a marker for it (MiniCPM's `<AI>` already ends every user turn).
     pub fn render(self, messages: &[Message], add_generation_prompt: bool) -> String {

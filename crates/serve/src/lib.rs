@@ -1,9 +1,12 @@
 //! Using trained models: sampling, incremental generation with a KV cache, chat templates, and
 //! llama.cpp's formats: weight-only quantisation in its block layouts and GGUF files.
 
+pub mod api;
 pub mod chat_template;
+pub mod engine;
 pub mod gguf;
 pub mod gguf_model;
+pub mod logprobs;
 pub mod model_files;
 pub mod quant;
 pub mod runtime;

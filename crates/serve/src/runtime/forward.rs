@@ -23,6 +23,8 @@ pub enum Logits {
     Last,
     /// Every new token (scoring a text, verifying a draft).
     All,
+    /// None: a chunk of a prompt whose remainder comes in a later pass.
+    Skip,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -104,6 +106,19 @@ impl InferenceModel {
         seqs: &[Sequence],
         which: Logits,
     ) -> Result<Vec<f32>, RuntimeError> {
+        self.forward_each(cache, seqs, &vec![which; seqs.len()])
+    }
+
+    /// [`forward`](Self::forward) with a choice of logits for each sequence (`which[i]` for
+    /// `seqs[i]`): a server's pass mixes decoding sequences, prompts being echoed with their
+    /// log-probabilities, and chunks of prompts that need none.
+    pub fn forward_each(
+        &self,
+        cache: &mut KvCache,
+        seqs: &[Sequence],
+        which: &[Logits],
+    ) -> Result<Vec<f32>, RuntimeError> {
+        assert_eq!(seqs.len(), which.len(), "one logits choice per sequence");
         let places = self.check(cache, seqs)?;
         let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
         let x = self
@@ -113,16 +128,20 @@ impl InferenceModel {
             cache.advance(s.slot, s.tokens.len());
         }
         let d = self.config.hidden_size;
-        let rows: Vec<usize> = match which {
-            Logits::All => (0..tokens.len()).collect(),
-            Logits::Last => seqs
-                .iter()
-                .scan(0, |end, s| {
-                    *end += s.tokens.len();
-                    Some(*end - 1)
-                })
-                .collect(),
-        };
+        let mut rows = Vec::new();
+        let mut start = 0;
+        for (s, w) in seqs.iter().zip(which) {
+            let end = start + s.tokens.len();
+            match w {
+                Logits::Last => rows.push(end - 1),
+                Logits::All => rows.extend(start..end),
+                Logits::Skip => {}
+            }
+            start = end;
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut last = Vec::with_capacity(rows.len() * d);
         for &r in &rows {
             last.extend_from_slice(&x[r * d..(r + 1) * d]);

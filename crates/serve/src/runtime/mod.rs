@@ -17,7 +17,7 @@ pub mod source;
 pub mod speculative;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use cache::KvCache;
 pub use forward::{Logits, RuntimeError, Sequence};

@@ -20,9 +20,7 @@ impl Nll {
 
 /// `-log softmax(logits)[target]`, in f64.
 pub fn token_nll(logits: &[f32], target: u32) -> f64 {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
-    let z: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
-    max + z.ln() - logits[target as usize] as f64
+    crate::logprobs::log_sum_exp(logits) - logits[target as usize] as f64
 }
 
 impl InferenceModel {

@@ -8,11 +8,11 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use minicpm_model::init::init_model;
 use minicpm_model::{strict, MiniCpm, ModelConfig, Parametrization};
 
-const VOCAB: usize = 64;
+pub(crate) const VOCAB: usize = 64;
 
 /// A small model whose attention matters: large weights and no embedding multiplier, so a
 /// wrong position or a wrong cache changes the text (as in the training forward's tests).
-fn config(kv_heads: usize, tied: bool, rope_scaling: &str) -> ModelConfig {
+pub(crate) fn config(kv_heads: usize, tied: bool, rope_scaling: &str) -> ModelConfig {
     let text = format!(
         "vocab_size = {VOCAB}\nhidden_size = 64\nintermediate_size = 96\n\
          num_hidden_layers = 2\nnum_attention_heads = 4\nnum_key_value_heads = {kv_heads}\n\
@@ -60,13 +60,13 @@ fn reference_logits(model: &MiniCpm, tokens: &[u32]) -> Vec<f32> {
         .unwrap()
 }
 
-fn runtime_of(model: &MiniCpm, threads: usize) -> InferenceModel {
+pub(crate) fn runtime_of(model: &MiniCpm, threads: usize) -> InferenceModel {
     let src = MemorySource::of_model(model, TensorType::F32);
     InferenceModel::load(&src, model.config.clone(), threads).unwrap()
 }
 
 /// Logits of every position of `tokens`, prefilled at once into a fresh cache.
-fn all_logits(rt: &InferenceModel, tokens: &[u32]) -> Vec<f32> {
+pub(crate) fn all_logits(rt: &InferenceModel, tokens: &[u32]) -> Vec<f32> {
     let mut cache = rt.new_cache(1, tokens.len());
     let seq = Sequence { slot: 0, tokens };
     rt.forward(&mut cache, &[seq], Logits::All).unwrap()
@@ -98,7 +98,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn prompt(len: usize, seed: u32) -> Vec<u32> {
+pub(crate) fn prompt(len: usize, seed: u32) -> Vec<u32> {
     (0..len as u32)
         .map(|i| (i * 7 + seed * 13 + 3) % VOCAB as u32)
         .collect()
