@@ -11,6 +11,14 @@
 # Idempotent: a finished build is reused; only llama_greedy is rebuilt when its source is newer,
 # and a build made before llama-server was among the targets is reconfigured to add it.
 # On success the last line of output is the build directory (its bin/ has the programs).
+#
+# llama-server with N parallel slots, as this version reads its flags: -np N; -c is the total KV
+# context, split evenly across the slots (each gets c/N, rounded to a multiple of 256) unless -kvu
+# (one pool shared by all, each slot up to c tokens); without -np it takes 4 slots sharing one
+# pool; --kv-unified-per-slot L without -c sizes the context to N*L. Continuous batching is on by
+# default (-cb / -nocb). -t (decode) and -tb (prompt) threads serve all slots together, one
+# batched decode at a time; both default to every CPU. Prompts are cached per slot unless a
+# request sends "cache_prompt": false.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
