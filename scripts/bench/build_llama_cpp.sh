@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Builds llama.cpp on this machine (CPU only) from the source that the llama-cpp-python package
 # vendors on PyPI, plus scripts/bench/llama_greedy.c against its libllama, for the side-by-side
-# checks in gguf_parity.sh. Prints the llama.cpp version it built.
+# checks in gguf_parity.sh, and llama-server (when the version has one) for the serving load test.
+# Prints the llama.cpp version it built.
 #
 #   scripts/bench/build_llama_cpp.sh
 #
 # Environment: MINICPM_BENCH_CACHE (default ~/.cache/minicpm-bench): where the source, a venv
 # holding cmake/ninja when the machine has none, and the build go. JOBS (default 2).
-# Idempotent: a finished build is reused; only llama_greedy is rebuilt when its source is newer.
+# Idempotent: a finished build is reused; only llama_greedy is rebuilt when its source is newer,
+# and a build made before llama-server was among the targets is reconfigured to add it.
 # On success the last line of output is the build directory (its bin/ has the programs).
+#
+# llama-server with N parallel slots, as this version reads its flags: -np N; -c is the total KV
+# context, split evenly across the slots (each gets c/N, rounded to a multiple of 256) unless -kvu
+# (one pool shared by all, each slot up to c tokens); without -np it takes 4 slots sharing one
+# pool; --kv-unified-per-slot L without -c sizes the context to N*L. Continuous batching is on by
+# default (-cb / -nocb). -t (decode) and -tb (prompt) threads serve all slots together, one
+# batched decode at a time; both default to every CPU. Prompts are cached per slot unless a
+# request sends "cache_prompt": false.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,15 +49,21 @@ if [ -z "$src_dir" ]; then
 fi
 build="$cache/build"
 
-if [ ! -f "$build/.built" ]; then
+has_server=0
+[ -f "$src_dir/tools/server/CMakeLists.txt" ] && has_server=1
+if [ ! -f "$build/.built" ] || { [ "$has_server" = 1 ] && [ ! -x "$build/bin/llama-server" ]; }; then
+    # The server's web UI is left out: its assets come from npm or a download, neither wanted here
+    # (an empty asset table is embedded instead; the HTTP API is unaffected).
     "$cmake" -S "$src_dir" -B "$build" -DCMAKE_BUILD_TYPE=Release \
         -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON \
+        -DLLAMA_BUILD_SERVER=$([ "$has_server" = 1 ] && echo ON || echo OFF) \
+        -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
         $(command -v ninja >/dev/null 2>&1 && echo -G Ninja)
     # The programs this version has (llama-cli needs the server's code in newer versions).
     known="$("$cmake" --build "$build" --target help)"
     targets=(llama)
-    for t in llama-bench llama-simple llama-completion llama-tokenize llama-cli; do
+    for t in llama-bench llama-simple llama-completion llama-tokenize llama-cli llama-server; do
         if grep -qE "(^|[[:space:]])$t(:|$| )" <<<"$known"; then targets+=("$t"); fi
     done
     "$cmake" --build "$build" --config Release -j "$jobs" --target "${targets[@]}"
