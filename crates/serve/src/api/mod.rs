@@ -52,6 +52,8 @@ pub struct AppState {
     pub metrics: Metrics,
     ids: AtomicU64,
     started: u64,
+    /// A token and its text, decoded in front of a token shown alone (see `token_text`).
+    anchor: Option<(u32, String)>,
 }
 
 pub struct StateParts {
@@ -75,7 +77,14 @@ fn unix_now() -> u64 {
 
 impl AppState {
     pub fn new(p: StateParts) -> AppState {
+        let anchor = p
+            .tokenizer
+            .encode("a")
+            .ok()
+            .and_then(|ids| ids.first().copied())
+            .and_then(|id| Some((id, p.tokenizer.decode(&[id]).ok()?)));
         AppState {
+            anchor,
             engine: p.engine,
             tokenizer: Arc::new(p.tokenizer),
             model_name: p.model_name,
@@ -134,9 +143,20 @@ impl AppState {
         Ok(ids)
     }
 
-    /// A token as text, for log-probability listings.
+    /// A token as text, for log-probability listings. Decoded after an anchor token and cut
+    /// from it, because decoders treat the start of a text specially (SentencePiece drops the
+    /// space of a first `▁word`), and a token's text is what it adds in the middle of one.
     fn token_text(&self, id: u32) -> String {
-        self.tokenizer.decode(&[id]).unwrap_or_default()
+        let alone = || self.tokenizer.decode(&[id]).unwrap_or_default();
+        let Some((anchor, anchor_text)) = &self.anchor else {
+            return alone();
+        };
+        match self.tokenizer.decode(&[*anchor, id]) {
+            Ok(text) => text
+                .strip_prefix(anchor_text.as_str())
+                .map_or_else(alone, String::from),
+            Err(_) => alone(),
+        }
     }
 
     /// The request's sampling over the model's defaults; without a seed, each request draws
