@@ -2,6 +2,7 @@
 //! llama.cpp's formats: weight-only quantisation in its block layouts and GGUF files.
 
 pub mod chat_template;
+pub mod eval;
 pub mod gguf;
 pub mod gguf_model;
 pub mod model_files;

@@ -40,11 +40,12 @@ impl InferenceModel {
     /// `requests`. Each needs at least one context token (BOS, for a text scored from its
     /// start) and one continuation token, and the two together, less the last token, must fit
     /// the context limit. `budget` bounds a pass's requests times its longest input; a request
-    /// longer than the budget runs alone.
+    /// longer than the budget runs alone. `on_pass` hears how many requests each pass scored.
     pub fn loglikelihoods(
         &self,
         requests: &[(Vec<u32>, Vec<u32>)],
         budget: usize,
+        mut on_pass: impl FnMut(usize),
     ) -> Result<Vec<Loglikelihood>, RuntimeError> {
         let (limit, vocab) = (self.context_limit(), self.config.vocab_size);
         for (index, (context, continuation)) in requests.iter().enumerate() {
@@ -90,6 +91,7 @@ impl InferenceModel {
             for (&i, r) in pass.iter().zip(scored) {
                 results[i] = Some(r);
             }
+            on_pass(pass.len());
         }
         Ok(results
             .into_iter()

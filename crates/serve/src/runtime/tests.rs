@@ -621,8 +621,16 @@ fn loglikelihoods_equal_the_training_forward_and_do_not_depend_on_batching() {
     for (name, cfg) in variants() {
         let model = init_model(&cfg, Parametrization::Mup, 14, &device);
         let rt = runtime_of(&model, 2);
-        let together = rt.loglikelihoods(&requests, 1 << 12).unwrap();
-        let small_passes = rt.loglikelihoods(&requests, 24).unwrap();
+        let together = rt.loglikelihoods(&requests, 1 << 12, |_| {}).unwrap();
+        let (mut passes, mut scored) = (0, 0);
+        let small_passes = rt
+            .loglikelihoods(&requests, 24, |n| {
+                passes += 1;
+                scored += n;
+            })
+            .unwrap();
+        assert_eq!(scored, requests.len());
+        assert!(passes > 3, "{passes} passes");
         for (i, (context, continuation)) in requests.iter().enumerate() {
             let (want, _) = reference_loglikelihood(&model, context, continuation);
             let got = together[i].logprob;
@@ -631,7 +639,7 @@ fn loglikelihoods_equal_the_training_forward_and_do_not_depend_on_batching() {
                 "{name}, request {i}: {got} vs {want}"
             );
             let alone = rt
-                .loglikelihoods(&[(context.clone(), continuation.clone())], 1 << 12)
+                .loglikelihoods(&[(context.clone(), continuation.clone())], 1 << 12, |_| {})
                 .unwrap()[0];
             for other in [small_passes[i], alone] {
                 assert!((other.logprob - got).abs() <= 1e-5, "{name}, request {i}");
@@ -662,13 +670,16 @@ fn greedy_is_true_exactly_for_the_argmax_continuation() {
         .loglikelihoods(
             &[(context.clone(), best.clone()), (context.clone(), changed)],
             1 << 12,
+            |_| {},
         )
         .unwrap();
     assert!(r[0].greedy && !r[1].greedy, "{r:?}");
     assert!(r[0].logprob > r[1].logprob, "{r:?}");
     for (context, continuation) in scoring_requests() {
         let (_, want) = reference_loglikelihood(&model, &context, &continuation);
-        let got = rt.loglikelihoods(&[(context, continuation)], 64).unwrap()[0];
+        let got = rt
+            .loglikelihoods(&[(context, continuation)], 64, |_| {})
+            .unwrap()[0];
         assert_eq!(got.greedy, want);
     }
 }
@@ -688,12 +699,14 @@ fn requests_the_model_cannot_score_are_refused_naming_the_request() {
         ),
     ];
     for (bad, want) in cases {
-        let e = rt.loglikelihoods(&[ok.clone(), bad], 64).unwrap_err();
+        let e = rt
+            .loglikelihoods(&[ok.clone(), bad], 64, |_| {})
+            .unwrap_err();
         assert!(e.to_string().starts_with(want), "{e}");
     }
     // Dynamic NTK has no limit; a plain model's is max_position_embeddings (32).
     let e = rt
-        .loglikelihoods(&[(prompt(30, 1), prompt(4, 2))], 64)
+        .loglikelihoods(&[(prompt(30, 1), prompt(4, 2))], 64, |_| {})
         .unwrap_err();
     assert_eq!(
         e.to_string(),
