@@ -8,6 +8,7 @@ mod chat_cmd;
 mod data_cmd;
 mod decay_cmd;
 mod demo;
+mod eval_cmd;
 mod export_cmd;
 mod gemm_peak;
 mod generate_cmd;
@@ -59,6 +60,8 @@ enum Command {
     Quantize(quantize_cmd::QuantizeArgs),
     /// Held-out loss, perplexity and bits per byte of a model file on token shards.
     Perplexity(perplexity_cmd::PerplexityArgs),
+    /// Score a model on multiple-choice and bits-per-byte tasks, as lm-evaluation-harness does.
+    Eval(eval_cmd::EvalArgs),
     /// Print shapes, parameter counts, muP multipliers and per-group learning rates.
     Info {
         /// A run config (.toml), an HF config.json, a model directory or a GGUF file.
@@ -139,6 +142,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate_cmd::run(a),
         Command::Chat(a) => chat_cmd::run(a),
         Command::Perplexity(a) => perplexity_cmd::run(a),
+        Command::Eval(a) => eval_cmd::run(a),
         Command::Quantize(a) => quantize_cmd::run(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),
