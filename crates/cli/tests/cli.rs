@@ -643,3 +643,139 @@ fn generate_runs_gguf_files_and_refuses_bad_input_in_one_line() {
         "{e}"
     );
 }
+
+/// `eval` on the tiny fixture model: a multiple-choice task and a text task give the
+/// documented JSON (every key, per-choice log-likelihoods, bytes counted in UTF-8) and a table
+/// on stdout; `--limit` keeps the first documents.
+#[test]
+fn eval_scores_tasks_and_writes_the_documented_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let choices = dir.path().join("tiny-choice.jsonl");
+    std::fs::write(
+        &choices,
+        "{\"context\": \"the hand\", \"choices\": [\"and the\", \"an\"], \"gold\": 0}\n\
+         \n\
+         {\"context\": \"and \", \"choices\": [\"the\", \"a\", \"hat\"], \"gold\": 2, \"target_delimiter\": \"\"}\n",
+    )
+    .unwrap();
+    let text = dir.path().join("tiny-text.jsonl");
+    std::fs::write(
+        &text,
+        "{\"text\": \"the hat and the hand\"}\n{\"text\": \"a tan 汉\"}\n",
+    )
+    .unwrap();
+    let json = dir.path().join("out.json");
+    let out = run_ok(
+        bin()
+            .arg("eval")
+            .arg("--model")
+            .arg(gguf_fixture_model())
+            .arg("--task")
+            .arg(&choices)
+            .arg("--task")
+            .arg(&text)
+            .arg("--json")
+            .arg(&json),
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for word in ["tiny-choice", "acc_norm", "tiny-text", "bits_per_byte"] {
+        assert!(table.contains(word), "{table}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let keys = |o: &serde_json::Value| {
+        let mut k: Vec<String> = o.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&v), ["model", "tasks"]);
+    let mc = &v["tasks"][0];
+    assert_eq!(
+        keys(mc),
+        [
+            "acc",
+            "acc_norm",
+            "acc_norm_stderr",
+            "acc_stderr",
+            "docs",
+            "documents",
+            "kind",
+            "random_baseline",
+            "task"
+        ]
+    );
+    assert_eq!(mc["task"], "tiny-choice");
+    assert_eq!(mc["kind"], "multiple_choice");
+    assert_eq!(mc["documents"], 2);
+    assert_eq!(
+        mc["random_baseline"].as_f64().unwrap(),
+        (0.5 + 1.0 / 3.0) / 2.0
+    );
+    let acc = mc["acc"].as_f64().unwrap();
+    assert!([0.0, 0.5, 1.0].contains(&acc), "{acc}");
+    let doc = &mc["docs"][1];
+    assert_eq!(keys(doc), ["gold", "greedy", "index", "loglikelihoods"]);
+    assert_eq!(
+        (doc["index"].as_u64(), doc["gold"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let lls = doc["loglikelihoods"].as_array().unwrap();
+    assert_eq!(lls.len(), 3);
+    assert!(lls.iter().all(|l| l.as_f64().unwrap() < 0.0), "{lls:?}");
+    assert_eq!(doc["greedy"].as_array().unwrap().len(), 3);
+    let bpb = &v["tasks"][1];
+    assert_eq!(
+        keys(bpb),
+        [
+            "bits_per_byte",
+            "bytes",
+            "kind",
+            "task",
+            "token_perplexity",
+            "tokens"
+        ]
+    );
+    assert_eq!(bpb["kind"], "bits_per_byte");
+    let bytes = "the hat and the hand".len() + "a tan 汉".len();
+    assert_eq!(bpb["bytes"].as_u64(), Some(bytes as u64));
+    assert!(bpb["bits_per_byte"].as_f64().unwrap() > 0.0);
+
+    run_ok(
+        bin()
+            .args(["eval", "--limit", "1", "--model"])
+            .arg(gguf_fixture_model())
+            .arg("--task")
+            .arg(&choices)
+            .arg("--json")
+            .arg(&json),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["tasks"][0]["documents"], 1);
+}
+
+/// A malformed task line, a task file that is not there and a directory that holds no shards
+/// are each one line naming the file (and the line), exit 2, before any scoring.
+#[test]
+fn eval_bad_tasks_exit_2_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"gold\": 0}\n{\"context\": \"a\", \"choices\": [\"b\"], \"gold\": 3,\n",
+    )
+    .unwrap();
+    let eval = |task: &Path| {
+        let mut c = bin();
+        c.arg("eval")
+            .arg("--model")
+            .arg(gguf_fixture_model())
+            .arg("--task")
+            .arg(task);
+        c
+    };
+    let e = run_bad(&mut eval(&bad));
+    assert!(e.contains("bad.jsonl: line 2: not JSON"), "{e}");
+    let e = run_bad(&mut eval(&dir.path().join("absent.jsonl")));
+    assert!(e.contains("absent.jsonl"), "{e}");
+    let e = run_bad(&mut eval(dir.path()));
+    assert!(e.contains("a directory task must be token shards"), "{e}");
+}
