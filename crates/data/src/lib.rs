@@ -8,6 +8,7 @@ pub mod error;
 pub mod eval_task;
 pub mod fast_encoder;
 pub mod fetch;
+pub mod held_out;
 pub mod inputs;
 mod memo;
 pub mod mixture;
