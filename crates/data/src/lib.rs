@@ -5,6 +5,7 @@ pub mod atomic_file;
 pub mod batches;
 mod bpe_merges;
 pub mod error;
+pub mod eval_sets;
 pub mod eval_task;
 pub mod fast_encoder;
 pub mod fetch;
