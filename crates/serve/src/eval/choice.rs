@@ -6,7 +6,7 @@
 
 use super::encode::Encoder;
 use super::report::{ChoiceReport, DocReport};
-use super::EvalError;
+use super::{scored_requests, EvalError};
 use crate::runtime::InferenceModel;
 use minicpm_data::eval_task::ChoiceDoc;
 
@@ -89,12 +89,7 @@ pub fn score(
             requests.push(pair);
         }
     }
-    let total = requests.len();
-    let mut done = 0;
-    let results = model.loglikelihoods(&requests, budget, |n| {
-        done += n;
-        progress(done, total);
-    })?;
+    let results = scored_requests(model, &requests, budget, progress)?;
     let mut results = results.into_iter();
     let scored = docs
         .iter()

@@ -8,7 +8,7 @@ pub mod encode;
 pub mod report;
 pub mod rolling;
 
-use crate::runtime::{InferenceModel, RuntimeError};
+use crate::runtime::{InferenceModel, Loglikelihood, RuntimeError};
 use encode::Encoder;
 use minicpm_data::eval_task::{Task, TaskDocs};
 use minicpm_data::{DataError, TextTokenizer};
@@ -62,6 +62,20 @@ pub fn evaluate(
     Ok(TaskReport {
         task: task.name.clone(),
         result,
+    })
+}
+
+/// `InferenceModel::loglikelihoods`, telling `progress` (done, total) after every pass.
+fn scored_requests(
+    model: &InferenceModel,
+    requests: &[(Vec<u32>, Vec<u32>)],
+    budget: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Loglikelihood>, RuntimeError> {
+    let mut done = 0;
+    model.loglikelihoods(requests, budget, |n| {
+        done += n;
+        progress(done, requests.len());
     })
 }
 

@@ -7,7 +7,7 @@
 //! predicted one; continuation, the predicted tokens.
 
 use super::report::TextReport;
-use super::EvalError;
+use super::{scored_requests, EvalError};
 use crate::runtime::InferenceModel;
 use minicpm_data::eval_task::TextDoc;
 use minicpm_data::TextTokenizer;
@@ -52,12 +52,7 @@ pub fn score(
         bytes += doc.text.len() as u64;
         requests.extend(rolling_windows(&ids, bos, max_len));
     }
-    let total = requests.len();
-    let mut done = 0;
-    let results = model.loglikelihoods(&requests, budget, |n| {
-        done += n;
-        progress(done, total);
-    })?;
+    let results = scored_requests(model, &requests, budget, progress)?;
     let nll = -results.iter().map(|r| r.logprob).sum::<f64>();
     Ok(TextReport::new(nll, tokens, bytes))
 }
