@@ -166,6 +166,19 @@ fn table(report: &EvalReport, vocab: usize) -> String {
 
 pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(a.limit != Some(0), "--limit must be positive");
+    // A long evaluation must not end in an unwritable report.
+    if let Some(dir) = a.json.as_ref().and_then(|p| p.parent()) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        anyhow::ensure!(
+            dir.is_dir(),
+            "{}: no such directory for --json",
+            dir.display()
+        );
+    }
     let tasks = read_tasks(&a.tasks, a.limit)?;
     let loaded = inference::load(&a.model, a.threads)?;
     let model = &loaded.files.model;

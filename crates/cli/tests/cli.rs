@@ -778,6 +778,10 @@ fn eval_bad_tasks_exit_2_naming_the_file_and_line() {
     assert!(e.contains("absent.jsonl"), "{e}");
     let e = run_bad(&mut eval(dir.path()));
     assert!(e.contains("a directory task must be token shards"), "{e}");
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(&good, "{\"text\": \"the hand\"}\n").unwrap();
+    let e = run_bad(eval(&good).args(["--json", "/nonexistent-dir/out.json"]));
+    assert!(e.contains("/nonexistent-dir: no such directory"), "{e}");
 }
 
 /// `data eval-tasks` on a demo-shaped data directory writes the multiple-choice sets from the
