@@ -82,8 +82,9 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// One streamed completion: time to the first generated text, to `[DONE]`, and the tokens
-/// generated (the usage chunk's count where the server sends it, else one per text chunk).
+/// One streamed completion: time to the first generated token's chunk, to the end of the
+/// stream, and the tokens generated (the usage chunk's count where the server sends it, else
+/// one per chunk).
 fn one_request(agent: &ureq::Agent, a: &ServeBenchArgs, prompt: &[u32]) -> anyhow::Result<Sample> {
     let mut body = json!({"prompt": prompt, "max_tokens": a.max_tokens, "temperature": 0,
                           "stream": true, "stream_options": {"include_usage": true}});
@@ -98,7 +99,7 @@ fn one_request(agent: &ureq::Agent, a: &ServeBenchArgs, prompt: &[u32]) -> anyho
     let resp = req.send_json(&body)?;
     anyhow::ensure!(resp.status() == 200, "HTTP {}", resp.status());
     let mut first_token = None;
-    let (mut chunks, mut usage) = (0usize, None);
+    let (mut chunks, mut usage, mut finished) = (0usize, None, false);
     for line in BufReader::new(resp.into_body().into_reader()).lines() {
         let line = line?;
         let Some(data) = line.strip_prefix("data: ") else {
@@ -112,12 +113,16 @@ fn one_request(agent: &ureq::Agent, a: &ServeBenchArgs, prompt: &[u32]) -> anyho
         if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
             usage = Some(n as usize);
         }
-        let has_text = v["choices"][0]["text"]
-            .as_str()
-            .is_some_and(|t| !t.is_empty());
-        if has_text {
+        // A chunk per generated token (its text may be empty while a character is incomplete).
+        if let Some(choice) = v["choices"].get(0) {
             chunks += 1;
             first_token.get_or_insert(started.elapsed().as_secs_f64());
+            finished |= !choice["finish_reason"].is_null();
+        }
+        // Not every server ends a completion stream with [DONE] (llama.cpp's does not): the
+        // request is over once it has finished and reported its usage.
+        if finished && usage.is_some() {
+            break;
         }
     }
     let latency = started.elapsed().as_secs_f64();

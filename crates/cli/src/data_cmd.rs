@@ -44,6 +44,9 @@ pub enum DataCommand {
     },
     /// Tokenise a corpus into token shards, one directory per source.
     Prepare(PrepareArgs),
+    /// Evaluation tasks from a demo data directory: multiple choice from its held-out split,
+    /// and the Brown corpus (not in the corpus) for bits per byte.
+    EvalTasks(crate::eval_tasks_cmd::EvalTasksArgs),
 }
 
 #[derive(Args)]

@@ -52,10 +52,11 @@ fn corpus(dir: &Path) -> anyhow::Result<Vec<Source>> {
         eprintln!("corpus: {} left out: {e}", source.name());
     }
     let manifest = Manifest::load(dir);
+    // Evaluation text is never trained on, even if a manifest here lists some.
     let sources: Vec<Source> = manifest
         .sources
         .iter()
-        .filter(|e| dir.join(&e.file).exists())
+        .filter(|e| e.kind != Kind::Eval && dir.join(&e.file).exists())
         .map(|e| Source {
             name: e.source.clone(),
             kind: e.kind,
@@ -104,7 +105,7 @@ fn train_tokens(dir: &Path) -> anyhow::Result<u64> {
 fn set_mixture(data: &mut DataConfig, shards: &Path, sources: &[Source]) -> anyhow::Result<()> {
     let mut valid = Vec::new();
     let mut sizes = Vec::new();
-    for s in sources {
+    for s in sources.iter().filter(|s| s.kind != Kind::Eval) {
         let train = shards.join(&s.name).join("train");
         sizes.push((s, train_tokens(&train)? as f64));
         data.sources.insert(s.name.clone(), train);
@@ -207,7 +208,7 @@ mod tests {
     use minicpm_data::shards::ShardWriter;
 
     #[test]
-    fn an_empty_valid_split_is_not_listed_for_evaluation() {
+    fn an_empty_valid_split_is_not_listed_and_evaluation_text_is_not_trained_on() {
         let shards = tempfile::tempdir().unwrap();
         let write = |source: &str, split: &str, docs: usize| {
             let mut w =
@@ -218,15 +219,20 @@ mod tests {
             }
             w.finish().unwrap();
         };
-        for (name, valid_docs) in [("big", 2), ("tiny", 0)] {
+        for (name, valid_docs) in [("big", 2), ("tiny", 0), ("held-out", 2)] {
             write(name, "train", 4);
             write(name, "valid", valid_docs);
         }
-        let sources: Vec<Source> = ["big", "tiny"]
+        let kinds = [
+            ("big", Kind::Pretrain),
+            ("tiny", Kind::Pretrain),
+            ("held-out", Kind::Eval),
+        ];
+        let sources: Vec<Source> = kinds
             .into_iter()
-            .map(|name| Source {
+            .map(|(name, kind)| Source {
                 name: name.into(),
-                kind: Kind::Pretrain,
+                kind,
                 jsonl: PathBuf::from(format!("{name}.jsonl")),
             })
             .collect();
@@ -235,5 +241,8 @@ mod tests {
         let big = shards.path().join("big").join("valid");
         assert_eq!(data.valid, Some(OneOrMany::Many(vec![big])));
         assert_eq!(data.sources.len(), 2, "both still train");
+        // Evaluation text is in no source list and no phase.
+        assert!(!data.sources.contains_key("held-out"));
+        assert!(data.mixture.values().all(|m| !m.contains_key("held-out")));
     }
 }

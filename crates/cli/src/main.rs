@@ -9,6 +9,8 @@ mod chat_cmd;
 mod data_cmd;
 mod decay_cmd;
 mod demo;
+mod eval_cmd;
+mod eval_tasks_cmd;
 mod export_cmd;
 mod gemm_peak;
 mod generate_cmd;
@@ -63,6 +65,8 @@ enum Command {
     Quantize(quantize_cmd::QuantizeArgs),
     /// Held-out loss, perplexity and bits per byte of a model file on token shards.
     Perplexity(perplexity_cmd::PerplexityArgs),
+    /// Score a model on multiple-choice and bits-per-byte tasks, as lm-evaluation-harness does.
+    Eval(eval_cmd::EvalArgs),
     /// Print shapes, parameter counts, muP multipliers and per-group learning rates.
     Info {
         /// A run config (.toml), an HF config.json, a model directory or a GGUF file.
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => chat_cmd::run(a),
         Command::Serve(a) => serve_cmd::run(a),
         Command::Perplexity(a) => perplexity_cmd::run(a),
+        Command::Eval(a) => eval_cmd::run(a),
         Command::Quantize(a) => quantize_cmd::run(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),
@@ -156,6 +161,7 @@ fn main() -> ExitCode {
         Command::Data(data_cmd::DataCommand::FetchDemo { out, force }) => {
             data_cmd::fetch_demo(&out, force)
         }
+        Command::Data(data_cmd::DataCommand::EvalTasks(a)) => eval_tasks_cmd::run(a),
     };
     match result {
         Ok(code) => code,

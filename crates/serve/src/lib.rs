@@ -4,6 +4,7 @@
 pub mod api;
 pub mod chat_template;
 pub mod engine;
+pub mod eval;
 pub mod gguf;
 pub mod gguf_model;
 pub mod logprobs;

@@ -74,6 +74,7 @@ impl Manifest {
         let rank = |name: &str| {
             SourceId::ALL
                 .iter()
+                .chain(&SourceId::EVAL)
                 .position(|id| id.name() == name)
                 .unwrap_or(usize::MAX)
         };

