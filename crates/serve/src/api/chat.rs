@@ -23,12 +23,7 @@ pub async fn handle(
     let req = request::chat(&body, &state.limits)?;
     state.check_model(req.common.model.as_deref())?;
     let plan = plan(&state, &req)?;
-    // A stream's place is taken before its jobs are queued, so a refused stream costs nothing.
-    let permit = match req.common.stream {
-        true => Some(state.stream_permit()?),
-        false => None,
-    };
-    let submitted = generation::submit(&state, &plan)?;
+    let (submitted, permit) = generation::start(&state, &plan, req.common.stream)?;
     let id = format!("chatcmpl-{}", state.next_id());
     if let Some(permit) = permit {
         return Ok(stream_response(state, plan, req, submitted, id, permit));

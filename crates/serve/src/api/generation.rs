@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// One prompt, tokenised, with the text an echo shows.
 pub struct PromptIds {
@@ -76,9 +77,23 @@ pub fn max_tokens(
     }
 }
 
+/// Queues a request's jobs; a stream first takes its place among the open streams, so that a
+/// refused stream costs nothing.
+pub fn start(
+    state: &AppState,
+    plan: &Plan,
+    stream: bool,
+) -> Result<(Submitted, Option<OwnedSemaphorePermit>), ApiError> {
+    let permit = match stream {
+        true => Some(state.stream_permit()?),
+        false => None,
+    };
+    Ok((submit(state, plan)?, permit))
+}
+
 /// Queues every choice; choice `p * n + j` is prompt `p`'s `j`-th sample, seeded `seed + j` so
 /// that the choices differ and a request with a seed is reproducible.
-pub fn submit(state: &AppState, plan: &Plan) -> Result<Submitted, ApiError> {
+fn submit(state: &AppState, plan: &Plan) -> Result<Submitted, ApiError> {
     let started = Instant::now();
     let (tx, events) = unbounded_channel();
     let mut cancels = Vec::new();
