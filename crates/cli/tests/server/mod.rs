@@ -249,6 +249,12 @@ fn serve_answers_every_route_as_openai_does() {
     );
     assert!(server.metric("minicpm_generated_tokens_total") > 0.0);
     assert_eq!(server.metric("minicpm_queue_depth"), 0.0);
+    // The engine retires a request just after its last event: the gauge reads 0 soon after.
+    let idle = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        server.metric("minicpm_running_requests") == 0.0
+    });
+    assert!(idle, "running requests never went back to 0");
 }
 
 /// The fixture's weights under a longer context, so that a generation runs long enough to be
@@ -388,6 +394,13 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
             format!(r#"{{"prompt": [{}]}}"#, vec!["3"; 200].join(",")).into_bytes(),
             400,
             "more than this server's context of 128",
+        ),
+        // 64 prompts x n 8 = 512 choices; the queue (256) and the slots (8) hold 264.
+        (
+            "/v1/completions",
+            format!(r#"{{"prompt": [{}], "n": 8}}"#, vec!["[1]"; 64].join(",")).into_bytes(),
+            400,
+            "asks for 512 choices",
         ),
     ];
     for (path, body, status, says) in cases {

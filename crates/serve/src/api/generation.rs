@@ -94,6 +94,16 @@ pub fn start(
 /// Queues every choice; choice `p * n + j` is prompt `p`'s `j`-th sample, seeded `seed + j` so
 /// that the choices differ and a request with a seed is reproducible.
 fn submit(state: &AppState, plan: &Plan) -> Result<Submitted, ApiError> {
+    // A request larger than the queue and the slots together could never be taken: that is
+    // the request's fault (400), not a busy server's (429).
+    let engine = state.engine.config();
+    let (choices, room) = (plan.prompts.len() * plan.n, engine.queue + engine.slots);
+    if choices > room {
+        return Err(ApiError::invalid_param(
+            "n",
+            format!("the request asks for {choices} choices (prompts x n); this server runs or queues at most {room}"),
+        ));
+    }
     let started = Instant::now();
     let (tx, events) = unbounded_channel();
     let mut cancels = Vec::new();

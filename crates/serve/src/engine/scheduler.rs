@@ -108,6 +108,7 @@ pub(super) fn run(
                     r.send(Event::Done(Finish::Error(e.to_string())));
                     free.push(r.slot);
                 }
+                stats.running.store(0, Ordering::Relaxed);
                 continue;
             }
         };
@@ -135,6 +136,7 @@ pub(super) fn run(
             cache.truncate(r.slot, 0);
             free.push(r.slot);
         }
+        stats.running.store(running.len(), Ordering::Relaxed);
     }
 }
 
