@@ -90,7 +90,7 @@ mod tests {
             ..Default::default()
         };
         let shards = dir.path().join("shards");
-        prepare(&[corpus.clone()], &tok, &shards, &opts, |_| {}).unwrap();
+        prepare(std::slice::from_ref(&corpus), &tok, &shards, &opts, |_| {}).unwrap();
 
         let held = held_out_documents(&[corpus], "text", 20).unwrap();
         assert_eq!(held.keys().collect::<Vec<_>>(), ["essay", "few", "many"]);

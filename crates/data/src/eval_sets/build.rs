@@ -23,8 +23,11 @@ pub struct ChoiceSet {
     pub docs: Vec<ChoiceDoc>,
 }
 
+/// How a source's held-out documents become questions.
+type MakeQuestions = fn(&[String]) -> Vec<Question>;
+
 /// The sets, their sources and how a held-out document becomes a question.
-const SETS: [(&str, SourceId, fn(&[String]) -> Vec<Question>); 2] = [
+const SETS: [(&str, SourceId, MakeQuestions); 2] = [
     ("wordnet-definitions", SourceId::Wordnet, wordnet::questions),
     ("idiom-meanings", SourceId::ChinaIdiom, idioms::questions),
 ];

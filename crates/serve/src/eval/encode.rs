@@ -29,14 +29,13 @@ pub struct Encoder<'a> {
     pub max_len: usize,
 }
 
+/// Context ids and continuation ids.
+pub type IdPair = (Vec<u32>, Vec<u32>);
+
 impl Encoder<'_> {
     /// (context ids, continuation ids) for scoring `continuation` after `context`; `None` when
     /// the continuation alone is too long for the model.
-    pub fn pair(
-        &self,
-        context: &str,
-        continuation: &str,
-    ) -> Result<Option<(Vec<u32>, Vec<u32>)>, DataError> {
+    pub fn pair(&self, context: &str, continuation: &str) -> Result<Option<IdPair>, DataError> {
         let kept = context.trim_end_matches(python_space);
         let (context, continuation) = match kept.len() < context.len() {
             true => (kept, format!("{}{continuation}", &context[kept.len()..])),
