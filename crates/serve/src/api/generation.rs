@@ -213,46 +213,71 @@ impl ChoiceState {
     }
 }
 
-/// Every choice of `plan` run to its end (the non-streaming routes).
-pub async fn collect(
-    state: &AppState,
-    plan: &Plan,
-    mut submitted: Submitted,
-) -> Result<Vec<ChoiceState>, ApiError> {
-    let mut choices = choice_states(state, plan);
-    let mut live = choices.len();
-    let mut first_token_seen = false;
-    while live > 0 {
-        let (i, event) = submitted
+/// A request's choices as their jobs' events arrive: the one loop that both a whole response
+/// and a stream read. A token is counted in the metrics (the request's first one timed), and a
+/// choice that ends has its job cancelled at once (a stop string may end it before the engine
+/// does).
+pub struct Progress {
+    submitted: Submitted,
+    pub choices: Vec<ChoiceState>,
+    live: usize,
+    first_token_seen: bool,
+}
+
+impl Progress {
+    pub fn new(state: &AppState, plan: &Plan, submitted: Submitted) -> Self {
+        let choices: Vec<ChoiceState> = plan
+            .prompts
+            .iter()
+            .flat_map(|p| (0..plan.n).map(|_| ChoiceState::new(state, &p.ids, &plan.stops)))
+            .collect();
+        Progress {
+            live: choices.len(),
+            submitted,
+            choices,
+            first_token_seen: false,
+        }
+    }
+
+    /// The next update and its choice's index; `None` once every choice has ended.
+    pub async fn next(&mut self, state: &AppState) -> Result<Option<(usize, Update)>, ApiError> {
+        if self.live == 0 {
+            return Ok(None);
+        }
+        let (i, event) = self
+            .submitted
             .events
             .recv()
             .await
             .ok_or_else(|| ApiError::internal("the engine stopped"))?;
-        let update = choices[i].apply(event)?;
+        let update = self.choices[i].apply(event)?;
         if update.token.is_some() {
-            count_token(state, &submitted, &mut first_token_seen);
+            state.metrics.generated_tokens.inc();
+            if !std::mem::replace(&mut self.first_token_seen, true) {
+                let ttft = self.submitted.started.elapsed().as_secs_f64();
+                state.metrics.time_to_first_token.observe(ttft);
+            }
         }
         if update.finished.is_some() {
-            live -= 1;
-            submitted.cancel(i);
+            self.live -= 1;
+            self.submitted.cancel(i);
         }
+        Ok(Some((i, update)))
     }
-    Ok(choices)
+
+    /// Tokens generated so far, over every choice.
+    pub fn completion_tokens(&self) -> usize {
+        self.choices.iter().map(|c| c.tokens.len()).sum()
+    }
 }
 
-/// A fresh state for each choice of `plan`, in choice order.
-pub fn choice_states(state: &AppState, plan: &Plan) -> Vec<ChoiceState> {
-    plan.prompts
-        .iter()
-        .flat_map(|p| (0..plan.n).map(|_| ChoiceState::new(state, &p.ids, &plan.stops)))
-        .collect()
-}
-
-/// A generated token reached its client: counted, and the request's first one timed.
-pub fn count_token(state: &AppState, submitted: &Submitted, first_token_seen: &mut bool) {
-    state.metrics.generated_tokens.inc();
-    if !std::mem::replace(first_token_seen, true) {
-        let ttft = submitted.started.elapsed().as_secs_f64();
-        state.metrics.time_to_first_token.observe(ttft);
-    }
+/// Every choice of `plan` run to its end (the non-streaming routes).
+pub async fn collect(
+    state: &AppState,
+    plan: &Plan,
+    submitted: Submitted,
+) -> Result<Vec<ChoiceState>, ApiError> {
+    let mut progress = Progress::new(state, plan, submitted);
+    while progress.next(state).await?.is_some() {}
+    Ok(progress.choices)
 }

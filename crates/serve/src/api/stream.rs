@@ -3,7 +3,7 @@
 //! `data: [DONE]`. The stream owns the request's jobs: a client that goes away drops it, and the
 //! engine frees the slots at its next step.
 
-use super::generation::{self, ChoiceState, Plan, Submitted, Update};
+use super::generation::{Plan, Progress, Submitted, Update};
 use super::AppState;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -15,15 +15,11 @@ use tokio::sync::OwnedSemaphorePermit;
 
 struct Follow<C, U> {
     state: Arc<AppState>,
-    submitted: Submitted,
-    choices: Vec<ChoiceState>,
-    live: usize,
+    progress: Progress,
     pending: VecDeque<SseEvent>,
     chunk: C,
     usage: Option<U>,
     prompt_tokens: usize,
-    completion_tokens: usize,
-    first_token_seen: bool,
     done: bool,
     _permit: OwnedSemaphorePermit,
 }
@@ -47,18 +43,13 @@ where
     C: FnMut(usize, &Update) -> Value + Send + 'static,
     U: FnOnce(Value) -> Option<Value> + Send + 'static,
 {
-    let choices = generation::choice_states(&state, &plan);
     let follow = Follow {
-        live: choices.len(),
         prompt_tokens: plan.prompts.iter().map(|p| p.ids.len()).sum(),
+        progress: Progress::new(&state, &plan, submitted),
         state,
-        submitted,
-        choices,
         pending: first.iter().map(data).collect(),
         chunk,
         usage: Some(usage),
-        completion_tokens: 0,
-        first_token_seen: false,
         done: false,
         _permit: permit,
     };
@@ -84,40 +75,25 @@ where
             if self.done {
                 return None;
             }
-            if self.live == 0 {
-                let usage = super::usage(self.prompt_tokens, self.completion_tokens);
-                if let Some(u) = self.usage.take().and_then(|f| f(usage)) {
-                    self.pending.push_back(data(&u));
-                }
-                self.finish();
-                continue;
-            }
-            let Some((i, event)) = self.submitted.events.recv().await else {
-                let e = super::error::ApiError::internal("the engine stopped");
-                self.pending.push_back(data(&e.body()));
-                self.finish();
-                continue;
-            };
-            match self.choices[i].apply(event) {
-                Err(e) => {
-                    self.pending.push_back(data(&e.body()));
+            match self.progress.next(&self.state).await {
+                Ok(None) => {
+                    let completion_tokens = self.progress.completion_tokens();
+                    let usage = super::usage(self.prompt_tokens, completion_tokens);
+                    if let Some(u) = self.usage.take().and_then(|f| f(usage)) {
+                        self.pending.push_back(data(&u));
+                    }
                     self.finish();
                 }
-                Ok(update) => {
-                    if update.token.is_some() {
-                        self.completion_tokens += 1;
-                        let (state, submitted) = (&self.state, &self.submitted);
-                        generation::count_token(state, submitted, &mut self.first_token_seen);
-                    }
-                    if update.finished.is_some() {
-                        self.live -= 1;
-                        self.submitted.cancel(i);
-                    }
+                Ok(Some((i, update))) => {
                     // A chunk per token, as OpenAI streams, even while its text is held back.
                     if update.token.is_some() || update.finished.is_some() {
                         let c = (self.chunk)(i, &update);
                         self.pending.push_back(data(&c));
                     }
+                }
+                Err(e) => {
+                    self.pending.push_back(data(&e.body()));
+                    self.finish();
                 }
             }
         }
