@@ -13,6 +13,7 @@ use super::cache::KvCache;
 use super::forward::{RuntimeError, Sequence};
 use super::model::InferenceModel;
 use super::score::token_nll;
+use crate::sampling::argmax;
 
 /// One request's result.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,17 +23,6 @@ pub struct Loglikelihood {
     /// Whether each continuation token is the argmax of its position's logits (the first
     /// maximum on ties, as numpy's argmax).
     pub greedy: bool,
-}
-
-/// Index of the first maximum.
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in row.iter().enumerate() {
-        if x > row[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 impl InferenceModel {
@@ -142,7 +132,7 @@ impl InferenceModel {
                 };
                 for (&target, row) in requests[i].1.iter().zip(rows.by_ref()) {
                     r.logprob -= token_nll(row, target);
-                    r.greedy &= argmax(row) == target as usize;
+                    r.greedy &= argmax(row) == target;
                 }
                 r
             })
