@@ -1,6 +1,6 @@
-//! `minicpm bench matmul`: the inference runtime's matrix products at MiniCPM-1.2B's shapes, for
-//! every weight type: weight GB/s at decode (n = 1, 8), GFLOP/s at prefill (n = 512), and the
-//! tokens/s of the model's products.
+//! `minicpm bench matmul`: the inference runtime's matrix products at a model's shapes
+//! (MiniCPM-1.2B's, or a run config's), for every weight type: weight GB/s at decode (n ≤ 8),
+//! GFLOP/s for larger batches and prefill, and the tokens/s of the model's products.
 
 use clap::Args;
 use std::process::ExitCode;
@@ -23,6 +23,57 @@ pub struct MatmulBenchArgs {
     /// Least time spent on each measurement, in seconds (after one untimed product).
     #[arg(long, default_value_t = 0.5)]
     seconds: f64,
+    /// A run config (TOML) whose [model] gives the shapes, e.g. configs/bench-d512.toml
+    /// (default: MiniCPM-1.2B's).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+/// `(rows, cols, uses per token)` of each product of one token, and the output head's rows.
+struct Shapes {
+    name: String,
+    products: Vec<(usize, usize, usize)>,
+    head: usize,
+}
+
+impl Shapes {
+    /// q and o, k and v, gate and up, down (each once per layer), and the output head.
+    fn of(name: String, cfg: &minicpm_model::ModelConfig) -> Shapes {
+        let (d, layers, ff) = (
+            cfg.hidden_size,
+            cfg.num_hidden_layers,
+            cfg.intermediate_size,
+        );
+        let (q, kv) = (
+            cfg.num_attention_heads * cfg.head_dim(),
+            cfg.num_kv_heads() * cfg.head_dim(),
+        );
+        let mut products = vec![(q, d, layers), (d, q, layers)];
+        products.push((kv, d, 2 * layers));
+        products.extend([(ff, d, 2 * layers), (d, ff, layers), (cfg.vocab_size, d, 1)]);
+        Shapes {
+            name,
+            products,
+            head: cfg.vocab_size,
+        }
+    }
+
+    /// MiniCPM-1.2B (52 layers): q and o, k and v (8 KV heads of 64), gate and up, down, the
+    /// tied output head.
+    fn minicpm_1b() -> Shapes {
+        const HEAD: usize = 73440;
+        Shapes {
+            name: "1.2B".into(),
+            products: vec![
+                (1536, 1536, 2 * 52),
+                (512, 1536, 2 * 52),
+                (3840, 1536, 2 * 52),
+                (1536, 3840, 52),
+                (HEAD, 1536, 1),
+            ],
+            head: HEAD,
+        }
+    }
 }
 
 pub fn run(a: MatmulBenchArgs) -> anyhow::Result<ExitCode> {
@@ -30,16 +81,13 @@ pub fn run(a: MatmulBenchArgs) -> anyhow::Result<ExitCode> {
     use minicpm_serve::quant::QuantType;
     use minicpm_serve::runtime::kernels::Backend;
     use std::time::Instant;
-    // [out, in] of each product and how often one token of MiniCPM-1.2B (52 layers) runs it:
-    // q and o, k and v (8 KV heads of 64), gate and up, down, the tied output head.
-    const SHAPES: [(usize, usize, usize); 5] = [
-        (1536, 1536, 2 * 52),
-        (512, 1536, 2 * 52),
-        (3840, 1536, 2 * 52),
-        (1536, 3840, 52),
-        (HEAD, 1536, 1),
-    ];
-    const HEAD: usize = 73440;
+    let shapes = match &a.config {
+        Some(path) => {
+            let cfg = minicpm_train::RunConfig::load(path, &[])?.model;
+            Shapes::of(path.display().to_string(), &cfg)
+        }
+        None => Shapes::minicpm_1b(),
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()?;
@@ -61,7 +109,7 @@ pub fn run(a: MatmulBenchArgs) -> anyhow::Result<ExitCode> {
         // Seconds per token of all the model's products, per n.
         let mut per_token = vec![0f64; a.n.len()];
         let mut per_token_busy = vec![0f64; a.n.len()];
-        for &(rows, cols, uses) in &SHAPES {
+        for &(rows, cols, uses) in &shapes.products {
             let m = pool.install(|| bench_matrix(rows, cols, ty))?;
             for (k, &n) in a.n.iter().enumerate() {
                 let x: Vec<f32> = (0..n * cols)
@@ -83,12 +131,16 @@ pub fn run(a: MatmulBenchArgs) -> anyhow::Result<ExitCode> {
                 };
                 // A prompt needs the output head at its last position only (llama.cpp's prompt
                 // throughput counts it so): one row of 512, negligible, left out. A decoding
-                // step needs it at every sequence.
-                let uses = if rows == HEAD && n > 8 { 0 } else { uses };
+                // step needs it at every sequence: batches up to 64 count as decoding.
+                let uses = if rows == shapes.head && n > 64 {
+                    0
+                } else {
+                    uses
+                };
                 per_token[k] += uses as f64 * t / n as f64;
                 per_token_busy[k] += uses as f64 * busy / n as f64;
                 let rate = |t: f64| match n <= 8 {
-                    true => format!("{:7.1} GB/s", m.bytes().len() as f64 / t / 1e9),
+                    true => format!("{:7.1} GB/s", m.stored_bytes() as f64 / t / 1e9),
                     false => format!("{:7.1} GFLOP/s", 2.0 * (n * rows * cols) as f64 / t / 1e9),
                 };
                 println!(
@@ -101,7 +153,8 @@ pub fn run(a: MatmulBenchArgs) -> anyhow::Result<ExitCode> {
         }
         for (k, &n) in a.n.iter().enumerate() {
             println!(
-                "{name:5} 1.2B products at n={n:<4}: {:.1} tokens/s   (by CPU time {:.1})",
+                "{name:5} {} products at n={n:<4}: {:.1} tokens/s   (by CPU time {:.1})",
+                shapes.name,
                 1.0 / per_token[k],
                 1.0 / per_token_busy[k]
             );

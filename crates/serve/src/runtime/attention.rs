@@ -1,12 +1,13 @@
 //! Causal softmax attention of a pass's queries over the KV cache, in blocks: for each run of
 //! consecutive tokens of one sequence (at most [`TILE`] of them) and each KV head, the queries
 //! of every head that shares it form one matrix, its scores against the head's cached keys are
-//! one matrix product (the runtime's f32 kernel), and the weighted sum of values reads each value
-//! row once for all of them. A token sees the positions up to its own.
+//! one matrix product and the weighted sum of values another (the runtime's f32 panel kernels,
+//! on the cache where it lies). A token sees the positions up to its own.
 
 use super::cache::KvCache;
-use super::kernels::{self, Backend, Weights};
-use crate::gguf::TensorType;
+use super::kernels::exp;
+use super::kernels::panels::{self, Panels};
+use super::kernels::Backend;
 use rayon::prelude::*;
 
 /// Tokens per block: bounds the score matrix at `TILE * group * context` floats.
@@ -68,7 +69,8 @@ pub fn attend(
         .into_par_iter()
         .map(|(r, kv_head)| {
             let run = runs[r];
-            let (keys, values) = cache.head(run.slot, layer, kv_head);
+            let len = run.position + run.len;
+            let (keys, values) = cache.head(run.slot, layer, kv_head, len);
             // Query rows in the order (token, head of the group).
             let rows = run.len * group;
             let mut qs = Vec::with_capacity(rows * hd);
@@ -76,7 +78,7 @@ pub fn attend(
                 let row = &q[(run.start + t) * q_dim..(run.start + t + 1) * q_dim];
                 qs.extend_from_slice(&row[kv_head * group * hd..(kv_head + 1) * group * hd]);
             }
-            let out = block(&qs, rows, group, keys, values, run.position, hd);
+            let out = block(&qs, rows, group, &keys, &values, run.position, hd);
             (r, kv_head, out)
         })
         .collect();
@@ -90,54 +92,36 @@ pub fn attend(
 }
 
 /// Attention of `rows` query rows (`group` per token, tokens at positions `first`, `first + 1`,
-/// ...) over `keys`/`values` (`[capacity, hd]`); returns `[rows, hd]`.
+/// ...) over a head's cached `keys` and `values` (see [`KvCache`]); returns `[rows, hd]`.
 fn block(
     qs: &[f32],
     rows: usize,
     group: usize,
-    keys: &[f32],
-    values: &[f32],
+    keys: &Panels,
+    values: &Panels,
     first: usize,
     hd: usize,
 ) -> Vec<f32> {
-    let len = first + rows / group; // keys the last token sees
+    let len = keys.rows; // keys the last token sees
+    debug_assert_eq!(len, first + rows / group);
+    let backend = Backend::detect();
     let mut scores = vec![0f32; rows * len];
-    let w = Weights {
-        ty: TensorType::F32,
-        rows: len,
-        cols: hd,
-        bytes: as_bytes(&keys[..len * hd]),
-    };
-    kernels::matmul(Backend::detect(), &w, qs, rows, &mut scores);
+    panels::product(backend, keys, qs, rows, &mut scores);
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut out = vec![0f32; rows * hd];
-    for (i, (s, o)) in scores
-        .chunks_exact_mut(len)
-        .zip(out.chunks_exact_mut(hd))
-        .enumerate()
-    {
-        let visible = first + i / group + 1;
-        let s = &mut s[..visible];
-        let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
-        let mut total = 0.0;
-        for x in s.iter_mut() {
-            *x = (*x * scale - max).exp();
-            total += *x;
-        }
-        for (p, &weight) in s.iter().enumerate() {
-            for (o, &v) in o.iter_mut().zip(&values[p * hd..(p + 1) * hd]) {
-                *o += weight * v;
-            }
-        }
-        let inv = 1.0 / total;
-        o.iter_mut().for_each(|x| *x *= inv);
+    for (i, s) in scores.chunks_exact_mut(len).enumerate() {
+        let (seen, unseen) = s.split_at_mut(first + i / group + 1);
+        let max = seen
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
+        seen.iter_mut().for_each(|x| *x = *x * scale - max);
+        exp::exp_in_place(backend, seen);
+        let inv = 1.0 / seen.iter().sum::<f32>();
+        seen.iter_mut().for_each(|x| *x *= inv);
+        unseen.fill(0.0);
     }
+    let mut out = vec![0f32; rows * hd];
+    panels::product(backend, values, &scores, rows, &mut out);
     out
-}
-
-fn as_bytes(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and every byte pattern is a valid u8; the length is exact.
-    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
 #[cfg(test)]

@@ -7,18 +7,24 @@
 //! uses past the trained context, applies to the tokens that arrive under it, exactly as the
 //! training forward's cache does.
 
-/// Positions of every slot and layer, keys and values, f32, each KV head's positions contiguous
-/// (`[slot][layer][kv_head][position][head_dim]`), so that attention reads one head's keys as a
-/// `[positions, head_dim]` matrix.
+use super::kernels::panels::{Column, Panels, LANES};
+
+/// Positions of every slot and layer, keys and values, f32, in the panels of 16 rows that the
+/// runtime's f32 products read (`kernels::panels`), so that attention multiplies them where they
+/// lie. For each slot, layer and KV head:
+/// - keys as a `[positions, head_dim]` matrix: panels of 16 positions, each `head_dim` columns
+///   (the scores `q · kᵀ` are its product with the queries);
+/// - values as a `[head_dim, positions]` matrix: panels of 16 dimensions, each `capacity`
+///   columns, one per position (the output `p · v` is its product with the probabilities),
+///   read up to the sequence's length.
 pub struct KvCache {
     layers: usize,
     kv_heads: usize,
     head_dim: usize,
-    kv_dim: usize,
     capacity: usize,
     lens: Vec<usize>,
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: Vec<Column>,
+    values: Vec<Column>,
 }
 
 impl KvCache {
@@ -30,18 +36,31 @@ impl KvCache {
         slots: usize,
         capacity: usize,
     ) -> KvCache {
-        let kv_dim = kv_heads * head_dim;
-        let n = slots * layers * capacity * kv_dim;
-        KvCache {
+        let cache = KvCache {
             layers,
             kv_heads,
             head_dim,
-            kv_dim,
             capacity,
             lens: vec![0; slots],
-            keys: vec![0.0; n],
-            values: vec![0.0; n],
+            keys: Vec::new(),
+            values: Vec::new(),
+        };
+        let heads = slots * layers * kv_heads;
+        KvCache {
+            keys: vec![Column::default(); heads * cache.key_columns()],
+            values: vec![Column::default(); heads * cache.value_columns()],
+            ..cache
         }
+    }
+
+    /// Columns of one head's keys: a panel of `head_dim` columns per 16 positions.
+    fn key_columns(&self) -> usize {
+        self.capacity.div_ceil(LANES) * self.head_dim
+    }
+
+    /// Columns of one head's values: a panel of `capacity` columns per 16 dimensions.
+    fn value_columns(&self) -> usize {
+        self.head_dim.div_ceil(LANES) * self.capacity
     }
 
     pub fn slots(&self) -> usize {
@@ -65,7 +84,7 @@ impl KvCache {
 
     /// Bytes held, keys and values together.
     pub fn bytes(&self) -> usize {
-        (self.keys.len() + self.values.len()) * std::mem::size_of::<f32>()
+        std::mem::size_of_val(&self.keys[..]) + std::mem::size_of_val(&self.values[..])
     }
 
     pub(crate) fn advance(&mut self, slot: usize, by: usize) {
@@ -73,18 +92,36 @@ impl KvCache {
         debug_assert!(self.lens[slot] <= self.capacity);
     }
 
-    fn offset(&self, slot: usize, layer: usize) -> usize {
-        (slot * self.layers + layer) * self.capacity * self.kv_dim
+    /// Index of KV head `head` of `slot` in `layer` among all heads.
+    fn index(&self, slot: usize, layer: usize, head: usize) -> usize {
+        (slot * self.layers + layer) * self.kv_heads + head
     }
 
-    /// Keys and values of KV head `head` of `slot` in `layer`, `[capacity, head_dim]` each.
-    pub(crate) fn head(&self, slot: usize, layer: usize, head: usize) -> (&[f32], &[f32]) {
-        let len = self.capacity * self.head_dim;
-        let start = self.offset(slot, layer) + head * len;
-        (
-            &self.keys[start..start + len],
-            &self.values[start..start + len],
-        )
+    /// The keys (`[len, head_dim]`) and values (`[head_dim, len]`) of the first `len` positions
+    /// of KV head `head` of `slot` in `layer`.
+    pub(crate) fn head(
+        &self,
+        slot: usize,
+        layer: usize,
+        head: usize,
+        len: usize,
+    ) -> (Panels<'_>, Panels<'_>) {
+        assert!(len <= self.capacity, "positions held");
+        let i = self.index(slot, layer, head);
+        let (kc, vc) = (self.key_columns(), self.value_columns());
+        let keys = Panels {
+            rows: len,
+            cols: self.head_dim,
+            stride: self.head_dim,
+            data: &self.keys[i * kc..(i + 1) * kc],
+        };
+        let values = Panels {
+            rows: self.head_dim,
+            cols: len,
+            stride: self.capacity,
+            data: &self.values[i * vc..(i + 1) * vc],
+        };
+        (keys, values)
     }
 
     /// Writes the keys and values (`[kv_heads * head_dim]` each) of `slot` at `position` in
@@ -98,10 +135,17 @@ impl KvCache {
         v: &[f32],
     ) {
         let hd = self.head_dim;
+        let (kc, vc) = (self.key_columns(), self.value_columns());
         for h in 0..self.kv_heads {
-            let at = self.offset(slot, layer) + (h * self.capacity + position) * hd;
-            self.keys[at..at + hd].copy_from_slice(&k[h * hd..(h + 1) * hd]);
-            self.values[at..at + hd].copy_from_slice(&v[h * hd..(h + 1) * hd]);
+            let i = self.index(slot, layer, h);
+            let keys = &mut self.keys[i * kc + (position / LANES) * hd..][..hd];
+            for (column, &x) in keys.iter_mut().zip(&k[h * hd..(h + 1) * hd]) {
+                column.0[position % LANES] = x;
+            }
+            let values = &mut self.values[i * vc..(i + 1) * vc];
+            for (d, &x) in v[h * hd..(h + 1) * hd].iter().enumerate() {
+                values[(d / LANES) * self.capacity + position].0[d % LANES] = x;
+            }
         }
     }
 }

@@ -4,8 +4,10 @@
 
 use super::attention::{self, Run};
 use super::cache::KvCache;
+use super::kernels::{exp, Backend};
 use super::model::{InferenceModel, Layer};
 use super::rope::Rotation;
+use super::Matrix;
 use rayon::prelude::*;
 
 /// New tokens for the sequence in cache slot `slot`; their positions continue after the
@@ -69,11 +71,13 @@ struct Block<'a> {
     runs: &'a [Run],
 }
 
-/// Rows below this run on one thread: spawning costs more than the work.
-const PARALLEL_ROWS: usize = 8;
+/// Passes over fewer values than this run on one thread: waking the pool costs more than the
+/// work (a decoding step's norms and rotations, 16 rows of 512 at d512, take a few
+/// microseconds).
+const PARALLEL_VALUES: usize = 16 * 1024;
 
 fn for_each_row(buf: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    if buf.len() / width.max(1) >= PARALLEL_ROWS {
+    if buf.len() >= PARALLEL_VALUES && buf.len() >= 2 * width {
         buf.par_chunks_mut(width)
             .enumerate()
             .for_each(|(i, r)| f(i, r));
@@ -254,9 +258,8 @@ impl InferenceModel {
         let n = places.len();
         let hd = cfg.head_dim();
         rms_norm(x, &layer.input_norm, cfg.rms_norm_eps, &mut s.h);
-        layer.q.matmul(&s.h, n, &mut s.q);
-        layer.k.matmul(&s.h, n, &mut s.k);
-        layer.v.matmul(&s.h, n, &mut s.v);
+        let qkv = [&layer.q, &layer.k, &layer.v];
+        Matrix::matmul_each(&qkv, &s.h, n, &mut [&mut s.q, &mut s.k, &mut s.v]);
         let layout = self.rope_layout;
         let q_dim = s.q.len() / n;
         let kv_dim = s.k.len() / n;
@@ -285,13 +288,16 @@ impl InferenceModel {
         let cfg = &self.config;
         let n = x.len() / cfg.hidden_size;
         rms_norm(x, &layer.post_norm, cfg.rms_norm_eps, &mut s.h);
-        layer.gate.matmul(&s.h, n, &mut s.gate);
-        layer.up.matmul(&s.h, n, &mut s.up);
+        let gate_up = [&layer.gate, &layer.up];
+        Matrix::matmul_each(&gate_up, &s.h, n, &mut [&mut s.gate, &mut s.up]);
         let up = &s.up;
         let ff = cfg.intermediate_size;
+        let backend = Backend::detect();
         for_each_row(&mut s.gate, ff, |t, g| {
-            for (g, &u) in g.iter_mut().zip(&up[t * ff..(t + 1) * ff]) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
+            let mut e: Vec<f32> = g.iter().map(|v| -v).collect();
+            exp::exp_in_place(backend, &mut e);
+            for ((g, &u), &e) in g.iter_mut().zip(&up[t * ff..(t + 1) * ff]).zip(&e) {
+                *g = *g / (1.0 + e) * u;
             }
         });
         layer.down.matmul(&s.gate, n, &mut s.out);

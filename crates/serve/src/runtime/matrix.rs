@@ -1,8 +1,10 @@
-//! A weight matrix `[rows, cols]` as the inference runtime holds it: row-major, in its stored
-//! type (f32, f16, bf16 or one of llama.cpp's block formats), its bytes owned or mapped from a
-//! file. The only operation decoding and prefill need is `matmul`: `out = x · Wᵀ` for a batch of
-//! activation rows.
+//! A weight matrix `[rows, cols]` as the inference runtime holds it: f32 weights repacked in
+//! panels of 16 rows (see `kernels::panels`), the other types (f16, bf16 and llama.cpp's block
+//! formats) row-major in their stored layout, their bytes owned or mapped from a file. The only
+//! operation decoding and prefill need is `matmul`: `out = x · Wᵀ` for a batch of activation
+//! rows.
 
+use super::kernels::panels::{self, Column, Panels};
 use super::kernels::{self, scalar, Backend, Weights};
 use crate::gguf::TensorType;
 use crate::quant::QuantError;
@@ -30,12 +32,21 @@ impl Bytes {
     }
 }
 
+/// How a matrix holds its values.
+#[derive(Clone)]
+enum Storage {
+    /// Row-major, in its type's layout.
+    Rows(Bytes),
+    /// f32 in panels, packed once at load.
+    Panels(Arc<[Column]>),
+}
+
 #[derive(Clone)]
 pub struct Matrix {
     rows: usize,
     cols: usize,
     ty: TensorType,
-    bytes: Bytes,
+    storage: Storage,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -90,12 +101,7 @@ impl Matrix {
         bytes: Vec<u8>,
     ) -> Result<Matrix, MatrixError> {
         check_size(rows, cols, ty, bytes.len())?;
-        Ok(Matrix {
-            rows,
-            cols,
-            ty,
-            bytes: Bytes::Owned(bytes),
-        })
+        Ok(Matrix::stored(rows, cols, ty, Bytes::Owned(bytes)))
     }
 
     /// A matrix over `len` bytes of a file mapping from `start`.
@@ -109,12 +115,30 @@ impl Matrix {
     ) -> Result<Matrix, MatrixError> {
         check_size(rows, cols, ty, len)?;
         assert!(start + len <= map.len(), "mapped range inside the file");
-        Ok(Matrix {
+        Ok(Matrix::stored(
             rows,
             cols,
             ty,
-            bytes: Bytes::Mapped { map, start, len },
-        })
+            Bytes::Mapped { map, start, len },
+        ))
+    }
+
+    /// f32 bytes repacked in panels, the other types kept as they are.
+    fn stored(rows: usize, cols: usize, ty: TensorType, bytes: Bytes) -> Matrix {
+        let storage = match ty {
+            TensorType::F32 => {
+                let b = bytes.get();
+                let at = |i: usize| f32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
+                Storage::Panels(panels::pack(rows, cols, at).into())
+            }
+            _ => Storage::Rows(bytes),
+        };
+        Matrix {
+            rows,
+            cols,
+            ty,
+            storage,
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -129,9 +153,12 @@ impl Matrix {
         self.ty
     }
 
-    /// The stored bytes, in `ty`'s layout.
-    pub fn bytes(&self) -> &[u8] {
-        self.bytes.get()
+    /// Bytes the values take in memory (f32 panels include the padding of the last one).
+    pub fn stored_bytes(&self) -> usize {
+        match &self.storage {
+            Storage::Rows(bytes) => bytes.get().len(),
+            Storage::Panels(columns) => std::mem::size_of_val(&columns[..]),
+        }
     }
 
     fn row_bytes(&self) -> usize {
@@ -142,8 +169,22 @@ impl Matrix {
 
     /// Row `r` as f32 (an embedding lookup).
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
-        let n = self.row_bytes();
-        scalar::decode_row(self.ty, &self.bytes()[r * n..(r + 1) * n], out);
+        match &self.storage {
+            Storage::Rows(bytes) => {
+                let n = self.row_bytes();
+                scalar::decode_row(self.ty, &bytes.get()[r * n..(r + 1) * n], out)
+            }
+            Storage::Panels(columns) => self.panels(columns).row(r, out),
+        }
+    }
+
+    fn panels<'a>(&self, columns: &'a [Column]) -> Panels<'a> {
+        Panels {
+            rows: self.rows,
+            cols: self.cols,
+            stride: self.cols,
+            data: columns,
+        }
     }
 
     /// The whole matrix as f32, row-major.
@@ -160,13 +201,48 @@ impl Matrix {
     /// has. For the block formats the activations are quantised to 8 bits per block of 32 first
     /// (as llama.cpp does), which moves a result by at most half a step of each block.
     pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
-        let w = Weights {
-            ty: self.ty,
-            rows: self.rows,
-            cols: self.cols,
-            bytes: self.bytes(),
-        };
-        kernels::matmul(Backend::detect(), &w, x, n, out);
+        self.matmul_with(Backend::detect(), x, n, out)
+    }
+
+    /// [`Matrix::matmul`] of the same activations by each of `ms` into the matching `outs`: in
+    /// one parallel loop where all are f32 panels of one width (q, k and v; gate and up), else
+    /// one after another.
+    pub fn matmul_each(ms: &[&Matrix], x: &[f32], n: usize, outs: &mut [&mut [f32]]) {
+        assert_eq!(ms.len(), outs.len(), "one output per matrix");
+        let panels: Option<Vec<Panels>> = ms
+            .iter()
+            .map(|m| match &m.storage {
+                Storage::Panels(columns) if m.cols == ms[0].cols => Some(m.panels(columns)),
+                _ => None,
+            })
+            .collect();
+        match panels {
+            Some(ws) => {
+                let ws: Vec<&Panels> = ws.iter().collect();
+                panels::matmul_each(Backend::detect(), &ws, x, n, outs)
+            }
+            None => {
+                for (m, out) in ms.iter().zip(outs.iter_mut()) {
+                    m.matmul(x, n, out);
+                }
+            }
+        }
+    }
+
+    /// [`Matrix::matmul`] with `backend`'s kernels.
+    pub fn matmul_with(&self, backend: Backend, x: &[f32], n: usize, out: &mut [f32]) {
+        match &self.storage {
+            Storage::Rows(bytes) => {
+                let w = Weights {
+                    ty: self.ty,
+                    rows: self.rows,
+                    cols: self.cols,
+                    bytes: bytes.get(),
+                };
+                kernels::matmul(backend, &w, x, n, out)
+            }
+            Storage::Panels(columns) => panels::matmul(backend, &self.panels(columns), x, n, out),
+        }
     }
 }
 

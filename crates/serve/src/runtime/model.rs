@@ -77,11 +77,11 @@ impl Weights {
         let matrices = |l: &Layer| {
             [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
                 .iter()
-                .map(|m| m.bytes().len())
+                .map(|m| m.stored_bytes())
                 .sum::<usize>()
         };
-        self.embed.bytes().len()
-            + self.lm_head.as_ref().map_or(0, |m| m.bytes().len())
+        self.embed.stored_bytes()
+            + self.lm_head.as_ref().map_or(0, |m| m.stored_bytes())
             + self.norm.len() * 4
             + self
                 .layers

@@ -1,7 +1,9 @@
 //! The matrix-product kernels behind [`crate::runtime::Matrix::matmul`]: `out[t, r] =
 //! Σ_c x[t, c] · W[r, c]` for weights stored as f32, f16, bf16, Q8_0, Q4_0 or Q4_K.
 //!
-//! One driver serves every kernel. It quantises the activations once per product for the block
+//! f32 matrices (weights, repacked at load, and the KV cache) are held in panels of 16 rows and
+//! multiplied by their own driver and kernels ([`panels`]). The other types share the driver
+//! below. It quantises the activations once per product for the block
 //! formats (see [`acts`]), splits the weight rows into chunks across the rayon pool, and within
 //! a chunk walks blocks of activation rows, so that a chunk's weights and a block of activations
 //! stay in cache while a kernel's register tile (a few weight rows × a few activation rows)
@@ -14,11 +16,15 @@
 //! [`scalar`] loops, which are also the reference the fast ones are tested against.
 
 pub(crate) mod acts;
+pub(crate) mod exp;
+pub(crate) mod panels;
 pub(crate) mod scalar;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_panels;
 
 use crate::gguf::TensorType;
 use acts::QuantizedActs;
@@ -144,11 +150,30 @@ impl Out {
         // SAFETY: in bounds (asserted); exclusive by the caller's contract.
         unsafe { self.ptr.add(t * self.rows + r).write(v) }
     }
+
+    /// Writes `out[t, r..r + values.len()]`.
+    ///
+    /// # Safety
+    /// As [`Out::set`], for each of those elements.
+    #[inline(always)]
+    pub unsafe fn set_run(&self, t: usize, r: usize, values: &[f32]) {
+        assert!(t < self.n && r + values.len() <= self.rows, "output run");
+        // SAFETY: in bounds (asserted); exclusive by the caller's contract.
+        unsafe {
+            let dst = self.ptr.add(t * self.rows + r);
+            std::ptr::copy_nonoverlapping(values.as_ptr(), dst, values.len())
+        }
+    }
 }
 
 /// `out[t, r] = Σ_c x[t, c] · W[r, c]`, `x` `[n, cols]`, `out` `[n, rows]`, on the current rayon
-/// pool with `backend`'s kernels.
+/// pool with `backend`'s kernels, for row-major weights of any type but f32 (which
+/// [`panels::matmul`] multiplies).
 pub fn matmul(backend: Backend, w: &Weights, x: &[f32], n: usize, out: &mut [f32]) {
+    assert!(
+        w.ty != TensorType::F32,
+        "f32 weights are multiplied in panels"
+    );
     assert_eq!(x.len(), n * w.cols, "matmul input");
     assert_eq!(out.len(), n * w.rows, "matmul output");
     if n == 0 || w.rows == 0 {

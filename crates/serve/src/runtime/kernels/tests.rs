@@ -2,7 +2,7 @@
 //! of what they multiply, and the thread count's (lack of) influence.
 
 use super::acts::{QuantizedActs, QBLOCK};
-use super::{matmul, Backend, Weights};
+use super::Backend;
 use crate::gguf::TensorType;
 use crate::quant::QuantType;
 use crate::runtime::Matrix;
@@ -29,14 +29,8 @@ fn all_types() -> Vec<TensorType> {
 }
 
 fn product(backend: Backend, m: &Matrix, x: &[f32], n: usize) -> Vec<f32> {
-    let w = Weights {
-        ty: m.ty(),
-        rows: m.rows(),
-        cols: m.cols(),
-        bytes: m.bytes(),
-    };
     let mut out = vec![f32::NAN; n * m.rows()];
-    matmul(backend, &w, x, n, &mut out);
+    m.matmul_with(backend, x, n, &mut out);
     out
 }
 
@@ -175,6 +169,38 @@ fn results_do_not_depend_on_the_thread_count() {
                         .zip(&want)
                         .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{ty:?} n={n}: results differ with the thread count"
+                );
+            }
+        }
+    }
+}
+
+/// f32 weights in panels: every backend sums each output as one chain of fused multiply-adds
+/// along the row, so all agree to the bit with the scalar reference, whatever the batch and
+/// however its rows fall into tiles; and packing keeps every weight.
+#[test]
+fn f32_panels_agree_to_the_bit_across_backends_and_batches() {
+    // 5 panels, the last partial (4-panel groups and a single one), and an odd row length.
+    let (rows, cols) = (77, 45);
+    let values = uniform(rows * cols, 21);
+    let m = Matrix::from_f32(rows, cols, &values, TensorType::F32).unwrap();
+    assert_eq!(m.to_f32(), values);
+    let x = uniform(29 * cols, 22);
+    let alone: Vec<Vec<f32>> = (0..29)
+        .map(|t| product(Backend::Scalar, &m, &x[t * cols..(t + 1) * cols], 1))
+        .collect();
+    for backend in Backend::available() {
+        for n in [1, 2, 3, 4, 5, 8, 12, 13, 16, 29] {
+            let out = product(backend, &m, &x[..n * cols], n);
+            for t in 0..n {
+                let same = out[t * rows..(t + 1) * rows]
+                    .iter()
+                    .zip(&alone[t])
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{} n={n} row {t} differs from the scalar product alone",
+                    backend.name()
                 );
             }
         }

@@ -3,7 +3,10 @@
 //! and does all `R·T` multiply-adds, with one 8-lane accumulator per output, summed across
 //! lanes at the end.
 //!
-//! - f32 / f16 / bf16: weights widened to f32 (F16C for f16, a shift for bf16), f32 FMAs.
+//! - f16 / bf16: weights widened to f32 (F16C for f16, a shift for bf16), f32 FMAs. (f32
+//!   weights are multiplied in panels instead: [`super::x86_panels`].)
+//!   (f32 weight matrices are multiplied in panels instead, [`super::x86_panels`]; this path
+//!   serves row-major f32 such as the attention's keys.)
 //! - Q8_0 / Q4_0 against quantised activations: 32 codes per block, `vpmaddubsw` (unsigned ×
 //!   signed bytes, with the weight's sign moved onto the activation so the weight side is
 //!   `|w|`), `vpmaddwd` by ones to 8 i32 sums, converted and scaled by `d_w · d_a` in f32.
@@ -114,7 +117,6 @@ impl Isa for Avx512 {
 #[inline(always)]
 unsafe fn panel<I: Isa>(w: &Weights, acts: &Acts, rows: Range<usize>, ts: Range<usize>, out: &Out) {
     match (w.ty, acts) {
-        (TensorType::F32, Acts::F32(x)) => float_panel::<I, F32>(w, x, rows, ts, out),
         (TensorType::F16, Acts::F32(x)) => float_panel::<I, F16>(w, x, rows, ts, out),
         (TensorType::Bf16, Acts::F32(x)) => float_panel::<I, Bf16>(w, x, rows, ts, out),
         (TensorType::Quant(QuantType::Q8_0), Acts::Quantized(q)) => {
@@ -126,6 +128,7 @@ unsafe fn panel<I: Isa>(w: &Weights, acts: &Acts, rows: Range<usize>, ts: Range<
         (TensorType::Quant(QuantType::Q4K), Acts::Quantized(q)) => {
             quant_panel::<I, Q4K>(w, q, rows, ts, out)
         }
+        (TensorType::F32, _) => unreachable!("f32 weights are multiplied in panels"),
         _ => unreachable!("the driver quantises activations exactly for the block formats"),
     }
 }
@@ -214,25 +217,8 @@ trait Load {
     unsafe fn one(p: *const u8) -> f32;
 }
 
-struct F32;
 struct F16;
 struct Bf16;
-
-impl Load for F32 {
-    const SIZE: usize = 4;
-    #[inline(always)]
-    unsafe fn sixteen(p: *const u8) -> __m512 {
-        _mm512_loadu_ps(p as *const f32)
-    }
-    #[inline(always)]
-    unsafe fn eight(p: *const u8) -> __m256 {
-        _mm256_loadu_ps(p as *const f32)
-    }
-    #[inline(always)]
-    unsafe fn one(p: *const u8) -> f32 {
-        (p as *const f32).read_unaligned()
-    }
-}
 
 impl Load for F16 {
     const SIZE: usize = 2;
