@@ -23,8 +23,37 @@ pub struct KvCache {
     head_dim: usize,
     capacity: usize,
     lens: Vec<usize>,
-    keys: Vec<Column>,
-    values: Vec<Column>,
+    keys: Columns,
+    values: Columns,
+}
+
+/// Zeroed columns in an anonymous mapping, whose pages the system commits when they are first
+/// written: a cache sized for every slot's whole context costs memory for the positions that
+/// have been filled (as `vec![0.0; n]` of floats does, which a vector of aligned columns does
+/// not: it writes every zero).
+struct Columns {
+    map: memmap2::MmapMut,
+    len: usize,
+}
+
+impl Columns {
+    fn zeroed(len: usize) -> Columns {
+        let bytes = (len * std::mem::size_of::<Column>()).max(1);
+        let map = memmap2::MmapMut::map_anon(bytes).expect("address space for the KV cache");
+        Columns { map, len }
+    }
+
+    fn get(&self) -> &[Column] {
+        // SAFETY: the mapping holds `len` columns' bytes, page-aligned (more than a column's
+        // 64), zero-filled (a valid column) and only ever written as columns; it lives as long
+        // as `self`.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<Column>(), self.len) }
+    }
+
+    fn get_mut(&mut self) -> &mut [Column] {
+        // SAFETY: as in `get`, borrowed mutably through `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().cast::<Column>(), self.len) }
+    }
 }
 
 impl KvCache {
@@ -36,31 +65,16 @@ impl KvCache {
         slots: usize,
         capacity: usize,
     ) -> KvCache {
-        let cache = KvCache {
+        let heads = slots * layers * kv_heads;
+        KvCache {
             layers,
             kv_heads,
             head_dim,
             capacity,
             lens: vec![0; slots],
-            keys: Vec::new(),
-            values: Vec::new(),
-        };
-        let heads = slots * layers * kv_heads;
-        KvCache {
-            keys: vec![Column::default(); heads * cache.key_columns()],
-            values: vec![Column::default(); heads * cache.value_columns()],
-            ..cache
+            keys: Columns::zeroed(heads * key_columns(capacity, head_dim)),
+            values: Columns::zeroed(heads * value_columns(capacity, head_dim)),
         }
-    }
-
-    /// Columns of one head's keys: a panel of `head_dim` columns per 16 positions.
-    fn key_columns(&self) -> usize {
-        self.capacity.div_ceil(LANES) * self.head_dim
-    }
-
-    /// Columns of one head's values: a panel of `capacity` columns per 16 dimensions.
-    fn value_columns(&self) -> usize {
-        self.head_dim.div_ceil(LANES) * self.capacity
     }
 
     pub fn slots(&self) -> usize {
@@ -84,7 +98,7 @@ impl KvCache {
 
     /// Bytes held, keys and values together.
     pub fn bytes(&self) -> usize {
-        std::mem::size_of_val(&self.keys[..]) + std::mem::size_of_val(&self.values[..])
+        std::mem::size_of_val(self.keys.get()) + std::mem::size_of_val(self.values.get())
     }
 
     pub(crate) fn advance(&mut self, slot: usize, by: usize) {
@@ -108,18 +122,19 @@ impl KvCache {
     ) -> (Panels<'_>, Panels<'_>) {
         assert!(len <= self.capacity, "positions held");
         let i = self.index(slot, layer, head);
-        let (kc, vc) = (self.key_columns(), self.value_columns());
+        let kc = key_columns(self.capacity, self.head_dim);
+        let vc = value_columns(self.capacity, self.head_dim);
         let keys = Panels {
             rows: len,
             cols: self.head_dim,
             stride: self.head_dim,
-            data: &self.keys[i * kc..(i + 1) * kc],
+            data: &self.keys.get()[i * kc..(i + 1) * kc],
         };
         let values = Panels {
             rows: self.head_dim,
             cols: len,
             stride: self.capacity,
-            data: &self.values[i * vc..(i + 1) * vc],
+            data: &self.values.get()[i * vc..(i + 1) * vc],
         };
         (keys, values)
     }
@@ -135,17 +150,28 @@ impl KvCache {
         v: &[f32],
     ) {
         let hd = self.head_dim;
-        let (kc, vc) = (self.key_columns(), self.value_columns());
+        let kc = key_columns(self.capacity, self.head_dim);
+        let vc = value_columns(self.capacity, self.head_dim);
         for h in 0..self.kv_heads {
             let i = self.index(slot, layer, h);
-            let keys = &mut self.keys[i * kc + (position / LANES) * hd..][..hd];
+            let keys = &mut self.keys.get_mut()[i * kc + (position / LANES) * hd..][..hd];
             for (column, &x) in keys.iter_mut().zip(&k[h * hd..(h + 1) * hd]) {
                 column.0[position % LANES] = x;
             }
-            let values = &mut self.values[i * vc..(i + 1) * vc];
+            let values = &mut self.values.get_mut()[i * vc..(i + 1) * vc];
             for (d, &x) in v[h * hd..(h + 1) * hd].iter().enumerate() {
                 values[(d / LANES) * self.capacity + position].0[d % LANES] = x;
             }
         }
     }
+}
+
+/// Columns of one head's keys: a panel of `head_dim` columns per 16 positions.
+fn key_columns(capacity: usize, head_dim: usize) -> usize {
+    capacity.div_ceil(LANES) * head_dim
+}
+
+/// Columns of one head's values: a panel of `capacity` columns per 16 dimensions.
+fn value_columns(capacity: usize, head_dim: usize) -> usize {
+    head_dim.div_ceil(LANES) * capacity
 }

@@ -30,6 +30,22 @@ impl Bytes {
             Bytes::Mapped { map, start, len } => &map[*start..*start + *len],
         }
     }
+
+    /// Lets the memory go once the values have been copied elsewhere (repacked): a mapped
+    /// range's pages leave the process's resident set, though the file stays mapped for the
+    /// tensors that still read it.
+    fn release(self) {
+        #[cfg(unix)]
+        if let Bytes::Mapped { map, start, len } = self {
+            // SAFETY: the mapping is a read-only shared mapping of a file, and nothing borrows
+            // this range any more; dropping pages only makes a later read of them (a neighbour
+            // tensor sharing the first or last page) fault them in again from the file, with
+            // the same bytes. A failed advice changes nothing, so its error is ignored.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
+            };
+        }
+    }
 }
 
 /// How a matrix holds its values.
@@ -38,7 +54,7 @@ enum Storage {
     /// Row-major, in its type's layout.
     Rows(Bytes),
     /// f32 in panels, packed once at load.
-    Panels(Arc<[Column]>),
+    Panels(Arc<Vec<Column>>),
 }
 
 #[derive(Clone)]
@@ -129,7 +145,9 @@ impl Matrix {
             TensorType::F32 => {
                 let b = bytes.get();
                 let at = |i: usize| f32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
-                Storage::Panels(panels::pack(rows, cols, at).into())
+                let packed = panels::pack(rows, cols, at);
+                bytes.release();
+                Storage::Panels(Arc::new(packed))
             }
             _ => Storage::Rows(bytes),
         };
