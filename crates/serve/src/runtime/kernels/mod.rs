@@ -15,6 +15,21 @@
 //! else the portable
 //! [`scalar`] loops, which are also the reference the fast ones are tested against.
 
+/// `match $n` over the listed values, binding the one matched as the constant `$T`, so that a
+/// kernel's register tile has a size fixed at compile time; the caller keeps `$n` among them.
+#[cfg(target_arch = "x86_64")]
+macro_rules! with_const {
+    ($n:expr, $T:ident => $body:expr; $($k:literal)+) => {
+        match $n {
+            $($k => {
+                const $T: usize = $k;
+                $body
+            })+
+            n => unreachable!("no register tile of {n}"),
+        }
+    };
+}
+
 pub(crate) mod acts;
 pub(crate) mod exp;
 pub(crate) mod panels;

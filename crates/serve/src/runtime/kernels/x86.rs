@@ -172,38 +172,6 @@ unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
-/// `match tn` over the tile widths 1..=6, binding the width as the constant `$T`.
-macro_rules! for_width {
-    ($tn:expr, $T:ident => $body:expr) => {
-        match $tn {
-            1 => {
-                const $T: usize = 1;
-                $body
-            }
-            2 => {
-                const $T: usize = 2;
-                $body
-            }
-            3 => {
-                const $T: usize = 3;
-                $body
-            }
-            4 => {
-                const $T: usize = 4;
-                $body
-            }
-            5 => {
-                const $T: usize = 5;
-                $body
-            }
-            _ => {
-                const $T: usize = 6;
-                $body
-            }
-        }
-    };
-}
-
 // ---- f32, f16, bf16 ----
 
 /// How a float type's weights widen to f32.
@@ -269,10 +237,10 @@ unsafe fn float_panel<I: Isa, L: Load>(
         while t0 < ts.end {
             let tn = (ts.end - t0).min(I::T_FLOAT);
             let xp = |t: usize| x[(t0 + t.min(tn - 1)) * w.cols..].as_ptr();
-            for_width!(tn, T => {
+            with_const!(tn, T => {
                 let res = float_tile::<I, L, T>(wp, std::array::from_fn(xp), w.cols);
                 store(res, rn, r0, t0, out)
-            });
+            }; 1 2 3 4 5 6);
             t0 += tn;
         }
         r0 += rn;
@@ -445,10 +413,10 @@ unsafe fn quant_panel<I: Isa, Q: QuantTile>(
                 true => R * w.row_bytes(),
                 false => 0,
             };
-            for_width!(tn.min(4), T => {
+            with_const!(tn, T => {
                 let res = quant_tile::<I, Q, T>(wp, pp, std::array::from_fn(a), blocks, ahead);
                 store(res, rn, r0, t0, out)
-            });
+            }; 1 2 3 4);
             t0 += tn;
         }
         r0 += rn;

@@ -17,62 +17,6 @@ pub const AVX512_HEIGHT: usize = 12;
 /// Activation rows per AVX2 tile.
 pub const AVX2_HEIGHT: usize = 6;
 
-/// `match height` over 1..=12, binding it as the constant `$T`.
-macro_rules! by_height {
-    ($height:expr, $T:ident => $body:expr) => {
-        match $height {
-            1 => {
-                const $T: usize = 1;
-                $body
-            }
-            2 => {
-                const $T: usize = 2;
-                $body
-            }
-            3 => {
-                const $T: usize = 3;
-                $body
-            }
-            4 => {
-                const $T: usize = 4;
-                $body
-            }
-            5 => {
-                const $T: usize = 5;
-                $body
-            }
-            6 => {
-                const $T: usize = 6;
-                $body
-            }
-            7 => {
-                const $T: usize = 7;
-                $body
-            }
-            8 => {
-                const $T: usize = 8;
-                $body
-            }
-            9 => {
-                const $T: usize = 9;
-                $body
-            }
-            10 => {
-                const $T: usize = 10;
-                $body
-            }
-            11 => {
-                const $T: usize = 11;
-                $body
-            }
-            _ => {
-                const $T: usize = 12;
-                $body
-            }
-        }
-    };
-}
-
 /// Every output of `panels`' rows and `tiles`' activation rows, with AVX-512.
 ///
 /// # Safety
@@ -93,7 +37,7 @@ pub unsafe fn avx512(
         let group = p..(p + 4).min(panels.end);
         for k in tiles.clone() {
             let (tile, x) = (acts.tiles[k], acts.tile(k));
-            by_height!(tile.height, T => {
+            with_const!(tile.height, T => {
                 let widest = if T <= 3 { 4 } else { 2 };
                 let mut q = group.start;
                 while q < group.end {
@@ -106,7 +50,7 @@ pub unsafe fn avx512(
                     }
                     q += width;
                 }
-            });
+            }; 1 2 3 4 5 6 7 8 9 10 11 12);
         }
         p = group.end;
     }
@@ -156,10 +100,10 @@ pub unsafe fn avx2(
     for p in panels {
         for k in tiles.clone() {
             let (tile, x) = (acts.tiles[k], acts.tile(k));
-            by_height!(tile.height, T => {
+            with_const!(tile.height, T => {
                 let res = tile256::<T>(w.panel(p), x, w.cols);
                 store(&[res], w, p, tile.t0, out)
-            });
+            }; 1 2 3 4 5 6);
         }
     }
 }
