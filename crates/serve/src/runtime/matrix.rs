@@ -313,6 +313,41 @@ mod tests {
         }
     }
 
+    /// One parallel loop over several matrices gives each its own product, to the bit: for
+    /// f32 panels of one width (the shared loop) and for a mix of types (one after another).
+    #[test]
+    fn matmul_each_equals_each_matmul() {
+        let cols = 64;
+        let n = 5;
+        let x = uniform(n * cols, 7);
+        for types in [
+            [TensorType::F32, TensorType::F32, TensorType::F32],
+            [TensorType::F32, TensorType::F16, TensorType::Bf16],
+        ] {
+            let ms: Vec<Matrix> = [40, 16, 23]
+                .iter()
+                .zip(types)
+                .enumerate()
+                .map(|(i, (&rows, ty))| {
+                    Matrix::from_f32(rows, cols, &uniform(rows * cols, 30 + i as u32), ty).unwrap()
+                })
+                .collect();
+            let mut outs: Vec<Vec<f32>> = ms.iter().map(|m| vec![0f32; n * m.rows()]).collect();
+            let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+            Matrix::matmul_each(&ms.iter().collect::<Vec<_>>(), &x, n, &mut views);
+            for (m, got) in ms.iter().zip(&outs) {
+                let mut want = vec![0f32; n * m.rows()];
+                m.matmul(&x, n, &mut want);
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{types:?}: a product of the group differs from its own"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_buffer_of_the_wrong_size_is_refused() {
         let e = Matrix::from_bytes(2, 32, TensorType::F16, vec![0; 100])
