@@ -7,7 +7,7 @@
 //! uses past the trained context, applies to the tokens that arrive under it, exactly as the
 //! training forward's cache does.
 
-use super::kernels::panels::{Column, Panels, LANES};
+use super::kernels::panels::{ColumnBuf, Panels, LANES};
 
 /// Positions of every slot and layer, keys and values, f32, in the panels of 16 rows that the
 /// runtime's f32 products read (`kernels::panels`), so that attention multiplies them where they
@@ -23,37 +23,8 @@ pub struct KvCache {
     head_dim: usize,
     capacity: usize,
     lens: Vec<usize>,
-    keys: Columns,
-    values: Columns,
-}
-
-/// Zeroed columns in an anonymous mapping, whose pages the system commits when they are first
-/// written: a cache sized for every slot's whole context costs memory for the positions that
-/// have been filled (as `vec![0.0; n]` of floats does, which a vector of aligned columns does
-/// not: it writes every zero).
-struct Columns {
-    map: memmap2::MmapMut,
-    len: usize,
-}
-
-impl Columns {
-    fn zeroed(len: usize) -> Columns {
-        let bytes = (len * std::mem::size_of::<Column>()).max(1);
-        let map = memmap2::MmapMut::map_anon(bytes).expect("address space for the KV cache");
-        Columns { map, len }
-    }
-
-    fn get(&self) -> &[Column] {
-        // SAFETY: the mapping holds `len` columns' bytes, page-aligned (more than a column's
-        // 64), zero-filled (a valid column) and only ever written as columns; it lives as long
-        // as `self`.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<Column>(), self.len) }
-    }
-
-    fn get_mut(&mut self) -> &mut [Column] {
-        // SAFETY: as in `get`, borrowed mutably through `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().cast::<Column>(), self.len) }
-    }
+    keys: ColumnBuf,
+    values: ColumnBuf,
 }
 
 impl KvCache {
@@ -72,8 +43,8 @@ impl KvCache {
             head_dim,
             capacity,
             lens: vec![0; slots],
-            keys: Columns::zeroed(heads * key_columns(capacity, head_dim)),
-            values: Columns::zeroed(heads * value_columns(capacity, head_dim)),
+            keys: ColumnBuf::zeroed(heads * key_columns(capacity, head_dim)),
+            values: ColumnBuf::zeroed(heads * value_columns(capacity, head_dim)),
         }
     }
 

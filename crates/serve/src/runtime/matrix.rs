@@ -4,7 +4,7 @@
 //! operation decoding and prefill need is `matmul`: `out = x · Wᵀ` for a batch of activation
 //! rows.
 
-use super::kernels::panels::{self, Column, Panels};
+use super::kernels::panels::{self, Column, ColumnBuf, Panels};
 use super::kernels::{self, scalar, Backend, Weights};
 use crate::gguf::TensorType;
 use crate::quant::QuantError;
@@ -54,7 +54,7 @@ enum Storage {
     /// Row-major, in its type's layout.
     Rows(Bytes),
     /// f32 in panels, packed once at load.
-    Panels(Arc<Vec<Column>>),
+    Panels(Arc<ColumnBuf>),
 }
 
 #[derive(Clone)]
@@ -175,7 +175,7 @@ impl Matrix {
     pub fn stored_bytes(&self) -> usize {
         match &self.storage {
             Storage::Rows(bytes) => bytes.get().len(),
-            Storage::Panels(columns) => std::mem::size_of_val(&columns[..]),
+            Storage::Panels(columns) => std::mem::size_of_val(columns.get()),
         }
     }
 
@@ -192,7 +192,7 @@ impl Matrix {
                 let n = self.row_bytes();
                 scalar::decode_row(self.ty, &bytes.get()[r * n..(r + 1) * n], out)
             }
-            Storage::Panels(columns) => self.panels(columns).row(r, out),
+            Storage::Panels(columns) => self.panels(columns.get()).row(r, out),
         }
     }
 
@@ -230,7 +230,7 @@ impl Matrix {
         let panels: Option<Vec<Panels>> = ms
             .iter()
             .map(|m| match &m.storage {
-                Storage::Panels(columns) if m.cols == ms[0].cols => Some(m.panels(columns)),
+                Storage::Panels(columns) if m.cols == ms[0].cols => Some(m.panels(columns.get())),
                 _ => None,
             })
             .collect();
@@ -259,7 +259,9 @@ impl Matrix {
                 };
                 kernels::matmul(backend, &w, x, n, out)
             }
-            Storage::Panels(columns) => panels::matmul(backend, &self.panels(columns), x, n, out),
+            Storage::Panels(columns) => {
+                panels::matmul(backend, &self.panels(columns.get()), x, n, out)
+            }
         }
     }
 }

@@ -35,9 +35,38 @@ pub struct Panels<'a> {
     pub data: &'a [Column],
 }
 
+/// Zeroed columns in an anonymous mapping: page-aligned (more than a column's 64 bytes), and
+/// each page committed by the system when first written, so that a KV cache sized for every
+/// slot's whole context costs memory for the positions filled (a vector of aligned columns
+/// would write every zero at once). Packed weights live in one too.
+pub struct ColumnBuf {
+    map: memmap2::MmapMut,
+    len: usize,
+}
+
+impl ColumnBuf {
+    pub fn zeroed(len: usize) -> ColumnBuf {
+        let bytes = (len * std::mem::size_of::<Column>()).max(1);
+        let map = memmap2::MmapMut::map_anon(bytes).expect("address space for f32 panels");
+        ColumnBuf { map, len }
+    }
+
+    pub fn get(&self) -> &[Column] {
+        // SAFETY: the mapping holds `len` columns' bytes, page-aligned, zero-filled (a valid
+        // column) and only ever written as columns; it lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<Column>(), self.len) }
+    }
+
+    pub fn get_mut(&mut self) -> &mut [Column] {
+        // SAFETY: as in `get`, borrowed mutably through `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().cast::<Column>(), self.len) }
+    }
+}
+
 /// Row-major `values` `[rows, cols]` (`values(r * cols + c)`) in panels.
-pub fn pack(rows: usize, cols: usize, values: impl Fn(usize) -> f32 + Sync) -> Vec<Column> {
-    let mut out = vec![Column::default(); rows.div_ceil(LANES) * cols];
+pub fn pack(rows: usize, cols: usize, values: impl Fn(usize) -> f32 + Sync) -> ColumnBuf {
+    let mut buf = ColumnBuf::zeroed(rows.div_ceil(LANES) * cols);
+    let out = buf.get_mut();
     out.par_chunks_mut(cols.max(1))
         .enumerate()
         .for_each(|(p, panel)| {
@@ -48,7 +77,7 @@ pub fn pack(rows: usize, cols: usize, values: impl Fn(usize) -> f32 + Sync) -> V
                 }
             }
         });
-    out
+    buf
 }
 
 impl Panels<'_> {
