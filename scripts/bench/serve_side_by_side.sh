@@ -10,7 +10,9 @@
 # threads polling as shipped, without polling, and one thread: on 2 cores shared with the load
 # generator its spinning threads can lose a core), and ratios are against the fastest of them.
 # SLOTS defaults to 16, CLIENTS to 100. Environment: THREADS (2), PROMPT (32 tokens), TOKENS (64
-# generated per request), REQUESTS (300, for the CLIENTS run), VOCAB (ids drawn below it; 1000),
+# generated per request), REQUESTS (300, for the CLIENTS run), ROUNDS (requests per client in
+# the SLOTS run; 8: about 10 s, where 2 rounds lasted 2.5 s and the ratio moved with the
+# machine's noise by 30% from one invocation to the next), VOCAB (ids drawn below it; 1000),
 # TIME_LIMIT (seconds per load run; 300),
 # MINICPM (the binary; default target/release/minicpm), MINICPM_BENCH_CACHE (where
 # build_llama_cpp.sh builds llama-server; ~/.cache/minicpm-bench), OUT (JSON results; a temp dir).
@@ -24,6 +26,7 @@ threads="${THREADS:-2}"
 prompt="${PROMPT:-32}"
 tokens="${TOKENS:-64}"
 requests="${REQUESTS:-300}"
+rounds="${ROUNDS:-8}"
 vocab="${VOCAB:-1000}"
 minicpm="${MINICPM:-${CARGO_TARGET_DIR:-$root/target}/release/minicpm}"
 out="${OUT:-$(mktemp -d)}"
@@ -70,7 +73,7 @@ run_server() { # NAME [EXTRA FLAGS...]
     wait_health "$url"
     load "$name" warmup "$slots" "$slots" "$url" >/dev/null
     load "$name" 1-client 1 4 "$url"
-    load "$name" "$slots-clients" "$slots" $((slots * 2)) "$url"
+    load "$name" "$slots-clients" "$slots" $((slots * rounds)) "$url"
     load "$name" "$clients-clients" "$clients" "$requests" "$url"
     stop
 }
