@@ -3,13 +3,14 @@
 //! prompt after the matrix products.
 //!
 //! Cephes' single-precision method: `x = n·ln 2 + r` with `n` the nearest integer to `x / ln 2`
-//! and `ln 2` split in two so that `r` is exact, `e^r` by a degree-7 polynomial on
+//! and `ln 2` split in two so that `r` keeps its accuracy, `e^r` by a degree-7 polynomial on
 //! `|r| ≤ ln 2 / 2`, then `2^n` put into the exponent. Within 2 ulp of the exact value (tested
 //! against f64). Inputs are clamped to the range whose results are normal floats (an input below
 //! -87.34 gives about 1.2e-38 rather than a smaller number or 0; above 88.37, about 2.4e38
-//! rather than a larger number or infinity), which the softmax, whose largest argument is 0, and SiLU, where `1 + e^-x`
-//! meets it, do not notice. Every lane and the scalar tail compute the same operations with fused
-//! multiply-adds, so a value's result does not depend on where it sits in the slice.
+//! rather than a larger number or infinity), which neither the softmax (whose largest argument
+//! is 0) nor SiLU (where `1 + e^-x` meets it) notices. Every lane and the scalar tail compute the
+//! same operations with fused multiply-adds, so a value's result does not depend on where it
+//! sits in the slice.
 
 use super::Backend;
 

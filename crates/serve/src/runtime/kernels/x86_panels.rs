@@ -1,7 +1,8 @@
 //! The panel kernels (see [`super::panels`]) for x86-64: per weight column, one aligned load per
 //! panel (16 rows), one broadcast per activation row, and a fused multiply-add into each
 //! (panel, activation row) accumulator. AVX-512 holds a tile of 2 panels × up to 12 rows (or 4
-//! panels × up to 3) in at most 24 of its 32 registers; AVX2 one panel (two 8-lane halves) × up to 6 rows in 12 of 16.
+//! panels × up to 3) in at most 24 of its 32 registers; AVX2 one panel (two 8-lane halves) × up
+//! to 6 rows in 12 of its 16.
 
 // Tiles are indexed by (panel p, activation row t) throughout; index loops say that more
 // plainly than iterator chains over two arrays at once.
