@@ -107,7 +107,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             queue: a.queue,
             prefill_chunk: a.prefill_chunk,
         },
-    );
+    )
+    .map_err(|e| anyhow::anyhow!("--slots {} x --context {context}: {e}", a.slots))?;
     let state = AppState::new(StateParts {
         engine,
         tokenizer: loaded.tokenizer,

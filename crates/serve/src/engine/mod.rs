@@ -12,7 +12,7 @@ mod scheduler;
 mod tests;
 
 use crate::logprobs::TokenLogprob;
-use crate::runtime::InferenceModel;
+use crate::runtime::{CacheError, InferenceModel};
 use crate::sampling::SamplingParams;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -107,27 +107,30 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn start(model: InferenceModel, config: EngineConfig) -> Engine {
+    /// Starts the engine thread, its KV cache allocated first, so that slots and a context
+    /// beyond the machine are an error here rather than a failure inside the thread.
+    pub fn start(model: InferenceModel, config: EngineConfig) -> Result<Engine, CacheError> {
         let config = EngineConfig {
             slots: config.slots.max(1),
             context: config.context.max(1),
             queue: config.queue,
             prefill_chunk: config.prefill_chunk.max(1),
         };
+        let cache = model.try_new_cache(config.slots, config.context)?;
         let (queue, jobs) = sync_channel(config.queue);
         let stats = Arc::new(EngineStats::default());
         let vocab = model.config.vocab_size;
         let thread_stats = stats.clone();
         std::thread::Builder::new()
             .name("engine".into())
-            .spawn(move || scheduler::run(model, config, jobs, thread_stats))
+            .spawn(move || scheduler::run(model, cache, config, jobs, thread_stats))
             .expect("spawning the engine thread");
-        Engine {
+        Ok(Engine {
             queue,
             stats,
             config,
             vocab,
-        }
+        })
     }
 
     pub fn config(&self) -> EngineConfig {

@@ -44,11 +44,11 @@ struct Planned {
 
 pub(super) fn run(
     model: InferenceModel,
+    mut cache: KvCache,
     config: EngineConfig,
     jobs: Receiver<Job>,
     stats: Arc<EngineStats>,
 ) {
-    let mut cache = model.new_cache(config.slots, config.context);
     let mut free: Vec<usize> = (0..config.slots).rev().collect();
     let mut running: Vec<Running> = Vec::new();
     let mut open = true;

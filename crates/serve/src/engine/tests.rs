@@ -27,7 +27,7 @@ fn engine(model: &MiniCpm, slots: usize, queue: usize, prefill_chunk: usize) -> 
         queue,
         prefill_chunk,
     };
-    Engine::start(runtime_of(model, 2), config)
+    Engine::start(runtime_of(model, 2), config).expect("a small cache")
 }
 
 fn job(
@@ -235,4 +235,27 @@ fn a_full_queue_and_bad_input_are_refused_at_submit() {
         "the prompt has 33 tokens, more than this server's context of 32"
     );
     assert_eq!(refuse(Vec::new()), "the prompt has no tokens");
+}
+
+/// Slots and a context beyond any machine's address space are refused when the engine starts,
+/// with the sizes named, rather than failing inside the engine thread.
+#[test]
+fn a_cache_beyond_the_machine_is_refused_at_start() {
+    let config = EngineConfig {
+        slots: usize::MAX / 2,
+        context: 32,
+        queue: 4,
+        prefill_chunk: 8,
+    };
+    let e = Engine::start(runtime_of(&model(), 1), config)
+        .err()
+        .expect("no machine holds this cache");
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "a KV cache of {} slots x 32 positions",
+            usize::MAX / 2
+        )),
+        "{text}"
+    );
 }

@@ -27,8 +27,22 @@ pub struct KvCache {
     values: ColumnBuf,
 }
 
+/// A cache the system cannot give the address space for (a server's `--slots` × `--context`
+/// beyond the machine).
+#[derive(Debug, thiserror::Error)]
+#[error("a KV cache of {slots} slots x {capacity} positions ({gib:.1} GiB) cannot be allocated: {source}")]
+pub struct CacheError {
+    slots: usize,
+    capacity: usize,
+    gib: f64,
+    source: std::io::Error,
+}
+
 impl KvCache {
     /// Room for `slots` sequences of up to `capacity` tokens each.
+    ///
+    /// # Panics
+    /// Where the system refuses the address space; [`KvCache::try_new`] reports it instead.
     pub fn new(
         layers: usize,
         kv_heads: usize,
@@ -36,16 +50,44 @@ impl KvCache {
         slots: usize,
         capacity: usize,
     ) -> KvCache {
-        let heads = slots * layers * kv_heads;
-        KvCache {
+        KvCache::try_new(layers, kv_heads, head_dim, slots, capacity)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`KvCache::new`], or why it cannot be had.
+    pub fn try_new(
+        layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        slots: usize,
+        capacity: usize,
+    ) -> Result<KvCache, CacheError> {
+        let heads = slots as u128 * layers as u128 * kv_heads as u128;
+        let columns = heads
+            * (key_columns(capacity, head_dim) as u128 + value_columns(capacity, head_dim) as u128);
+        let error = |source| CacheError {
+            slots,
+            capacity,
+            gib: columns as f64 * std::mem::size_of::<super::kernels::panels::Column>() as f64
+                / (1u64 << 30) as f64,
+            source,
+        };
+        let buf = |per_head: usize| {
+            let len = usize::try_from(heads * per_head as u128)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+            ColumnBuf::try_zeroed(len)
+        };
+        let keys = buf(key_columns(capacity, head_dim)).map_err(error)?;
+        let values = buf(value_columns(capacity, head_dim)).map_err(error)?;
+        Ok(KvCache {
             layers,
             kv_heads,
             head_dim,
             capacity,
             lens: vec![0; slots],
-            keys: ColumnBuf::zeroed(heads * key_columns(capacity, head_dim)),
-            values: ColumnBuf::zeroed(heads * value_columns(capacity, head_dim)),
-        }
+            keys,
+            values,
+        })
     }
 
     pub fn slots(&self) -> usize {

@@ -20,7 +20,7 @@ pub mod speculative;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use cache::KvCache;
+pub use cache::{CacheError, KvCache};
 pub use forward::{Logits, RuntimeError, Sequence};
 pub use generate::Request;
 pub use loglikelihood::Loglikelihood;

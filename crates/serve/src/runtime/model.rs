@@ -129,8 +129,19 @@ impl InferenceModel {
 
     /// A cache for `slots` sequences of up to `capacity` tokens.
     pub fn new_cache(&self, slots: usize, capacity: usize) -> super::cache::KvCache {
+        self.try_new_cache(slots, capacity)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`InferenceModel::new_cache`], or why the system cannot give it (a server's slots and
+    /// context chosen beyond the machine).
+    pub fn try_new_cache(
+        &self,
+        slots: usize,
+        capacity: usize,
+    ) -> Result<super::cache::KvCache, super::cache::CacheError> {
         let cfg = &self.config;
-        super::cache::KvCache::new(
+        super::cache::KvCache::try_new(
             cfg.num_hidden_layers,
             cfg.num_kv_heads(),
             cfg.head_dim(),

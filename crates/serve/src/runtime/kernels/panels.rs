@@ -46,9 +46,16 @@ pub struct ColumnBuf {
 
 impl ColumnBuf {
     pub fn zeroed(len: usize) -> ColumnBuf {
-        let bytes = (len * std::mem::size_of::<Column>()).max(1);
-        let map = memmap2::MmapMut::map_anon(bytes).expect("address space for f32 panels");
-        ColumnBuf { map, len }
+        ColumnBuf::try_zeroed(len).expect("address space for f32 panels")
+    }
+
+    /// [`ColumnBuf::zeroed`], or the system's refusal of the address space.
+    pub fn try_zeroed(len: usize) -> std::io::Result<ColumnBuf> {
+        let bytes = len
+            .checked_mul(std::mem::size_of::<Column>())
+            .ok_or(std::io::ErrorKind::OutOfMemory)?;
+        let map = memmap2::MmapMut::map_anon(bytes.max(1))?;
+        Ok(ColumnBuf { map, len })
     }
 
     pub fn get(&self) -> &[Column] {
