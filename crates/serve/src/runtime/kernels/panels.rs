@@ -199,7 +199,7 @@ pub fn matmul_each(backend: Backend, ws: &[&Panels], x: &[f32], n: usize, outs: 
             (0..panels.div_ceil(chunk)).map(move |c| (i, c * chunk..((c + 1) * chunk).min(panels)))
         })
         .collect();
-    let block = act_block(cols, &acts);
+    let block = act_block(n, cols, &acts);
     tasks.into_par_iter().for_each(|(i, panels)| {
         for k0 in (0..acts.tiles.len()).step_by(block) {
             let tiles = k0..(k0 + block).min(acts.tiles.len());
@@ -269,10 +269,9 @@ fn panel_chunk(panels: usize) -> usize {
 
 /// Activation tiles per block: all of them at decode (up to 16 rows); at prefill as many as fit
 /// in about 192 KiB of f32, so a block stays in L2 while a task's panels pass over it.
-fn act_block(cols: usize, acts: &ActTiles) -> usize {
-    let rows = acts.tiles.iter().map(|t| t.height).sum::<usize>();
+fn act_block(n: usize, cols: usize, acts: &ActTiles) -> usize {
     let height = acts.tiles[0].height.max(1);
-    if rows <= 16 {
+    if n <= 16 {
         return acts.tiles.len();
     }
     (192 * 1024 / (4 * cols.max(1)) / height).max(1)
