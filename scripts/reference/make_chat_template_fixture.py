@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Chat-template renderings by transformers' `apply_chat_template`, the reference for
-crates/serve/src/chat_template.rs.
+crates/data/src/chat_template.rs.
 
 Two templates: MiniCPM's released one (`<用户>...<AI>`, as the MiniCPM-2B sft/dpo tokenizers carry
 it and llama.cpp's tests/test-chat-template.cpp quotes it) and ChatML (llama.cpp's `chatml`, the
 OpenHermes template). Each conversation is rendered with and without the generation prompt.
 
-Writes crates/serve/tests/fixtures/chat/renderings.json:
+Writes crates/data/tests/fixtures/chat/renderings.json:
     {"templates": {name: jinja}, "cases": [{"messages": [...], "template": name,
       "add_generation_prompt": bool, "text": rendered}]}
 
@@ -21,7 +21,7 @@ from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-OUT = os.path.join(REPO_ROOT, "crates", "serve", "tests", "fixtures", "chat")
+OUT = os.path.join(REPO_ROOT, "crates", "data", "tests", "fixtures", "chat")
 
 TEMPLATES = {
     "minicpm": "{% for message in messages %}{% if message['role'] == 'user' %}"

@@ -6,12 +6,29 @@ use crate::shards::TokenDataset;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+/// The target of a position that is not a loss token (HF's label -100): a prompt token, padding,
+/// or the last token of a packed conversation.
+pub const IGNORE: u32 = u32::MAX;
+
 /// Inputs and next-token targets, row-major `[rows, seq_len]`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub inputs: Vec<u32>,
+    /// The next token at each position, or [`IGNORE`].
     pub targets: Vec<u32>,
     pub rows: usize,
     pub seq_len: usize,
+    /// Position ids `[rows, seq_len]` for rows that pack several sequences: each sequence's
+    /// positions start at 0 and it attends only to itself (a position `p` sees the `p` tokens
+    /// before it). `None` is one sequence per row, positions `0..seq_len`.
+    pub positions: Option<Vec<u32>>,
+}
+
+impl Batch {
+    /// Positions whose target counts in the loss.
+    pub fn loss_tokens(&self) -> usize {
+        self.targets.iter().filter(|&&t| t != IGNORE).count()
+    }
 }
 
 pub struct BatchStream<'a> {
@@ -87,6 +104,7 @@ impl Batch {
             targets,
             rows: windows.len(),
             seq_len,
+            positions: None,
         }
     }
 }

@@ -4,6 +4,8 @@
 pub mod atomic_file;
 pub mod batches;
 mod bpe_merges;
+pub mod chat_template;
+pub mod conversation;
 pub mod error;
 pub mod eval_sets;
 pub mod eval_task;
@@ -17,11 +19,12 @@ pub mod parquet_input;
 pub mod pre_tokens;
 pub mod prepare;
 mod read_ahead;
+pub mod sft_batches;
 pub mod shards;
 pub mod test_support;
 pub mod tokenizer;
 
-pub use batches::{Batch, BatchStream};
+pub use batches::{Batch, BatchStream, IGNORE};
 pub use error::DataError;
 pub use shards::TokenDataset;
 pub use tokenizer::TextTokenizer;

@@ -172,6 +172,7 @@ impl<'a> Mixture<'a> {
                 targets,
                 rows,
                 seq_len,
+                positions: None,
             },
             picks,
         )

@@ -91,6 +91,26 @@ impl TextTokenizer {
         self
     }
 
+    /// This tokenizer for text that continues other text: without the "▁" that SentencePiece
+    /// layouts (ours, Llama's and MiniCPM's tokenizer.json) prepend to the start of every text.
+    /// Encoding a conversation piece by piece with it gives a token boundary where each piece
+    /// starts, as at inference, where the answer's tokens follow the prompt's.
+    pub fn continuation(&self) -> Result<Self, DataError> {
+        let setup = |e: tokenizers::Error| DataError::failed("tokenizer setup", e);
+        let mut json: serde_json::Value =
+            serde_json::from_str(&self.inner.to_string(false).map_err(setup)?)
+                .map_err(|e| DataError::failed("tokenizer setup", e))?;
+        let is_prepend = |n: &serde_json::Value| n["type"] == "Prepend";
+        let normalizer = &mut json["normalizer"];
+        if is_prepend(normalizer) {
+            *normalizer = serde_json::Value::Null;
+        } else if let Some(list) = normalizer["normalizers"].as_array_mut() {
+            list.retain(|n| !is_prepend(n));
+        }
+        let inner = Tokenizer::from_str(&json.to_string()).map_err(setup)?;
+        Ok(TextTokenizer { inner, fast: None })
+    }
+
     /// Whether encoding goes through the fast encoder of our tokenizer family.
     pub fn uses_fast_encoder(&self) -> bool {
         self.fast.is_some()

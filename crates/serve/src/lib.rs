@@ -2,7 +2,7 @@
 //! llama.cpp's formats: weight-only quantisation in its block layouts and GGUF files.
 
 pub mod api;
-pub mod chat_template;
+pub use minicpm_data::chat_template;
 pub mod engine;
 pub mod eval;
 pub mod gguf;

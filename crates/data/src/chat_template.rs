@@ -74,28 +74,72 @@ impl ChatTemplate {
     /// The prompt text of `messages`; `add_generation_prompt` opens the assistant's turn where
     /// the template has a marker for it (MiniCPM's `<AI>` already ends every user turn).
     pub fn render(self, messages: &[Message], add_generation_prompt: bool) -> String {
-        let mut out = String::new();
+        self.render_spans(messages, add_generation_prompt).text
+    }
+
+    /// [`Self::render`], with where each assistant turn lies in the text: its content and, for
+    /// ChatML, the `<|im_end|>` that closes it (MiniCPM's template has no end marker of its own;
+    /// a training sample ends with EOS instead, docs/FINETUNE.md). These are the
+    /// bytes supervised fine-tuning learns to produce.
+    pub fn render_spans(self, messages: &[Message], add_generation_prompt: bool) -> Rendering {
+        let mut out = Rendering::default();
         for m in messages {
+            let assistant = m.role == "assistant";
             match self {
                 ChatTemplate::MiniCpm if m.role == "user" => {
-                    out.push_str("<用户>");
-                    out.push_str(python_strip(&m.content));
-                    out.push_str("<AI>");
+                    out.text.push_str("<用户>");
+                    out.text.push_str(python_strip(&m.content));
+                    out.text.push_str("<AI>");
                 }
-                ChatTemplate::MiniCpm => out.push_str(python_strip(&m.content)),
+                ChatTemplate::MiniCpm => out.push(python_strip(&m.content), assistant),
                 ChatTemplate::ChatMl => {
-                    out.push_str("<|im_start|>");
-                    out.push_str(&m.role);
-                    out.push('\n');
-                    out.push_str(&m.content);
-                    out.push_str("<|im_end|>\n");
+                    out.text.push_str("<|im_start|>");
+                    out.text.push_str(&m.role);
+                    out.text.push('\n');
+                    let start = out.text.len();
+                    out.text.push_str(&m.content);
+                    out.text.push_str("<|im_end|>");
+                    if assistant {
+                        out.assistant.push(start..out.text.len());
+                    }
+                    out.text.push('\n');
                 }
             }
         }
         if add_generation_prompt && self == ChatTemplate::ChatMl {
-            out.push_str("<|im_start|>assistant\n");
+            out.text.push_str("<|im_start|>assistant\n");
         }
         out
+    }
+
+    /// Text the template writes around turns: a tokenizer must encode each of them faithfully.
+    pub fn markers(self) -> &'static [&'static str] {
+        match self {
+            ChatTemplate::MiniCpm => &["<用户>", "<AI>"],
+            ChatTemplate::ChatMl => &["<|im_start|>", "<|im_end|>"],
+        }
+    }
+
+    /// Whether a turn of `role` is one this template renders as the role it is.
+    pub fn knows_role(self, role: &str) -> bool {
+        matches!(role, "system" | "user" | "assistant")
+    }
+}
+
+/// A rendered conversation and the byte ranges of its assistant turns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendering {
+    pub text: String,
+    pub assistant: Vec<std::ops::Range<usize>>,
+}
+
+impl Rendering {
+    fn push(&mut self, s: &str, assistant: bool) {
+        let start = self.text.len();
+        self.text.push_str(s);
+        if assistant {
+            self.assistant.push(start..self.text.len());
+        }
     }
 }
 
