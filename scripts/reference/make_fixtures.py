@@ -205,11 +205,14 @@ def _rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
 
 
-def _rope(x: torch.Tensor, theta: float) -> torch.Tensor:
-    """rotate_half RoPE on [B, H, T, D]."""
+def _rope(x: torch.Tensor, theta: float, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """rotate_half RoPE on [B, H, T, D]; positions 0..T-1 unless `position_ids` [B, T] is given."""
     _, _, t, d = x.shape
     inv_freq = theta ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)
-    ang = torch.arange(t, dtype=torch.float32)[:, None] * inv_freq[None, :]  # [T, D/2]
+    if position_ids is None:
+        ang = torch.arange(t, dtype=torch.float32)[:, None] * inv_freq[None, :]  # [T, D/2]
+    else:
+        ang = position_ids.to(torch.float32)[:, None, :, None] * inv_freq  # [B, 1, T, D/2]
     ang = torch.cat([ang, ang], dim=-1).to(x.dtype)
     cos, sin = ang.cos(), ang.sin()
     x1, x2 = x[..., : d // 2], x[..., d // 2 :]
@@ -217,7 +220,16 @@ def _rope(x: torch.Tensor, theta: float) -> torch.Tensor:
     return x * cos + rot * sin
 
 
-def minicpm_forward(w: dict[str, torch.Tensor], cfg: dict, ids: torch.Tensor) -> torch.Tensor:
+def minicpm_forward(
+    w: dict[str, torch.Tensor],
+    cfg: dict,
+    ids: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Logits [B, T, V]. By default plain causal attention at positions 0..T-1; `position_ids`
+    [B, T] sets the RoPE positions and `allowed` (bool, broadcastable to [B, heads, T, T], True
+    where query t may attend to key s) replaces the causal mask, e.g. block-diagonal for packing."""
     L = cfg["num_hidden_layers"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = cfg["hidden_size"]
@@ -227,18 +239,19 @@ def minicpm_forward(w: dict[str, torch.Tensor], cfg: dict, ids: torch.Tensor) ->
     b, t = ids.shape
 
     h = w["model.embed_tokens.weight"][ids] * cfg["scale_emb"]
-    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    if allowed is None:
+        allowed = torch.ones(t, t, dtype=torch.bool).tril()
     for i in range(L):
         p = f"model.layers.{i}"
         x = _rms_norm(h, w[f"{p}.input_layernorm.weight"], eps)
         q = (x @ w[f"{p}.self_attn.q_proj.weight"].T).view(b, t, nh, hd).transpose(1, 2)
         k = (x @ w[f"{p}.self_attn.k_proj.weight"].T).view(b, t, nkv, hd).transpose(1, 2)
         v = (x @ w[f"{p}.self_attn.v_proj.weight"].T).view(b, t, nkv, hd).transpose(1, 2)
-        q, k = _rope(q, cfg["rope_theta"]), _rope(k, cfg["rope_theta"])
+        q, k = _rope(q, cfg["rope_theta"], position_ids), _rope(k, cfg["rope_theta"], position_ids)
         k = k.repeat_interleave(nh // nkv, dim=1)
         v = v.repeat_interleave(nh // nkv, dim=1)
         s = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
-        s = s.masked_fill(~causal, float("-inf"))
+        s = s.masked_fill(~allowed, float("-inf"))
         a = s.softmax(-1) @ v  # [B, H, T, hd]
         a = a.transpose(1, 2).reshape(b, t, d) @ w[f"{p}.self_attn.o_proj.weight"].T
         h = h + a * res_scale

@@ -19,10 +19,14 @@ fi
     "safetensors" \
     "gguf" \
     "jinja2" \
-    "numpy"
+    "numpy" \
+    "trl" \
+    "datasets" \
+    "accelerate" \
+    "tokenizers"
 
 "$venv/bin/python" - <<'PY'
-import numpy, safetensors, torch, transformers
+import numpy, safetensors, torch, transformers, trl
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-      f"safetensors {safetensors.__version__}, numpy {numpy.__version__}")
+      f"safetensors {safetensors.__version__}, numpy {numpy.__version__}, trl {trl.__version__}")
 PY

@@ -259,19 +259,38 @@ impl MiniCpm {
         self.hidden_probed(ids, cache, &mut |_, _| {})
     }
 
+    /// [`Self::hidden`] of rows that pack several sequences: `positions [batch * len]` count
+    /// from 0 in each sequence, which attends to itself only (no cache).
+    pub fn hidden_packed(&self, ids: Tensor<2, Int>, positions: &[u32]) -> Tensor<3> {
+        let rope = rope::packed_tables(&self.config, positions, ids.dims()[0], &ids.device());
+        self.layers_from(ids, rope, None, &mut |_, _| {})
+    }
+
     /// [`Self::hidden`], showing `probe` every activation a coordinate check looks at, in order:
     /// the scaled embedding, then per layer the attention and MLP contributions to the residual
     /// stream (after the depth scaling), then the residual stream after the last layer.
     pub fn hidden_probed(
         &self,
         ids: Tensor<2, Int>,
+        cache: Option<&mut KvCache>,
+        probe: Probe<'_>,
+    ) -> Tensor<3> {
+        let [_, len] = ids.dims();
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        let rope = rope::tables(&self.config, start, len, &ids.device());
+        self.layers_from(ids, rope, cache, probe)
+    }
+
+    /// Embedding, layers and final norm with the given RoPE tables.
+    fn layers_from(
+        &self,
+        ids: Tensor<2, Int>,
+        rope: rope::RopeTables,
         mut cache: Option<&mut KvCache>,
         probe: Probe<'_>,
     ) -> Tensor<3> {
         let cfg = &self.config;
         let [_, len] = ids.dims();
-        let start = cache.as_ref().map_or(0, |c| c.len());
-        let rope = rope::tables(cfg, start, len, &ids.device());
         let emb = burn::tensor::module::embedding(self.model.embed_tokens.weight.val(), ids);
         let mut x = emb.mul_scalar(cfg.scale_emb);
         probe(Site::Embedding, &x);

@@ -62,6 +62,7 @@ impl TokenSource {
             targets,
             rows,
             seq_len,
+            positions: None,
         }
     }
 }

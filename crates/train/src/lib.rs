@@ -10,7 +10,10 @@ pub mod checkpoint;
 pub mod config;
 pub mod coord_check;
 pub mod diagnostics;
+pub mod dpo;
 pub mod error;
+#[cfg(test)]
+mod finetune_parity;
 pub mod flops;
 pub mod lm_head_loss;
 pub mod loss;

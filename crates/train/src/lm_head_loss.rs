@@ -10,6 +10,7 @@
 //! two inputs (see [`with_gradients`]).
 
 use burn::tensor::{Tensor, TensorData};
+use minicpm_data::IGNORE;
 use rayon::prelude::*;
 
 /// Logits per chunk, in elements (16 MiB of f32): large enough that the matmuls run at full
@@ -18,25 +19,78 @@ const CHUNK_ELEMENTS: usize = 4 << 20;
 /// Fewest rows per chunk, so a huge vocabulary still gets efficient matmuls.
 const MIN_CHUNK_ROWS: usize = 128;
 
+/// How the tokens' losses combine into the result.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenWeights<'a> {
+    /// The mean over all tokens: pre-training's loss.
+    Mean,
+    /// `sum_t w_t * nll_t`: a masked mean (`w = 1 / count` on loss tokens, 0 elsewhere) or any
+    /// loss whose gradient with respect to each token's NLL is known (DPO's). A token whose
+    /// target is [`IGNORE`] must weigh 0.
+    Each(&'a [f32]),
+}
+
 /// Mean next-token cross-entropy (nats) of `hidden [n, d] x weight[v, d]^T` against `targets`
 /// (`n` ids below `v`). With autodiff inputs the result carries exact gradients to both.
 ///
 /// The chunk arithmetic runs on host memory, so this path is for CPU devices; other devices use
 /// the unfused loss (see [`crate::loss`]).
 pub fn lm_head_cross_entropy(hidden: Tensor<2>, weight: Tensor<2>, targets: &[u32]) -> Tensor<1> {
-    let n = hidden.dims()[0];
-    let v = weight.dims()[0];
-    let rows = (CHUNK_ELEMENTS / v.max(1))
-        .max(MIN_CHUNK_ROWS)
-        .min(n.max(1));
-    chunked(hidden, weight, targets, rows)
+    lm_head_weighted_nll(hidden, weight, targets, TokenWeights::Mean)
 }
 
-/// [`lm_head_cross_entropy`] with `rows` logit rows per chunk.
-fn chunked(hidden: Tensor<2>, weight: Tensor<2>, targets: &[u32], rows: usize) -> Tensor<1> {
+/// The tokens' next-token NLLs combined by `weights`, with exact gradients as
+/// [`lm_head_cross_entropy`].
+pub fn lm_head_weighted_nll(
+    hidden: Tensor<2>,
+    weight: Tensor<2>,
+    targets: &[u32],
+    weights: TokenWeights,
+) -> Tensor<1> {
+    let rows = chunk_rows(hidden.dims()[0], weight.dims()[0]);
+    chunked(hidden, weight, targets, weights, rows, None)
+}
+
+/// Each token's next-token NLL (0 where the target is [`IGNORE`]), without gradients.
+pub fn lm_head_token_nll(hidden: Tensor<2>, weight: Tensor<2>, targets: &[u32]) -> Vec<f32> {
+    let n = hidden.dims()[0];
+    let rows = chunk_rows(n, weight.dims()[0]);
+    let mut out = vec![0f32; n];
+    let zero = vec![0f32; n];
+    let (h, w) = (hidden.inner(), weight.inner());
+    chunked(
+        h,
+        w,
+        targets,
+        TokenWeights::Each(&zero),
+        rows,
+        Some(&mut out),
+    );
+    out
+}
+
+fn chunk_rows(n: usize, v: usize) -> usize {
+    (CHUNK_ELEMENTS / v.max(1))
+        .max(MIN_CHUNK_ROWS)
+        .min(n.max(1))
+}
+
+/// [`lm_head_weighted_nll`] with `rows` logit rows per chunk; each token's NLL is also written
+/// to `nll` when given.
+fn chunked(
+    hidden: Tensor<2>,
+    weight: Tensor<2>,
+    targets: &[u32],
+    weights: TokenWeights,
+    rows: usize,
+    mut nll: Option<&mut [f32]>,
+) -> Tensor<1> {
     let [n, d] = hidden.dims();
     let v = weight.dims()[0];
     assert_eq!(targets.len(), n, "one target per hidden state");
+    if let TokenWeights::Each(w) = weights {
+        assert_eq!(w.len(), n, "one weight per hidden state");
+    }
     let device = hidden.device();
     let need_grads = hidden.is_autodiff() || weight.is_autodiff();
     let h = hidden.clone().inner();
@@ -55,8 +109,18 @@ fn chunked(hidden: Tensor<2>, weight: Tensor<2>, targets: &[u32], rows: usize) -
         let values = data
             .as_mut_slice::<f32>()
             .expect("the head computes in f32");
-        let chunk_targets = &targets[start..start + len];
-        loss_sum += softmax_loss_rows(values, v, chunk_targets, need_grads.then_some(inv_n));
+        let scale = match weights {
+            TokenWeights::Mean => RowScale::All(inv_n),
+            TokenWeights::Each(w) => RowScale::Each(&w[start..start + len]),
+        };
+        loss_sum += softmax_loss_rows(
+            values,
+            v,
+            &targets[start..start + len],
+            scale,
+            need_grads,
+            nll.as_deref_mut().map(|o| &mut o[start..start + len]),
+        );
         if need_grads {
             let dlogits = Tensor::<2>::from_data(data, &inner_device);
             grad_hidden.push(dlogits.clone().matmul(w.clone()));
@@ -67,7 +131,10 @@ fn chunked(hidden: Tensor<2>, weight: Tensor<2>, targets: &[u32], rows: usize) -
             });
         }
     }
-    let loss = (loss_sum / n.max(1) as f64) as f32;
+    let loss = match weights {
+        TokenWeights::Mean => (loss_sum / n.max(1) as f64) as f32,
+        TokenWeights::Each(_) => loss_sum as f32,
+    };
     let value = Tensor::<1>::from_data(TensorData::new(vec![loss], [1]), &device);
     match (need_grads, grad_weight) {
         (true, Some(gw)) => with_gradients(
@@ -81,38 +148,72 @@ fn chunked(hidden: Tensor<2>, weight: Tensor<2>, targets: &[u32], rows: usize) -
     }
 }
 
-/// Turns each row of `logits [rows, v]` into its loss contribution and, when `grad_scale` is
-/// given, overwrites the row with the loss gradient `(softmax - onehot(target)) * grad_scale`.
-/// Returns the summed loss of the rows. Rows are processed in parallel.
+/// The weight of each row's loss in a chunk.
+#[derive(Clone, Copy)]
+enum RowScale<'a> {
+    /// Every row alike; the returned sum is unweighted (the caller divides).
+    All(f32),
+    /// Row by row; the returned sum is weighted.
+    Each(&'a [f32]),
+}
+
+/// Turns each row of `logits [rows, v]` into its loss contribution and, with `grads`,
+/// overwrites the row with the loss gradient `(softmax - onehot(target)) * scale`; a row whose
+/// target is [`IGNORE`] contributes nothing. Returns the summed loss of the rows (see
+/// [`RowScale`]) and writes each row's NLL to `nll` when given. Rows are processed in parallel.
 fn softmax_loss_rows(
     logits: &mut [f32],
     v: usize,
     targets: &[u32],
-    grad_scale: Option<f32>,
+    scale: RowScale,
+    grads: bool,
+    nll: Option<&mut [f32]>,
 ) -> f64 {
-    logits
-        .par_chunks_mut(v)
-        .zip(targets.par_iter())
-        .map(|(row, &target)| {
-            let target = target as usize;
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let target_logit = row[target];
-            let mut sum = 0.0f32;
+    let weight_of = |i: usize| match scale {
+        RowScale::All(w) => w,
+        RowScale::Each(w) => w[i],
+    };
+    let row_loss = |i: usize, row: &mut [f32], target: u32| -> f32 {
+        if target == IGNORE {
+            row.fill(0.0);
+            return 0.0;
+        }
+        let target = target as usize;
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let target_logit = row[target];
+        let mut sum = 0.0f32;
+        for x in row.iter_mut() {
+            let e = (*x - max).exp();
+            *x = e;
+            sum += e;
+        }
+        if grads {
+            let weight = weight_of(i);
+            let k = weight / sum;
             for x in row.iter_mut() {
-                let e = (*x - max).exp();
-                *x = e;
-                sum += e;
+                *x *= k;
             }
-            if let Some(scale) = grad_scale {
-                let k = scale / sum;
-                for x in row.iter_mut() {
-                    *x *= k;
-                }
-                row[target] -= scale;
-            }
-            (sum.ln() + max - target_logit) as f64
-        })
-        .sum()
+            row[target] -= weight;
+        }
+        sum.ln() + max - target_logit
+    };
+    let contribution = |i: usize, loss: f32| match scale {
+        RowScale::All(_) => loss as f64,
+        RowScale::Each(w) => (w[i] * loss) as f64,
+    };
+    let rows = logits.par_chunks_mut(v).zip(targets.par_iter()).enumerate();
+    match nll {
+        None => rows
+            .map(|(i, (row, &target))| contribution(i, row_loss(i, row, target)))
+            .sum(),
+        Some(out) => rows
+            .zip(out.par_iter_mut())
+            .map(|((i, (row, &target)), out)| {
+                *out = row_loss(i, row, target);
+                contribution(i, *out)
+            })
+            .sum(),
+    }
 }
 
 /// `value`, carrying the gradient `grad` to each `input` of the pairs: the result is
@@ -158,7 +259,7 @@ mod tests {
             let h = hidden.clone().detach().require_grad();
             let w = weight.clone().detach().require_grad();
             let loss = if fused {
-                chunked(h.clone(), w.clone(), &targets, 8)
+                chunked(h.clone(), w.clone(), &targets, TokenWeights::Mean, 8, None)
             } else {
                 let ids: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
                 let t = Tensor::<2, Int>::from_data(TensorData::new(ids, [n, 1]), &device);
@@ -189,7 +290,7 @@ mod tests {
         let ids: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
         let t = Tensor::<2, Int>::from_data(TensorData::new(ids, [5, 1]), &device);
         let reference = cross_entropy(hidden.clone().matmul(weight.clone().transpose()), t);
-        let fused = chunked(hidden, weight, &targets, 2);
+        let fused = chunked(hidden, weight, &targets, TokenWeights::Mean, 2, None);
         let diff = (fused.into_scalar::<f32>() - reference.into_scalar::<f32>()).abs();
         assert!(diff < 1e-6, "{diff}");
     }

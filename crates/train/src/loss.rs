@@ -1,11 +1,11 @@
 //! The language-modelling objective and held-out evaluation.
 
-use crate::lm_head_loss::lm_head_cross_entropy;
+use crate::lm_head_loss::{lm_head_token_nll, lm_head_weighted_nll, TokenWeights};
 use crate::step::Objective;
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use minicpm_data::Batch;
+use minicpm_data::{Batch, IGNORE};
 use minicpm_model::{kernels, MiniCpm};
 
 /// Token ids of a batch as device tensors: inputs `[rows, len]`, targets `[rows * len, 1]`.
@@ -38,6 +38,8 @@ pub fn lm_loss(model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1> {
 pub struct LanguageModel;
 
 impl Objective for LanguageModel {
+    type Batch = Batch;
+
     fn loss_tokens(&self, batch: &Batch) -> usize {
         batch.targets.len()
     }
@@ -47,28 +49,135 @@ impl Objective for LanguageModel {
     }
 }
 
+/// Next-token cross-entropy over the positions whose target is not [`IGNORE`]: supervised
+/// fine-tuning's objective, where only the assistant's tokens are learned (docs/FINETUNE.md).
+/// Packed rows attend within each conversation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaskedLanguageModel;
+
+impl Objective for MaskedLanguageModel {
+    type Batch = Batch;
+
+    fn loss_tokens(&self, batch: &Batch) -> usize {
+        batch.loss_tokens()
+    }
+
+    fn loss(&self, model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1> {
+        let w = 1.0 / batch.loss_tokens().max(1) as f32;
+        let weights: Vec<f32> = batch
+            .targets
+            .iter()
+            .map(|&t| if t == IGNORE { 0.0 } else { w })
+            .collect();
+        let hidden = batch_hidden(model, batch, device);
+        weighted_nll(model, hidden, &batch.targets, TokenWeights::Each(&weights))
+    }
+}
+
 /// Token ids of a batch's inputs as a device tensor `[rows, len]`.
 pub fn input_tensor(batch: &Batch, device: &Device) -> Tensor<2, Int> {
     let ids = batch.inputs.iter().map(|&x| x as i64).collect::<Vec<i64>>();
     Tensor::from_data(TensorData::new(ids, [batch.rows, batch.seq_len]), device)
 }
 
+/// The final hidden states of a batch's positions, `[rows * len, hidden]`; packed rows attend
+/// within each sequence.
+pub fn batch_hidden(model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<2> {
+    let inputs = input_tensor(batch, device);
+    let hidden = match &batch.positions {
+        Some(p) => model.hidden_packed(inputs, p),
+        None => model.hidden(inputs, None),
+    };
+    let [b, t, d] = hidden.dims();
+    hidden.reshape([b * t, d])
+}
+
 /// Mean cross-entropy of the model on `inputs [rows, len]` against `targets` (`rows * len` ids).
 /// On the CPU the LM head and the loss run fused and chunked ([`lm_head_cross_entropy`]);
 /// elsewhere the logits are materialised and [`cross_entropy`] applies.
 pub fn batch_loss(model: &MiniCpm, inputs: Tensor<2, Int>, targets: &[u32]) -> Tensor<1> {
-    let device = inputs.device();
     let hidden = model.hidden(inputs, None);
     let [b, t, d] = hidden.dims();
-    let hidden = hidden.reshape([b * t, d]);
-    // On the CPU backend the fused loss reads and writes the logits in host memory directly.
+    weighted_nll(
+        model,
+        hidden.reshape([b * t, d]),
+        targets,
+        TokenWeights::Mean,
+    )
+}
+
+/// The next-token NLLs of `hidden [n, d]` against `targets` combined by `weights`. On the CPU
+/// the LM head and the loss run fused and chunked ([`lm_head_weighted_nll`]); elsewhere the
+/// logits are materialised.
+pub fn weighted_nll(
+    model: &MiniCpm,
+    hidden: Tensor<2>,
+    targets: &[u32],
+    weights: TokenWeights,
+) -> Tensor<1> {
+    let device = hidden.device();
     if kernels::available(&device) {
-        return lm_head_cross_entropy(hidden, model.head_weight(), targets);
+        return lm_head_weighted_nll(hidden, model.head_weight(), targets, weights);
     }
+    let n = targets.len();
     let logits = hidden.matmul(model.head_weight().transpose());
-    let ids = targets.iter().map(|&x| x as i64).collect::<Vec<i64>>();
-    let targets = Tensor::from_data(TensorData::new(ids, [b * t, 1]), &device);
-    cross_entropy(logits, targets)
+    let ids: Vec<i64> = targets
+        .iter()
+        .map(|&x| if x == IGNORE { 0 } else { x as i64 })
+        .collect();
+    let targets = Tensor::from_data(TensorData::new(ids, [n, 1]), &device);
+    match weights {
+        TokenWeights::Mean => cross_entropy(logits, targets),
+        TokenWeights::Each(w) => {
+            let w = Tensor::<2>::from_data(TensorData::new(w.to_vec(), [n, 1]), &device);
+            (log_softmax(logits, 1).gather(1, targets) * w).sum().neg()
+        }
+    }
+}
+
+/// Each position's next-token NLL (0 where the target is [`IGNORE`]), without gradients.
+pub fn token_nll(model: &MiniCpm, hidden: Tensor<2>, targets: &[u32]) -> Vec<f32> {
+    let hidden = hidden.inner();
+    let head = model.head_weight().inner();
+    if kernels::available(&hidden.device()) {
+        return lm_head_token_nll(hidden, head, targets);
+    }
+    let n = targets.len();
+    let device = hidden.device();
+    let ids: Vec<i64> = targets
+        .iter()
+        .map(|&x| if x == IGNORE { 0 } else { x as i64 })
+        .collect();
+    let picked = log_softmax(hidden.matmul(head.transpose()), 1)
+        .gather(1, Tensor::from_data(TensorData::new(ids, [n, 1]), &device));
+    let values = picked
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 log-probabilities");
+    values
+        .iter()
+        .zip(targets)
+        .map(|(&lp, &t)| if t == IGNORE { 0.0 } else { -lp })
+        .collect()
+}
+
+/// Mean masked loss over all loss tokens of `batches` (token-weighted), with gradients off:
+/// held-out answer loss.
+pub fn evaluate_masked(model: &MiniCpm, batches: &[Batch], device: &Device) -> f64 {
+    let model = model.valid();
+    let inner = device.clone().inner();
+    let (mut total, mut count) = (0.0, 0);
+    for b in batches {
+        let n = b.loss_tokens();
+        if n > 0 {
+            let mean = MaskedLanguageModel
+                .loss(&model, b, &inner)
+                .into_scalar::<f32>() as f64;
+            total += mean * n as f64;
+            count += n;
+        }
+    }
+    total / count.max(1) as f64
 }
 
 /// Held-out results: mean loss in nats per token, and bits per byte when byte counts are known.

@@ -12,20 +12,23 @@ use crate::optimizer::{AdamW, StepStats};
 use burn::module::Param;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
-use minicpm_data::Batch;
 use minicpm_model::named::{visit_named, NamedVisitor};
 use minicpm_model::MiniCpm;
 use std::time::{Duration, Instant};
 
 /// What an update minimises.
 pub trait Objective {
-    /// How many tokens of `batch` the loss counts.
-    fn loss_tokens(&self, batch: &Batch) -> usize;
+    /// What one micro-batch holds: token rows, or DPO's pairs with their reference
+    /// log-probabilities.
+    type Batch;
 
-    /// The mean loss over `batch`'s loss tokens, a scalar that keeps its graph. The objective
+    /// How many units (tokens, or pairs) of `batch` the loss counts.
+    fn loss_tokens(&self, batch: &Self::Batch) -> usize;
+
+    /// The mean loss over `batch`'s loss units, a scalar that keeps its graph. The objective
     /// runs the forward pass itself, so it may read any side output of it (an MoE layer's
     /// auxiliary loss).
-    fn loss(&self, model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1>;
+    fn loss(&self, model: &MiniCpm, batch: &Self::Batch, device: &Device) -> Tensor<1>;
 }
 
 /// Sees each parameter's gradient for the whole update, flattened, once it is complete (after
@@ -83,7 +86,7 @@ impl<'a, O: Objective> Step<'a, O> {
     }
 
     /// Forward and backward over the update's micro-batches, accumulated into one gradient.
-    pub fn gradients(&mut self, model: &MiniCpm, batches: &[Batch]) -> Gradients {
+    pub fn gradients(&mut self, model: &MiniCpm, batches: &[O::Batch]) -> Gradients {
         let counts: Vec<usize> = batches
             .iter()
             .map(|b| self.objective.loss_tokens(b))
@@ -136,7 +139,7 @@ impl<'a, O: Objective> Step<'a, O> {
         &mut self,
         model: MiniCpm,
         opt: &mut AdamW,
-        batches: &[Batch],
+        batches: &[O::Batch],
         lr: f64,
     ) -> (MiniCpm, StepStats, f64) {
         let g = self.gradients(&model, batches);
@@ -218,6 +221,7 @@ mod tests {
     use super::*;
     use burn::tensor::activation::log_softmax;
     use burn::tensor::{Int, TensorData};
+    use minicpm_data::Batch;
     use minicpm_model::{init, ModelConfig, Parametrization};
 
     /// Next-token cross-entropy over the positions whose target is not [`IGNORE`] (HF's -100).
@@ -225,6 +229,8 @@ mod tests {
     const IGNORE: u32 = u32::MAX;
 
     impl Objective for Masked {
+        type Batch = Batch;
+
         fn loss_tokens(&self, batch: &Batch) -> usize {
             batch.targets.iter().filter(|&&t| t != IGNORE).count()
         }
@@ -287,6 +293,7 @@ mod tests {
             targets,
             rows,
             seq_len: len,
+            positions: None,
         }
     }
 
@@ -299,6 +306,7 @@ mod tests {
                 targets: b.targets[p * n..(p + 1) * n].to_vec(),
                 rows,
                 seq_len: b.seq_len,
+                positions: None,
             })
             .collect()
     }

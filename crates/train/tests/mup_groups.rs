@@ -71,6 +71,7 @@ fn first_update_moves_each_group_by_its_learning_rate() {
         targets,
         rows: 2,
         seq_len: 32,
+        positions: None,
     };
     let loss = lm_loss(&model, &batch, &device);
     let grads = GradientsParams::from_grads(loss.backward(), &model);

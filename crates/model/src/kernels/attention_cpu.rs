@@ -40,13 +40,37 @@ impl Dims {
     }
 }
 
-/// RoPE tables: `cos` and `sin`, `[len, head_dim]`, in HF's rotate-half layout.
+/// RoPE tables: `cos` and `sin`, `[len, head_dim]` or one table per batch row
+/// `[batch * len, head_dim]`, in HF's rotate-half layout; and for rows that pack several
+/// sequences, `first_key [batch * len]`, the first key each query may see (empty: 0).
 pub struct Rope<'a> {
     pub cos: &'a [f32],
     pub sin: &'a [f32],
+    pub first_key: &'a [usize],
 }
 
-impl Rope<'_> {
+impl<'a> Rope<'a> {
+    /// The tables of batch row `b`.
+    fn row(&self, b: usize, len: usize, hd: usize) -> Rope<'a> {
+        let table = |t: &'a [f32]| match t.len() > len * hd {
+            true => &t[b * len * hd..][..len * hd],
+            false => t,
+        };
+        Rope {
+            cos: table(self.cos),
+            sin: table(self.sin),
+            first_key: match self.first_key.is_empty() {
+                true => &[],
+                false => &self.first_key[b * len..][..len],
+            },
+        }
+    }
+
+    /// The first key query `i` of this row may see.
+    fn first(&self, i: usize) -> usize {
+        self.first_key.get(i).copied().unwrap_or(0)
+    }
+
     /// `x * cos + rotate_half(x) * sin` for the `len` rows of one head, read with `row_stride`,
     /// written contiguously to `out [len, head_dim]`.
     fn rotate(&self, x: &[f32], offset: usize, row_stride: usize, hd: usize, out: &mut [f32]) {
@@ -124,6 +148,7 @@ pub fn forward(
         let (b, kvh) = (task / kv_heads, task % kv_heads);
         // SAFETY: this task writes only the output rows and probability planes of its own heads.
         let (out, probs) = unsafe { (out_ptr.slice(), probs_ptr.slice()) };
+        let rope = rope.row(b, len, hd);
         let mut kr = vec![0f32; len * hd];
         let mut qr = vec![0f32; len * hd];
         rope.rotate(k, dims.base(b, kvh, kv_heads), dims.kv_row(), hd, &mut kr);
@@ -147,7 +172,8 @@ pub fn forward(
                     scale,
                 );
                 for i in 0..rows {
-                    causal_softmax(&mut probs[p_off + i * len..][..keys], r0 + i + 1);
+                    let row = &mut probs[p_off + i * len..][..keys];
+                    causal_softmax(row, rope.first(r0 + i), r0 + i + 1);
                 }
                 gemm(
                     rows,
@@ -167,9 +193,12 @@ pub fn forward(
     (out, probs)
 }
 
-/// Softmax over the first `valid` scores of `row`; the rest (future keys) become 0.
-fn causal_softmax(row: &mut [f32], valid: usize) {
-    let (live, masked) = row.split_at_mut(valid);
+/// Softmax over the scores `first..end` of `row`; the rest (future keys, and keys of an earlier
+/// sequence packed in the same row) become 0.
+fn causal_softmax(row: &mut [f32], first: usize, end: usize) {
+    let (before, row) = row.split_at_mut(first);
+    before.fill(0.0);
+    let (live, masked) = row.split_at_mut(end - first);
     let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for x in live.iter_mut() {
@@ -213,6 +242,7 @@ pub fn backward(
         let (b, kvh) = (task / kv_heads, task % kv_heads);
         // SAFETY: this task writes only the rows of its own query heads and KV head.
         let (dq, dk, dv) = unsafe { (ptrs.0.slice(), ptrs.1.slice(), ptrs.2.slice()) };
+        let rope = rope.row(b, len, hd);
         let mut kr = vec![0f32; len * hd];
         let mut qr = vec![0f32; len * hd];
         let mut dqr = vec![0f32; len * hd];

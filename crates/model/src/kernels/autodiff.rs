@@ -1,7 +1,8 @@
 //! The autodiff route of the fused kernels: each forward pass keeps what its backward pass needs
 //! (for attention: the inputs and the softmax probabilities) and registers that backward pass.
 
-use super::{attention_cpu, attention_dims, attention_flex, attention_scale, flex_tensor};
+use super::flex_tensor;
+use super::{attention_cpu, attention_dims, attention_flex, attention_scale, first_keys};
 use super::{host_values, rms_norm, swiglu, FusedKernels};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -14,8 +15,9 @@ use burn::backend::{Autodiff, Flex};
 #[derive(Debug)]
 struct AttentionBackward;
 
-/// q, k, v, cos, sin and the probabilities of the forward pass.
+/// q, k, v, cos, sin, first_key and the probabilities of the forward pass.
 type Saved = (
+    FlexTensor,
     FlexTensor,
     FlexTensor,
     FlexTensor,
@@ -28,13 +30,14 @@ impl Backward<Flex, 3> for AttentionBackward {
     type State = Saved;
 
     fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (q, k, v, cos, sin, probs) = ops.state;
+        let (q, k, v, cos, sin, first_key, probs) = ops.state;
         let grad_out = grads.consume::<Flex>(&ops.node);
         let dims = attention_dims(&q, &k);
         let (cos_v, sin_v) = (host_values(&cos), host_values(&sin));
         let rope = attention_cpu::Rope {
             cos: &cos_v,
             sin: &sin_v,
+            first_key: &first_keys(&first_key),
         };
         let (dq, dk, dv) = attention_cpu::backward(
             dims,
@@ -62,20 +65,24 @@ impl<C: CheckpointStrategy> FusedKernels for Autodiff<Flex, C> {
         v: FloatTensor<Self>,
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
+        first_key: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let nodes = [q.node(), k.node(), v.node()];
         let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
         let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
+        let first = first_key.into_primitive();
         match AttentionBackward
             .prepare::<C>(nodes)
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (out, probs) = attention_flex(&q, &k, &v, &cos, &sin);
-                prep.finish((q, k, v, cos, sin, probs), out)
+                let (out, probs) = attention_flex(&q, &k, &v, &cos, &sin, &first);
+                prep.finish((q, k, v, cos, sin, first, probs), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(attention_flex(&q, &k, &v, &cos, &sin).0),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(attention_flex(&q, &k, &v, &cos, &sin, &first).0)
+            }
         }
     }
 

@@ -26,14 +26,17 @@ use burn::tensor::{Device, Tensor, TensorData};
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedKernels: Backend {
     /// RoPE on `q [batch, len, heads, head_dim]` and `k [batch, len, kv_heads, head_dim]` with
-    /// the tables `cos`, `sin [len, head_dim]`, then causal softmax attention (scale
-    /// 1/sqrt(head_dim)) over `v` (k's shape); the result has q's shape.
+    /// the tables `cos`, `sin [len, head_dim]` (or `[batch * len, head_dim]`, a table per row),
+    /// then causal softmax attention (scale 1/sqrt(head_dim)) over `v` (k's shape); the result
+    /// has q's shape. `first_key [batch * len]`, for rows that pack several sequences, is the
+    /// first key each query may see; empty, every query sees the row from its start.
     fn rope_causal_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
+        first_key: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
     /// RMSNorm of `x [.., d]` with `weight [d]`: `x * rsqrt(mean(x^2) + eps) * weight`.
@@ -50,8 +53,9 @@ impl FusedKernels for Flex {
         v: FlexTensor,
         cos: FlexTensor,
         sin: FlexTensor,
+        first_key: FlexTensor,
     ) -> FlexTensor {
-        attention_flex(&q, &k, &v, &cos, &sin).0
+        attention_flex(&q, &k, &v, &cos, &sin, &first_key).0
     }
 
     fn rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
@@ -86,7 +90,8 @@ pub fn swiglu(gate: Tensor<3>, up: Tensor<3>) -> Tensor<3> {
 
 /// RoPE and causal attention on the projections' own layout, `q [batch, len, heads, head_dim]`,
 /// `k`, `v [batch, len, kv_heads, head_dim]`; the result has q's shape. One fused kernel on the
-/// CPU when there is no cache; the reference composition otherwise.
+/// CPU when there is no cache; the reference composition otherwise. Packed rows (see
+/// [`RopeTables::first_key`]) attend within each sequence only.
 pub fn rope_causal_attention(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -96,8 +101,15 @@ pub fn rope_causal_attention(
 ) -> Tensor<4> {
     if cache.is_none() && available(&q.device()) {
         let [_, t, _, hd] = q.dims();
-        let table = |x: &Tensor<4>| x.clone().reshape([t, hd]);
-        return fused::rope_causal_attention(q, k, v, table(&rope.cos), table(&rope.sin));
+        let rows = rope.cos.dims()[0] * t;
+        let table = |x: &Tensor<4>| x.clone().reshape([rows, hd]);
+        let first: Vec<f32> = match &rope.first_key {
+            Some(f) => f.iter().map(|&k| k as f32).collect(),
+            None => vec![],
+        };
+        let n = first.len();
+        let first = Tensor::from_data(TensorData::new(first, [n]), &q.device());
+        return fused::rope_causal_attention(q, k, v, table(&rope.cos), table(&rope.sin), first);
     }
     reference::rope_causal_attention(q, k, v, rope, cache)
 }
@@ -115,6 +127,7 @@ pub(crate) mod fused {
         v: Tensor<4>,
         cos: Tensor<2>,
         sin: Tensor<2>,
+        first_key: Tensor<1>,
     ) -> Tensor<4> {
         Tensor::from_dispatch(<Dispatch as FusedKernels>::rope_causal_attention(
             q.into_dispatch(),
@@ -122,6 +135,7 @@ pub(crate) mod fused {
             v.into_dispatch(),
             cos.into_dispatch(),
             sin.into_dispatch(),
+            first_key.into_dispatch(),
         ))
     }
 
@@ -171,6 +185,11 @@ fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> attention_cpu::Dims {
     }
 }
 
+/// [`FusedKernels::rope_causal_attention`]'s `first_key` as indices.
+fn first_keys(first_key: &FlexTensor) -> Vec<usize> {
+    host_values(first_key).iter().map(|&k| k as usize).collect()
+}
+
 fn attention_scale(dims: &attention_cpu::Dims) -> f32 {
     1.0 / (dims.head_dim as f32).sqrt()
 }
@@ -182,12 +201,14 @@ fn attention_flex(
     v: &FlexTensor,
     cos: &FlexTensor,
     sin: &FlexTensor,
+    first_key: &FlexTensor,
 ) -> (FlexTensor, FlexTensor) {
     let dims = attention_dims(q, k);
-    let (cos, sin) = (host_values(cos), host_values(sin));
+    let (cos, sin, first) = (host_values(cos), host_values(sin), first_keys(first_key));
     let rope = attention_cpu::Rope {
         cos: &cos,
         sin: &sin,
+        first_key: &first,
     };
     let (out, probs) = attention_cpu::forward(
         dims,

@@ -7,7 +7,7 @@ use crate::rope::{self, RopeTables};
 use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::Tensor;
+use burn::tensor::{Bool, Tensor, TensorData};
 
 /// RMSNorm: `x * rsqrt(mean(x^2) + eps) * weight`.
 pub fn rms_norm(x: Tensor<3>, weight: Tensor<1>, eps: f64) -> Tensor<3> {
@@ -27,8 +27,8 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
 }
 
 /// RoPE on `q [batch, len, heads, head_dim]` and `k`, `v [batch, len, kv_heads, head_dim]`, the
-/// cached keys and values prepended when there is a cache, then causal softmax attention; the
-/// result has q's shape.
+/// cached keys and values prepended when there is a cache, then causal softmax attention, within
+/// each sequence for packed rows ([`RopeTables::first_key`]); the result has q's shape.
 pub fn rope_causal_attention(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -44,6 +44,14 @@ pub fn rope_causal_attention(
         (k, v) = c.append(k, v);
     }
     let (k, v) = (repeat_kv(k, groups), repeat_kv(v, groups));
+    let mask = rope.first_key.as_ref().map(|first| {
+        let [b, h, t, _] = q.dims();
+        let earlier: Vec<bool> = (0..b * t * t)
+            .map(|i| i % t < first[i / t] as usize)
+            .collect();
+        Tensor::<4, Bool>::from_data(TensorData::new(earlier, [b, 1, t, t]), &q.device())
+            .expand([b, h, t, t])
+    });
     // Causal masking in burn aligns the last query with the last key, which is what decoding
     // with a cache needs. `scale: None` is 1/sqrt(head_dim).
     let opts = AttentionModuleOptions {
@@ -51,7 +59,7 @@ pub fn rope_causal_attention(
         softcap: None,
         is_causal: true,
     };
-    attention(q, k, v, None, None, opts).swap_dims(1, 2)
+    attention(q, k, v, mask, None, opts).swap_dims(1, 2)
 }
 
 /// Grouped-query attention: each KV head of `x [batch, kv_heads, len, head_dim]` serves

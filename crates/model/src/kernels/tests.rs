@@ -23,11 +23,23 @@ fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     (a - b).abs().max().into_scalar::<f32>()
 }
 
+/// Position ids of rows packed with sequences of the given lengths.
+fn packed_positions(rows: &[&[usize]]) -> Vec<u32> {
+    rows.iter()
+        .flat_map(|r| r.iter().flat_map(|&n| 0..n as u32))
+        .collect()
+}
+
 fn check_attention(heads: usize, kv_heads: usize, len: usize) {
+    let cfg = config(heads, kv_heads, 8);
+    let tables = rope::tables(&cfg, 0, len, &Device::flex().autodiff());
+    check_attention_with(&cfg, len, &tables);
+}
+
+fn check_attention_with(cfg: &ModelConfig, len: usize, tables: &rope::RopeTables) {
     let device = Device::flex().autodiff();
-    let (b, hd) = (2, 8);
-    let cfg = config(heads, kv_heads, hd);
-    let tables = rope::tables(&cfg, 0, len, &device);
+    let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_kv_heads());
+    let (b, hd) = (2, cfg.head_dim());
     let normal =
         |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
     let (q, k, v) = (
@@ -44,16 +56,9 @@ fn check_attention(heads: usize, kv_heads: usize, len: usize) {
             v.clone().require_grad(),
         );
         let y = if fused {
-            let table = |x: &Tensor<4>| x.clone().reshape([len, hd]);
-            rope_causal_attention(
-                q.clone(),
-                k.clone(),
-                v.clone(),
-                table(&tables.cos),
-                table(&tables.sin),
-            )
+            super::rope_causal_attention(q.clone(), k.clone(), v.clone(), tables, None)
         } else {
-            unfused(q.clone(), k.clone(), v.clone(), &tables)
+            unfused(q.clone(), k.clone(), v.clone(), tables)
         };
         let grads = (y.clone() * readout.clone()).sum().backward();
         let grad = |x: &Tensor<4>| x.grad(&grads).expect("gradient");
@@ -82,6 +87,41 @@ fn fused_attention_matches_the_unfused_composition() {
     check_attention(4, 1, 130);
 }
 
+/// Rows packed with several sequences: positions restart, and no query sees another sequence.
+#[test]
+fn fused_attention_of_packed_rows_matches_the_masked_composition() {
+    let cfg = config(4, 2, 8);
+    let device = Device::flex().autodiff();
+    let positions = packed_positions(&[&[50, 40, 40], &[1, 99, 30]]);
+    check_attention_with(
+        &cfg,
+        130,
+        &rope::packed_tables(&cfg, &positions, 2, &device),
+    );
+}
+
+/// A packed row gives each sequence exactly what it gets alone.
+#[test]
+fn a_packed_sequence_attends_as_if_it_were_alone() {
+    let cfg = config(2, 1, 8);
+    let device = Device::flex();
+    let normal =
+        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let (q, k, v) = (
+        normal([1, 9, 2, 8]),
+        normal([1, 9, 1, 8]),
+        normal([1, 9, 1, 8]),
+    );
+    let tables = rope::packed_tables(&cfg, &packed_positions(&[&[4, 5]]), 1, &device);
+    let packed = super::rope_causal_attention(q.clone(), k.clone(), v.clone(), &tables, None);
+    for (start, n) in [(0, 4), (4, 5)] {
+        let part = |x: &Tensor<4>| x.clone().narrow(1, start, n);
+        let alone = rope::tables(&cfg, 0, n, &device);
+        let y = super::rope_causal_attention(part(&q), part(&k), part(&v), &alone, None);
+        assert!(max_abs_diff(y, packed.clone().narrow(1, start, n)) < 1e-6);
+    }
+}
+
 #[test]
 fn fused_attention_without_autodiff_matches_too() {
     let device = Device::flex();
@@ -95,12 +135,14 @@ fn fused_attention_without_autodiff_matches_too() {
         normal([1, 9, 1, 8]),
     );
     let table = |x: &Tensor<4>| x.clone().reshape([9, 8]);
+    let none = Tensor::<1>::from_data(TensorData::new(Vec::<f32>::new(), [0]), &device);
     let fused = rope_causal_attention(
         q.clone(),
         k.clone(),
         v.clone(),
         table(&tables.cos),
         table(&tables.sin),
+        none,
     );
     assert!(max_abs_diff(fused, unfused(q, k, v, &tables)) < 1e-5);
 }
