@@ -47,6 +47,9 @@ pub enum DataCommand {
     /// Evaluation tasks from a demo data directory: multiple choice from its held-out split,
     /// and the Brown corpus (not in the corpus) for bits per byte.
     EvalTasks(crate::eval_tasks_cmd::EvalTasksArgs),
+    /// Fine-tuning conversations from a demo data directory's question-and-answer sources:
+    /// `train.jsonl` from the documents pre-training used, `valid.jsonl` from those it held out.
+    Conversations(crate::conversations_cmd::ConversationsArgs),
 }
 
 #[derive(Args)]

@@ -6,6 +6,7 @@ mod bench_matmul;
 mod bench_model;
 mod bench_serve;
 mod chat_cmd;
+mod conversations_cmd;
 mod data_cmd;
 mod decay_cmd;
 mod demo;
@@ -162,6 +163,7 @@ fn main() -> ExitCode {
             data_cmd::fetch_demo(&out, force)
         }
         Command::Data(data_cmd::DataCommand::EvalTasks(a)) => eval_tasks_cmd::run(a),
+        Command::Data(data_cmd::DataCommand::Conversations(a)) => conversations_cmd::run(a),
     };
     match result {
         Ok(code) => code,

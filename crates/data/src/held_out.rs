@@ -14,8 +14,15 @@ use std::path::PathBuf;
 #[derive(Default)]
 struct Source {
     documents: u64,
-    held_out: Vec<String>,
+    split: Split,
     last: Option<(String, bool)>,
+}
+
+/// A source's documents on either side of `prepare`'s split, each in corpus order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Split {
+    pub train: Vec<String>,
+    pub held_out: Vec<String>,
 }
 
 /// The held-out text of every source in `inputs`, in corpus order: whole documents, or for a
@@ -26,14 +33,27 @@ pub fn held_out_documents(
     text_field: &str,
     permille: u64,
 ) -> Result<BTreeMap<String, Vec<String>>, DataError> {
+    let split = split_documents(inputs, text_field, permille)?;
+    Ok(split.into_iter().map(|(n, s)| (n, s.held_out)).collect())
+}
+
+/// Every source's documents as `prepare` splits them: what the model trained on and what it
+/// held out (a source of one document is cut in two).
+pub fn split_documents(
+    inputs: &[PathBuf],
+    text_field: &str,
+    permille: u64,
+) -> Result<BTreeMap<String, Split>, DataError> {
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     for f in expand_inputs(inputs)? {
         read_file(&f, text_field, &mut |doc| {
             let s = sources.entry(doc.source.clone()).or_default();
             let valid = is_valid_doc(&doc.source, s.documents, permille);
             s.documents += 1;
-            if let Some((text, true)) = s.last.replace((doc.text, valid)) {
-                s.held_out.push(text);
+            match s.last.replace((doc.text, valid)) {
+                Some((text, true)) => s.split.held_out.push(text),
+                Some((text, false)) => s.split.train.push(text),
+                None => {}
             }
             Ok(())
         })?;
@@ -42,14 +62,17 @@ pub fn held_out_documents(
         .into_iter()
         .map(|(name, mut s)| {
             if let Some((text, valid)) = s.last.take() {
-                let before = s.held_out.len() as u64;
+                let before = s.split.held_out.len() as u64;
                 match place_last(&text, valid, s.documents, before, permille) {
-                    LastPlace::Train => {}
-                    LastPlace::Valid => s.held_out.push(text),
-                    LastPlace::Split(cut) => s.held_out.push(text[cut..].to_string()),
+                    LastPlace::Train => s.split.train.push(text),
+                    LastPlace::Valid => s.split.held_out.push(text),
+                    LastPlace::Split(cut) => {
+                        s.split.train.push(text[..cut].to_string());
+                        s.split.held_out.push(text[cut..].to_string());
+                    }
                 }
             }
-            (name, s.held_out)
+            (name, s.split)
         })
         .collect())
 }

@@ -6,6 +6,7 @@ pub mod batches;
 mod bpe_merges;
 pub mod chat_template;
 pub mod conversation;
+pub mod conversation_sets;
 pub mod error;
 pub mod eval_sets;
 pub mod eval_task;
