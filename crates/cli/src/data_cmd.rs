@@ -50,6 +50,9 @@ pub enum DataCommand {
     /// Fine-tuning conversations from a demo data directory's question-and-answer sources:
     /// `train.jsonl` from the documents pre-training used, `valid.jsonl` from those it held out.
     Conversations(crate::conversations_cmd::ConversationsArgs),
+    /// Preference pairs for DPO from conversations: the reference answer as chosen, a model's
+    /// own sampled answer (or another conversation's) as rejected.
+    Pairs(crate::pairs_cmd::PairsArgs),
 }
 
 #[derive(Args)]

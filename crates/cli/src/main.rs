@@ -13,10 +13,12 @@ mod demo;
 mod eval_cmd;
 mod eval_tasks_cmd;
 mod export_cmd;
+mod finetune_cmd;
 mod gemm_peak;
 mod generate_cmd;
 mod inference;
 mod info;
+mod pairs_cmd;
 mod perplexity_cmd;
 mod plot_cmd;
 mod quantize_cmd;
@@ -48,6 +50,10 @@ enum Command {
     Train(TrainArgs),
     /// Decay a stable checkpoint in a branch of its own (runs/<run>/branches/<name>).
     Decay(decay_cmd::DecayArgs),
+    /// Supervised fine-tuning on conversations: the loss on the assistant's turns only.
+    Sft(finetune_cmd::SftArgs),
+    /// Direct preference optimisation (or IPO) on preference pairs, from an SFT model.
+    Dpo(finetune_cmd::DpoArgs),
     /// A table of the runs and decay branches under a directory.
     Runs {
         #[arg(default_value = "runs")]
@@ -143,6 +149,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(a) => train(a),
         Command::Decay(a) => decay_cmd::run(a),
+        Command::Sft(a) => finetune_cmd::sft(a),
+        Command::Dpo(a) => finetune_cmd::dpo(a),
         Command::Runs { dir } => runs_cmd::run(&dir),
         Command::Plot(c) => plot_cmd::run(c),
         Command::Generate(a) => generate_cmd::run(a),
@@ -164,6 +172,7 @@ fn main() -> ExitCode {
         }
         Command::Data(data_cmd::DataCommand::EvalTasks(a)) => eval_tasks_cmd::run(a),
         Command::Data(data_cmd::DataCommand::Conversations(a)) => conversations_cmd::run(a),
+        Command::Data(data_cmd::DataCommand::Pairs(a)) => pairs_cmd::run(a),
     };
     match result {
         Ok(code) => code,

@@ -246,6 +246,8 @@ mod tests {
             eval_bpb: None,
             grad_cos: None,
             max_update: None,
+            rewards: None,
+            eval_rewards: None,
         }
     }
 

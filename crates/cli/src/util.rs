@@ -67,10 +67,17 @@ pub fn report(o: &TrainOutcome) {
         let bpb = e
             .bits_per_byte
             .map_or(String::new(), |b| format!(", {b:.4} bits/byte"));
-        eprintln!("held-out loss {what}: {:.4}{bpb}", e.loss);
+        let pairs = e.pairs.map_or(String::new(), |p| {
+            format!(
+                ", pair accuracy {:.3}, reward margin {:.4}",
+                p.accuracy(),
+                p.margin()
+            )
+        });
+        eprintln!("held-out loss {what}: {:.4}{bpb}{pairs}", e.loss);
     };
     if let Some(e) = &o.initial_eval {
-        show("at initialisation", e);
+        show("at the start", e);
     }
     if let Some(e) = &o.final_eval {
         show("after training", e);

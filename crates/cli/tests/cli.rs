@@ -3,6 +3,7 @@
 //! input.
 
 mod common;
+mod finetune;
 mod server;
 
 use common::*;

@@ -27,7 +27,8 @@ impl Message {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ChatTemplate {
     /// `<用户>question<AI>answer`: MiniCPM-2B's sft and dpo models.
     MiniCpm,
@@ -36,6 +37,20 @@ pub enum ChatTemplate {
 }
 
 impl ChatTemplate {
+    /// The tokenizer_config.json of a model tuned on this template: the template, and BOS and
+    /// EOS as MiniCPM's tokenizer has them.
+    pub fn tokenizer_config(self) -> String {
+        let config = serde_json::json!({
+            "chat_template": self.jinja(),
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "unk_token": "<unk>",
+            "add_bos_token": true,
+            "add_eos_token": false,
+        });
+        serde_json::to_string_pretty(&config).expect("a JSON value serialises")
+    }
+
     /// The Jinja text a tokenizer_config.json carries for this template.
     pub fn jinja(self) -> &'static str {
         match self {

@@ -252,20 +252,20 @@ pub fn all_batches(
     out
 }
 
-/// The training stream over `examples`: epoch after epoch, each in its own shuffled order.
-pub struct SftStream<'a> {
-    examples: &'a [SftExample],
+/// Indices `0..n` epoch after epoch, each epoch in its own shuffled order, a pure function of
+/// (seed, epoch); the whole position is the count drawn, so a checkpoint resumes it.
+pub struct Shuffled {
+    n: u64,
     seed: u64,
-    /// Examples drawn so far.
     cursor: u64,
     epoch_order: Option<(u64, Vec<u32>)>,
 }
 
-impl<'a> SftStream<'a> {
-    pub fn new(examples: &'a [SftExample], seed: u64, cursor: u64) -> Self {
-        assert!(!examples.is_empty(), "a stream needs examples");
-        SftStream {
-            examples,
+impl Shuffled {
+    pub fn new(n: usize, seed: u64, cursor: u64) -> Self {
+        assert!(n > 0, "a stream needs items");
+        Shuffled {
+            n: n as u64,
             seed,
             cursor,
             epoch_order: None,
@@ -276,11 +276,11 @@ impl<'a> SftStream<'a> {
         self.cursor
     }
 
-    fn example_at(&mut self, position: u64) -> &'a SftExample {
-        let n = self.examples.len() as u64;
-        let epoch = position / n;
+    /// The index at stream position `position`.
+    pub fn at(&mut self, position: u64) -> usize {
+        let epoch = position / self.n;
         if self.epoch_order.as_ref().map(|(e, _)| *e) != Some(epoch) {
-            let mut order: Vec<u32> = (0..n as u32).collect();
+            let mut order: Vec<u32> = (0..self.n as u32).collect();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
                 self.seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15),
             );
@@ -288,20 +288,69 @@ impl<'a> SftStream<'a> {
             self.epoch_order = Some((epoch, order));
         }
         let order = &self.epoch_order.as_ref().expect("just set").1;
-        &self.examples[order[(position % n) as usize] as usize]
+        order[(position % self.n) as usize] as usize
+    }
+
+    /// The next index.
+    pub fn next_index(&mut self) -> usize {
+        self.cursor += 1;
+        self.at(self.cursor - 1)
+    }
+
+    /// Moves the cursor forward by `n` without drawing.
+    pub fn skip(&mut self, n: u64) {
+        self.cursor += n;
+    }
+}
+
+/// The training stream over `examples`.
+pub struct SftStream<'a> {
+    examples: &'a [SftExample],
+    order: Shuffled,
+}
+
+impl<'a> SftStream<'a> {
+    pub fn new(examples: &'a [SftExample], seed: u64, cursor: u64) -> Self {
+        SftStream {
+            examples,
+            order: Shuffled::new(examples.len(), seed, cursor),
+        }
+    }
+
+    pub fn cursor(&self) -> u64 {
+        self.order.cursor()
     }
 
     /// The next micro-batch of `rows` rows.
     pub fn next_batch(&mut self, rows: usize, seq_len: usize, layout: Layout) -> Batch {
-        let mut at = self.cursor;
+        let mut at = self.order.cursor();
+        let (examples, order) = (self.examples, &mut self.order);
         let upcoming = std::iter::from_fn(|| {
             at += 1;
-            Some(self.example_at(at - 1))
+            Some(&examples[order.at(at - 1)])
         });
         let (batch, used) = make_rows(upcoming, rows, seq_len, layout);
-        self.cursor += used as u64;
+        self.order.skip(used as u64);
         batch
     }
+}
+
+/// Preference pairs tokenized: the prompt with the chosen answer, and with the rejected one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairExample {
+    pub chosen: SftExample,
+    pub rejected: SftExample,
+}
+
+/// The rows of `pairs`: every chosen sequence, then every rejected one, padded to the longest.
+pub fn pair_rows(pairs: &[&PairExample]) -> Batch {
+    let rows: Vec<&SftExample> = pairs
+        .iter()
+        .map(|p| &p.chosen)
+        .chain(pairs.iter().map(|p| &p.rejected))
+        .collect();
+    let longest = rows.iter().map(|e| e.positions()).max().unwrap_or(1);
+    make_rows(rows.into_iter(), 2 * pairs.len(), longest, Layout::Padded).0
 }
 
 #[cfg(test)]

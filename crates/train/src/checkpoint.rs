@@ -5,6 +5,7 @@
 
 use crate::optimizer::AdamW;
 use burn::module::Module;
+use minicpm_data::chat_template::ChatTemplate;
 use minicpm_data::mixture::MixtureCursor;
 use minicpm_model::hf;
 use minicpm_model::safetensors_io::write_atomic;
@@ -97,13 +98,23 @@ impl CheckpointPolicy {
     }
 }
 
+/// What a checkpoint carries besides the weights and the trainer's state, so that it is a
+/// complete HF model directory.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointFiles {
+    /// tokenizer.json, copied.
+    pub tokenizer: Option<PathBuf>,
+    /// The chat template a fine-tuned model was tuned on, for tokenizer_config.json.
+    pub chat_template: Option<ChatTemplate>,
+}
+
 /// Writes a checkpoint for `state.step`, then retires those that `retention` does not keep.
 pub fn save(
     run: &Path,
     model: &MiniCpm,
     opt: &AdamW,
     state: &TrainerState,
-    tokenizer: Option<&Path>,
+    files: &CheckpointFiles,
     retention: Retention,
 ) -> Result<PathBuf, ModelError> {
     let root = checkpoints_dir(run);
@@ -125,9 +136,15 @@ pub fn save(
     opt.save(&tmp.join(OPTIMIZER_FILE))?;
     let json = serde_json::to_vec_pretty(state).expect("state serialises");
     write_atomic(&tmp.join(STATE_FILE), &json)?;
-    if let Some(t) = tokenizer {
+    if let Some(t) = &files.tokenizer {
         let bytes = std::fs::read(t).map_err(|e| ModelError::io(t, e))?;
         write_atomic(&tmp.join("tokenizer.json"), &bytes)?;
+    }
+    if let Some(template) = files.chat_template {
+        write_atomic(
+            &tmp.join("tokenizer_config.json"),
+            template.tokenizer_config().as_bytes(),
+        )?;
     }
     if final_dir.exists() {
         // The same step saved again (a resumed, already finished run): move the old one aside

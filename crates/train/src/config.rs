@@ -4,6 +4,7 @@
 
 use crate::branch::{AutoBranches, BranchOrigin};
 use crate::error::InvalidSetting;
+use crate::finetune::{FinetuneConfig, FinetuneKind};
 use crate::optimizer::OptimConfig;
 use crate::schedule::ScheduleConfig;
 use minicpm_data::mixture::PhaseWeights;
@@ -178,6 +179,10 @@ pub struct RunConfig {
     /// Set in a decay branch: the run and checkpoint it starts from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<BranchOrigin>,
+    /// Set in a fine-tuning run (SFT or DPO): the model it starts from and its data; the
+    /// `data` section's shards are then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<FinetuneConfig>,
 }
 
 /// Sets `dotted.key = value` in a config tree; the value is parsed as a TOML literal when it is
@@ -264,6 +269,9 @@ impl RunConfig {
             }
         }
         self.data.check_decay_phase().map_err(setting)?;
+        if let Some(f) = &self.finetune {
+            f.validate().map_err(setting)?;
+        }
         if let Some(b) = &self.branches {
             b.spec().map_err(setting)?;
             b.steps(self).map_err(setting)?;
@@ -279,6 +287,15 @@ impl RunConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The parametrisation whose learning-rate rules the optimizer applies: DPO's runs use one
+    /// learning rate for every tensor, as the released DPO model was trained (no muP scaling).
+    pub fn lr_rules(&self) -> Parametrization {
+        match &self.finetune {
+            Some(f) if f.kind == FinetuneKind::Dpo => Parametrization::Sp,
+            _ => self.parametrization,
+        }
     }
 
     /// Micro-batches accumulated into one optimizer update.

@@ -1,5 +1,6 @@
 //! The language-modelling objective and held-out evaluation.
 
+use crate::dpo::PairStats;
 use crate::lm_head_loss::{lm_head_token_nll, lm_head_weighted_nll, TokenWeights};
 use crate::step::Objective;
 use burn::module::Module;
@@ -185,6 +186,8 @@ pub fn evaluate_masked(model: &MiniCpm, batches: &[Batch], device: &Device) -> f
 pub struct EvalResult {
     pub loss: f64,
     pub bits_per_byte: Option<f64>,
+    /// Held-out preference pairs' rewards (DPO runs).
+    pub pairs: Option<PairStats>,
 }
 
 /// Mean loss over `batches` with gradients off. `bytes_per_token` converts to bits per byte.
@@ -204,5 +207,6 @@ pub fn evaluate(
     EvalResult {
         loss,
         bits_per_byte: bytes_per_token.map(|bpt| loss / std::f64::consts::LN_2 / bpt),
+        pairs: None,
     }
 }

@@ -30,6 +30,33 @@ pub struct Record {
     /// The largest absolute change of any single weight in this update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_update: Option<f64>,
+    /// DPO: the rewards of this update's training pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewards: Option<Rewards>,
+    /// DPO: the rewards of the held-out pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_rewards: Option<Rewards>,
+}
+
+/// Mean implicit rewards `beta * (log pi - log ref)` of preference pairs' answers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rewards {
+    pub chosen: f64,
+    pub rejected: f64,
+    pub margin: f64,
+    /// Share of pairs whose chosen answer has the higher reward.
+    pub accuracy: f64,
+}
+
+impl From<crate::dpo::PairStats> for Rewards {
+    fn from(s: crate::dpo::PairStats) -> Self {
+        Rewards {
+            chosen: s.mean_chosen(),
+            rejected: s.mean_rejected(),
+            margin: s.margin(),
+            accuracy: s.accuracy(),
+        }
+    }
 }
 
 pub struct MetricsLog {

@@ -5,6 +5,7 @@
 use crate::checkpoint::{self, TrainerState};
 use crate::config::RunConfig;
 use crate::error::TrainError;
+use crate::finetune::{FinetuneKind, PairData, SftData};
 use crate::optimizer::AdamW;
 use crate::run_data::RunData;
 use burn::tensor::Device;
@@ -23,7 +24,6 @@ pub struct OpenRun {
     pub model: MiniCpm,
     pub opt: AdamW,
     pub state: TrainerState,
-    pub data: RunData,
     /// The checkpoint it resumed from; `None` for a new run.
     pub resumed_from: Option<PathBuf>,
     /// Held while the run trains: a second process on the same run (a sweep started twice, a
@@ -32,13 +32,13 @@ pub struct OpenRun {
 }
 
 /// Opens `run`: a new run of `config`, or with `resume` the run's latest checkpoint (its own
-/// `run.toml` when `config` is `None`). Writes the run's config.
+/// `run.toml` when `config` is `None`), and what it trains on. Writes the run's config.
 pub fn open(
     run: &Path,
     config: Option<&RunConfig>,
     resume: bool,
     device: &Device,
-) -> Result<OpenRun, TrainError> {
+) -> Result<(OpenRun, RunInputs), TrainError> {
     let run_toml = run.join(RUN_CONFIG_FILE);
     let cfg = match (config, resume) {
         (Some(c), _) => c.clone(),
@@ -54,7 +54,7 @@ pub fn open(
     if !resume && (run_toml.exists() || !checkpoint::list(run).is_empty()) {
         return Err(TrainError::RunExists(run.to_path_buf()));
     }
-    let data = RunData::open(&cfg, model_cfg.vocab_size)?;
+    let data = RunInputs::open(&cfg, model_cfg.vocab_size)?;
     let (model, opt, state, resumed_from) = match latest {
         Some((_, dir)) => {
             let (model, opt, state) = load_checkpoint(&dir, &cfg, &model_cfg, device)?;
@@ -62,8 +62,11 @@ pub fn open(
             (model, opt, state, Some(dir))
         }
         None => {
+            let (model, opt) = match &cfg.finetune {
+                None => fresh(&cfg, device),
+                Some(f) => from_base(&cfg, &model_cfg, &f.base, device)?,
+            };
             std::fs::create_dir_all(run).map_err(|e| ModelError::io(run, e))?;
-            let (model, opt) = fresh(&cfg, device);
             let state = TrainerState {
                 step: 0,
                 tokens: 0,
@@ -76,16 +79,57 @@ pub fn open(
     };
     let lock = lock_run(run)?;
     write_atomic(&run_toml, cfg.to_toml().as_bytes())?;
-    Ok(OpenRun {
+    let open = OpenRun {
         cfg,
         model_cfg,
         model,
         opt,
         state,
-        data,
         resumed_from,
         _lock: lock,
-    })
+    };
+    Ok((open, data))
+}
+
+/// What a run trains on, opened and checked before anything is written.
+pub enum RunInputs {
+    Pretraining(RunData),
+    Sft(SftData),
+    Pairs(PairData),
+}
+
+impl RunInputs {
+    fn open(cfg: &RunConfig, vocab_size: usize) -> Result<Self, TrainError> {
+        let seq_len = cfg.train.seq_len;
+        Ok(match &cfg.finetune {
+            None => RunInputs::Pretraining(RunData::open(cfg, vocab_size)?),
+            Some(f) if f.kind == FinetuneKind::Sft => {
+                RunInputs::Sft(SftData::open(f, seq_len, vocab_size)?)
+            }
+            Some(f) => RunInputs::Pairs(PairData::read(f, seq_len, vocab_size)?),
+        })
+    }
+}
+
+/// The model of a fine-tuning run's base directory, which must be of `model_cfg`, and a fresh
+/// optimizer.
+fn from_base(
+    cfg: &RunConfig,
+    model_cfg: &ModelConfig,
+    base: &Path,
+    device: &Device,
+) -> Result<(MiniCpm, AdamW), TrainError> {
+    let config_json = base.join(hf::CONFIG_FILE);
+    let saved = ModelConfig::from_hf_json(&config_json)?;
+    if let Some(diff) = first_difference(model_cfg, &saved) {
+        return Err(TrainError::ConfigChanged {
+            path: config_json,
+            diff,
+        });
+    }
+    let model = hf::load_weights(base, model_cfg, device)?;
+    let opt = AdamW::new(cfg.optim.clone(), model_cfg, cfg.lr_rules());
+    Ok((model, opt))
 }
 
 /// A new model of `cfg`, initialised by its parametrisation from its seed, and its optimizer.
@@ -112,7 +156,7 @@ fn load_checkpoint(
         });
     }
     let model = hf::load_weights(dir, model_cfg, device)?;
-    let mut opt = AdamW::new(cfg.optim.clone(), model_cfg, cfg.parametrization);
+    let mut opt = AdamW::new(cfg.optim.clone(), model_cfg, cfg.lr_rules());
     opt.load(&dir.join(checkpoint::OPTIMIZER_FILE), &model)?;
     let state = checkpoint::read_state(dir)?;
     Ok((model, opt, state))

@@ -6,18 +6,22 @@
 
 use crate::branch_policy::BranchPolicy;
 use crate::cadence::Cadence;
-use crate::checkpoint::{self, CheckpointPolicy};
-use crate::config::RunConfig;
+use crate::checkpoint::{self, CheckpointFiles, CheckpointPolicy};
+use crate::config::{RunConfig, TrainConfig};
 use crate::diagnostics::{flat_gradients, flat_weights, Diagnostics};
 use crate::error::TrainError;
+use crate::finetune::{DpoRecipe, Recipe, SftRecipe};
 use crate::loss::{evaluate, EvalResult, LanguageModel};
-use crate::metrics::{MetricsLog, Record};
-use crate::open_run::{self, OpenRun};
+use crate::metrics::{MetricsLog, Record, Rewards};
+use crate::open_run::{self, OpenRun, RunInputs};
 use crate::progress::Progress;
+use crate::run_data::RunData;
 use crate::step::Step;
 use burn::tensor::Device;
 use minicpm_data::batches::eval_batches;
+use minicpm_data::mixture::{Mixture, MixtureCursor};
 use minicpm_data::Batch;
+use minicpm_model::MiniCpm;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,15 +52,91 @@ pub struct TrainOutcome {
 
 pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let (run, device) = (&opts.run_dir, &opts.device);
+    let (open, data) = open_run::open(run, opts.config.as_ref(), opts.resume, device)?;
+    let t = open.cfg.train.clone();
+    let (seed, at) = (open.state.seed, open.state.data_cursor.clone());
+    let finetune = open.cfg.finetune.clone();
+    let finetune = || {
+        finetune
+            .clone()
+            .expect("fine-tuning data comes with its section")
+    };
+    match data {
+        RunInputs::Pretraining(d) => {
+            let mut recipe = Pretraining::new(&d, &t, seed, &at)?;
+            updates(open, &mut recipe, &opts)
+        }
+        RunInputs::Sft(d) => {
+            let f = finetune();
+            let mut recipe = SftRecipe::new(&d, &f, t.seq_len, t.micro_batch, seed, &at);
+            updates(open, &mut recipe, &opts)
+        }
+        RunInputs::Pairs(mut d) => {
+            let f = finetune();
+            d.attach_reference(run, &f.base, &open.model, t.micro_batch, device)?;
+            let mut recipe = DpoRecipe::new(&d, &f, t.micro_batch, seed, &at);
+            updates(open, &mut recipe, &opts)
+        }
+    }
+}
+
+/// Pre-training's data: the phase's mixture, and held-out token windows.
+struct Pretraining<'a> {
+    mixture: Mixture<'a>,
+    evals: Vec<Batch>,
+    bytes_per_token: Option<f64>,
+}
+
+impl<'a> Pretraining<'a> {
+    fn new(
+        data: &'a RunData,
+        t: &TrainConfig,
+        seed: u64,
+        at: &MixtureCursor,
+    ) -> Result<Self, TrainError> {
+        Ok(Pretraining {
+            mixture: data.mixture(t.seq_len, seed, at)?,
+            evals: eval_batches(&data.valid, t.seq_len, t.micro_batch, t.eval_batches),
+            bytes_per_token: data.valid.bytes_per_token(),
+        })
+    }
+}
+
+impl Recipe for Pretraining<'_> {
+    type Objective = LanguageModel;
+
+    fn objective(&self) -> &LanguageModel {
+        &LanguageModel
+    }
+
+    fn next_batch(&mut self, phase: &str, rows: usize) -> Result<Batch, TrainError> {
+        Ok(self.mixture.next_batch(phase, rows).0)
+    }
+
+    fn cursor(&self) -> MixtureCursor {
+        self.mixture.cursor()
+    }
+
+    fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult> {
+        Some(evaluate(model, &self.evals, self.bytes_per_token, device))
+    }
+}
+
+/// The run's updates, from where it stands to its end or a stop.
+fn updates<R: Recipe>(
+    open: OpenRun,
+    recipe: &mut R,
+    opts: &TrainOptions,
+) -> Result<TrainOutcome, TrainError> {
+    let (run, device) = (&opts.run_dir, &opts.device);
     let OpenRun {
         cfg,
         mut model,
         mut opt,
         mut state,
-        data,
         resumed_from,
         ..
-    } = open_run::open(run, opts.config.as_ref(), opts.resume, device)?;
+    } = open;
     let t = &cfg.train;
     let schedule = cfg.schedule.resolve(t.steps)?;
     let branches = BranchPolicy::of(&cfg)?;
@@ -65,31 +145,33 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         keep: t.keep_checkpoints,
         pinned: branches.steps().to_vec(),
     };
+    let files = CheckpointFiles {
+        tokenizer: match &cfg.finetune {
+            Some(f) => Some(f.base.join("tokenizer.json")).filter(|p| p.exists()),
+            None => cfg.data.tokenizer.clone().filter(|p| p.exists()),
+        },
+        chat_template: cfg.finetune.as_ref().map(|f| f.template),
+    };
     let cadence = Cadence::new(t);
     let mut diagnostics = Diagnostics::new(t.diagnostics);
     let mut log = MetricsLog::open(run, state.step)?;
-    let mut mixture = data.mixture(t.seq_len, state.seed, &state.data_cursor)?;
-    let evals = eval_batches(&data.valid, t.seq_len, t.micro_batch, t.eval_batches);
-    let bytes_per_token = data.valid.bytes_per_token();
-    let tokenizer = cfg.data.tokenizer.as_deref().filter(|p| p.exists());
     let progress = Progress::new(opts.progress, t.steps, state.step);
     let mut outcome = TrainOutcome {
         steps_done: state.step,
         interrupted: false,
-        initial_eval: resumed_from
-            .is_none()
-            .then(|| evaluate(&model, &evals, bytes_per_token, device)),
+        initial_eval: match resumed_from {
+            None => recipe.evaluate(&model, device),
+            Some(_) => None,
+        },
         final_eval: None,
         last_checkpoint: None,
     };
     for at in branches.owed_at(state.step) {
-        if decay_branch(run, &branches, at, &opts, &progress)? {
+        if decay_branch(run, &branches, at, opts, &progress)? {
             outcome.interrupted = true;
             return Ok(outcome);
         }
     }
-    let objective = LanguageModel;
-    let mut step = Step::new(&objective, device);
     let (session_start, wall_before) = (Instant::now(), state.wall_time_s);
     let (mut window_start, mut window_tokens) = (Instant::now(), 0u64);
     while state.step < t.steps {
@@ -99,9 +181,10 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             true => cfg.data.decay_phase(),
             false => "stable",
         };
-        let batches: Vec<Batch> = (0..cfg.accumulation())
-            .map(|_| mixture.next_batch(phase, t.micro_batch).0)
-            .collect();
+        let batches = (0..cfg.accumulation())
+            .map(|_| recipe.next_batch(phase, t.micro_batch))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut step = Step::new(recipe.objective(), device);
         let g = step.gradients(&model, &batches);
         let grad_cos = diagnostics.before_update(
             s,
@@ -112,16 +195,18 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         );
         let (updated, stats) = step.update(model, &mut opt, g.grads, lr);
         model = updated;
+        let rewards = recipe.train_pairs();
         let max_update = diagnostics.after_update(|| flat_weights(&model));
         state.step += 1;
         state.tokens += t.batch_tokens;
-        state.data_cursor = mixture.cursor();
+        state.data_cursor = recipe.cursor();
         window_tokens += t.batch_tokens;
 
         let (done, stop) = (state.step == t.steps, opts.stop.load(Ordering::SeqCst));
-        let eval = cadence
-            .evaluates_after(state.step)
-            .then(|| evaluate(&model, &evals, bytes_per_token, device));
+        let eval = match cadence.evaluates_after(state.step) {
+            true => recipe.evaluate(&model, device),
+            false => None,
+        };
         let record = cadence.logs(s).then(|| Record {
             step: s,
             tokens: state.tokens,
@@ -133,6 +218,8 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             eval_bpb: eval.and_then(|e| e.bits_per_byte),
             grad_cos,
             max_update,
+            rewards: rewards.map(Rewards::from),
+            eval_rewards: eval.and_then(|e| e.pairs).map(Rewards::from),
         });
         if let Some(r) = &record {
             log.append(r)?;
@@ -144,12 +231,12 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         if checkpoints.due(state.step, done, stop) {
             state.wall_time_s = wall_before + session_start.elapsed().as_secs_f64();
             let retention = checkpoints.retention();
-            let dir = checkpoint::save(run, &model, &opt, &state, tokenizer, retention)?;
+            let dir = checkpoint::save(run, &model, &opt, &state, &files, retention)?;
             outcome.last_checkpoint = Some(dir);
         }
         if branches.starts_at(state.step)
             && !stop
-            && decay_branch(run, &branches, state.step, &opts, &progress)?
+            && decay_branch(run, &branches, state.step, opts, &progress)?
         {
             outcome.interrupted = true;
             break;

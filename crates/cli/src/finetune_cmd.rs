@@ -1,0 +1,196 @@
+//! `minicpm sft` and `minicpm dpo` (docs/FINETUNE.md): a fine-tuning run from a model and its
+//! data, the run config completed from the model's own pre-training run when it has one.
+//!
+//! SFT follows MiniCPM's recipe: WSD again, its peak the learning rate the base model's
+//! schedule had reached at that checkpoint, with pre-training's muP rules. DPO follows the
+//! released DPO model: one learning rate for every tensor (no muP scaling) on a cosine
+//! schedule. Both continue with `minicpm train --resume RUN` like any run.
+
+use crate::util;
+use clap::{Args, ValueEnum};
+use minicpm_data::chat_template::ChatTemplate;
+use minicpm_data::sft_batches::Layout;
+use minicpm_model::{hf, ModelConfig};
+use minicpm_train::branch::run_of_checkpoint;
+use minicpm_train::checkpoint::read_state;
+use minicpm_train::config::DataConfig;
+use minicpm_train::dpo::PreferenceLoss;
+use minicpm_train::finetune::{FinetuneConfig, FinetuneKind};
+use minicpm_train::schedule::{DecayFn, ScheduleConfig};
+use minicpm_train::trainer::RUN_CONFIG_FILE;
+use minicpm_train::RunConfig;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TemplateArg {
+    Minicpm,
+    Chatml,
+}
+
+/// What both commands take.
+#[derive(Args)]
+pub struct FinetuneArgs {
+    /// The model to start from: an HF directory, a checkpoint, or a run (its latest checkpoint).
+    #[arg(long)]
+    model: PathBuf,
+    /// Training data (JSONL): conversations for `sft`, preference pairs for `dpo`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Held-out data of the same kind, evaluated as the run goes.
+    #[arg(long)]
+    valid: Option<PathBuf>,
+    /// Directory of the new run.
+    #[arg(long)]
+    out: PathBuf,
+    /// A run config to start from instead of the model's own run's.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Optimizer updates.
+    #[arg(long, default_value_t = 300)]
+    steps: u64,
+    /// The chat template.
+    #[arg(long, value_enum, default_value = "minicpm")]
+    template: TemplateArg,
+    /// Override a config value, e.g. --set optim.lr=0.001 (repeatable; last word).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct SftArgs {
+    #[command(flatten)]
+    common: FinetuneArgs,
+    /// One conversation per row, padded, instead of several packed per row.
+    #[arg(long)]
+    padding: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LossArg {
+    Sigmoid,
+    Ipo,
+}
+
+#[derive(Args)]
+pub struct DpoArgs {
+    #[command(flatten)]
+    common: FinetuneArgs,
+    /// DPO's beta: how far the policy may move from the reference.
+    #[arg(long, default_value_t = 0.1)]
+    beta: f64,
+    /// The preference loss.
+    #[arg(long, value_enum, default_value = "sigmoid")]
+    loss: LossArg,
+    /// The peak learning rate (MiniCPM's DPO used 1e-5 at 2.4B parameters).
+    #[arg(long, default_value_t = 1e-5)]
+    lr: f64,
+}
+
+/// The starting model's directory, and the config of the run it came from with the learning
+/// rate its schedule had reached there, when it came from one.
+fn base(model: &Path) -> anyhow::Result<(PathBuf, Option<(RunConfig, f64)>)> {
+    let dir = util::resolve_model_dir(model)?.canonicalize()?;
+    let Some(run) = run_of_checkpoint(&dir) else {
+        return Ok((dir, None));
+    };
+    let run_toml = run.join(RUN_CONFIG_FILE);
+    if !run_toml.is_file() {
+        return Ok((dir, None));
+    }
+    let cfg = RunConfig::load(&run_toml, &[])?;
+    let step = read_state(&dir)?.step;
+    let factor = cfg
+        .schedule
+        .resolve(cfg.train.steps)?
+        .factor(step.saturating_sub(1));
+    Ok((dir, Some((cfg, factor))))
+}
+
+/// The run config of a fine-tuning run of `kind` from `a`.
+fn config(a: &FinetuneArgs, f: FinetuneConfig) -> anyhow::Result<(RunConfig, Option<f64>)> {
+    let (dir, parent) = base(&a.model)?;
+    let (mut cfg, lr_reached) = match (&a.config, parent) {
+        (Some(path), _) => (RunConfig::load_unchecked(path, &[])?, None),
+        (None, Some((cfg, factor))) => {
+            let lr = cfg.optim.lr * factor;
+            (cfg, Some(lr))
+        }
+        (None, None) => {
+            // A model of its own: its config.json, and every other setting at its default.
+            let model = ModelConfig::from_hf_json(&dir.join(hf::CONFIG_FILE))?;
+            let cfg: RunConfig = serde_json::from_value(serde_json::json!({ "model": model }))?;
+            (cfg, None)
+        }
+    };
+    cfg.train.steps = a.steps;
+    cfg.branches = None;
+    cfg.branch = None;
+    cfg.data = DataConfig::default();
+    cfg.finetune = Some(FinetuneConfig { base: dir, ..f });
+    Ok((cfg, lr_reached))
+}
+
+pub fn template(t: TemplateArg) -> ChatTemplate {
+    match t {
+        TemplateArg::Minicpm => ChatTemplate::MiniCpm,
+        TemplateArg::Chatml => ChatTemplate::ChatMl,
+    }
+}
+
+fn finetune_config(a: &FinetuneArgs, kind: FinetuneKind) -> FinetuneConfig {
+    FinetuneConfig {
+        kind,
+        base: PathBuf::new(),
+        train: a.data.clone(),
+        valid: a.valid.clone(),
+        template: template(a.template),
+        layout: Layout::Packed,
+        beta: 0.1,
+        loss: PreferenceLoss::Sigmoid,
+    }
+}
+
+pub fn sft(a: SftArgs) -> anyhow::Result<ExitCode> {
+    let mut f = finetune_config(&a.common, FinetuneKind::Sft);
+    if a.padding {
+        f.layout = Layout::Padded;
+    }
+    let (mut cfg, lr_reached) = config(&a.common, f)?;
+    if let Some(lr) = lr_reached {
+        eprintln!("sft: peak learning rate {lr:.3e}, where the base model's schedule had reached");
+        cfg.optim.lr = lr;
+    }
+    cfg.schedule = ScheduleConfig::wsd((a.common.steps / 20).max(1), 0.1, DecayFn::Exp);
+    launch(&a.common, cfg)
+}
+
+pub fn dpo(a: DpoArgs) -> anyhow::Result<ExitCode> {
+    let mut f = finetune_config(&a.common, FinetuneKind::Dpo);
+    f.beta = a.beta;
+    f.loss = match a.loss {
+        LossArg::Sigmoid => PreferenceLoss::Sigmoid,
+        LossArg::Ipo => PreferenceLoss::Ipo,
+    };
+    let (mut cfg, _) = config(&a.common, f)?;
+    cfg.optim.lr = a.lr;
+    cfg.schedule = ScheduleConfig::Cosine {
+        warmup_steps: (a.common.steps / 10).max(1),
+        period: None,
+        floor: 0.0,
+    };
+    launch(&a.common, cfg)
+}
+
+fn launch(a: &FinetuneArgs, cfg: RunConfig) -> anyhow::Result<ExitCode> {
+    let cfg = cfg.with_overrides("the fine-tuning config", &a.set)?;
+    let outcome = util::run_training(a.out.clone(), cfg, false, !a.quiet)?;
+    util::report(&outcome);
+    Ok(match outcome.interrupted {
+        true => ExitCode::from(130),
+        false => ExitCode::SUCCESS,
+    })
+}

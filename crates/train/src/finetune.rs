@@ -1,0 +1,487 @@
+//! Fine-tuning runs (docs/FINETUNE.md): supervised fine-tuning on conversations and DPO on
+//! preference pairs, as runs like any other (same step, checkpoints, exact resume, metrics),
+//! starting from a model's weights rather than an initialisation. The `[finetune]` section of a
+//! run config says which, from what, on what.
+
+use crate::dpo::{sequence_log_probs, Dpo, PairBatch, PairStats, PreferenceLoss};
+use crate::error::{InvalidSetting, TrainError};
+use crate::loss::{evaluate_masked, EvalResult, MaskedLanguageModel};
+use crate::step::Objective;
+use burn::module::Module;
+use burn::tensor::Device;
+use minicpm_data::chat_template::ChatTemplate;
+use minicpm_data::conversation::{read_conversations, read_pairs};
+use minicpm_data::mixture::MixtureCursor;
+use minicpm_data::sft_batches::{
+    all_batches, fit_to, pair_rows, ChatEncoder, Layout, PairExample, SftExample, SftStream,
+    Shuffled,
+};
+use minicpm_data::{Batch, DataError, TextTokenizer};
+use minicpm_model::safetensors_io::write_atomic;
+use minicpm_model::{MiniCpm, ModelError};
+use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
+use std::path::{Path, PathBuf};
+
+/// What a fine-tuning run minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinetuneKind {
+    /// The masked next-token loss on the assistant's turns.
+    Sft,
+    /// A preference loss on pairs against the starting model as reference.
+    Dpo,
+}
+
+#[serde_inline_default]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneConfig {
+    pub kind: FinetuneKind,
+    /// The HF model directory whose weights the run starts from (for DPO also the reference).
+    pub base: PathBuf,
+    /// Conversations (SFT) or preference pairs (DPO), JSONL.
+    pub train: PathBuf,
+    /// Held-out conversations or pairs, JSONL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid: Option<PathBuf>,
+    #[serde_inline_default(ChatTemplate::MiniCpm)]
+    pub template: ChatTemplate,
+    /// SFT rows: `packed` (several conversations per row) or `padded` (one per row).
+    #[serde_inline_default(Layout::Packed)]
+    pub layout: Layout,
+    /// DPO's beta.
+    #[serde_inline_default(0.1)]
+    pub beta: f64,
+    /// DPO's loss: `sigmoid` or `ipo`.
+    #[serde_inline_default(PreferenceLoss::Sigmoid)]
+    pub loss: PreferenceLoss,
+}
+
+impl FinetuneConfig {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if !(self.beta > 0.0 && self.beta.is_finite()) {
+            return Err(InvalidSetting::new(
+                "finetune.beta",
+                format!("finetune.beta: {} must be positive", self.beta),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The base model's tokenizer, which must fit a vocabulary of `vocab_size`.
+    fn tokenizer(&self, vocab_size: usize) -> Result<TextTokenizer, TrainError> {
+        let path = self.base.join("tokenizer.json");
+        if !path.is_file() {
+            return Err(InvalidSetting::new(
+                "finetune.base",
+                format!(
+                    "{}: no tokenizer.json (fine-tuning renders text with the model's tokenizer)",
+                    self.base.display()
+                ),
+            )
+            .into());
+        }
+        let tok = TextTokenizer::load(&path)?;
+        if tok.vocab_size() > vocab_size {
+            return Err(DataError::file(
+                &path,
+                format!(
+                    "{} tokens, more than the model's vocab_size {vocab_size}",
+                    tok.vocab_size()
+                ),
+            )
+            .into());
+        }
+        Ok(tok)
+    }
+}
+
+/// An error of the tokenizer against the chat template, naming the tokenizer.
+fn encoder_for<'t>(
+    tok: &'t TextTokenizer,
+    cfg: &FinetuneConfig,
+) -> Result<ChatEncoder<'t>, TrainError> {
+    ChatEncoder::new(tok, cfg.template).map_err(|e| {
+        DataError::Invalid(format!(
+            "{}: {e}",
+            cfg.base.join("tokenizer.json").display()
+        ))
+        .into()
+    })
+}
+
+/// Each conversation of `path` tokenized; an error names the file and line.
+fn encode_conversations(
+    enc: &ChatEncoder,
+    path: &Path,
+    seq_len: usize,
+) -> Result<Vec<SftExample>, TrainError> {
+    let conversations = read_conversations(path)?;
+    let mut examples = Vec::with_capacity(conversations.len());
+    for (i, c) in conversations.iter().enumerate() {
+        examples.push(enc.encode(c).map_err(|e| line_error(path, i, e))?);
+    }
+    let (examples, cut, dropped) = fit_to(examples, seq_len);
+    if cut > 0 {
+        tracing::warn!(
+            "{}: {cut} conversations longer than train.seq_len + 1 = {} tokens are cut there ({dropped} left with nothing to learn are dropped)",
+            path.display(),
+            seq_len + 1
+        );
+    }
+    if examples.is_empty() {
+        return Err(DataError::file(path, "no conversation left to learn from").into());
+    }
+    Ok(examples)
+}
+
+fn line_error(path: &Path, record: usize, e: DataError) -> TrainError {
+    DataError::Invalid(format!("{} (record {}): {e}", path.display(), record + 1)).into()
+}
+
+/// The SFT data of a run: its training and held-out conversations, tokenized.
+pub struct SftData {
+    pub train: Vec<SftExample>,
+    pub valid: Vec<SftExample>,
+}
+
+impl SftData {
+    pub fn open(cfg: &FinetuneConfig, seq_len: usize, vocab: usize) -> Result<Self, TrainError> {
+        let tok = cfg.tokenizer(vocab)?;
+        let enc = encoder_for(&tok, cfg)?;
+        let train = encode_conversations(&enc, &cfg.train, seq_len)?;
+        let valid = match &cfg.valid {
+            Some(v) => encode_conversations(&enc, v, seq_len)?,
+            None => Vec::new(),
+        };
+        Ok(SftData { train, valid })
+    }
+}
+
+/// The DPO data of a run: pairs tokenized, with the reference model's log-probabilities.
+pub struct PairData {
+    pub train: Vec<PairExample>,
+    pub train_reference: Vec<(f32, f32)>,
+    pub valid: Vec<PairExample>,
+    pub valid_reference: Vec<(f32, f32)>,
+}
+
+/// Where the reference log-probabilities of a run are kept: computed once, when the run is
+/// created, from the model it starts from.
+pub const REFERENCE_FILE: &str = "reference_logps.json";
+
+#[derive(Serialize, Deserialize)]
+struct ReferenceFile {
+    /// The model they were computed with.
+    base: PathBuf,
+    train: Vec<(f32, f32)>,
+    valid: Vec<(f32, f32)>,
+}
+
+fn encode_pairs(
+    enc: &ChatEncoder,
+    path: &Path,
+    seq_len: usize,
+) -> Result<Vec<PairExample>, TrainError> {
+    let pairs = read_pairs(path)?;
+    let mut out = Vec::with_capacity(pairs.len());
+    let mut cut = 0;
+    for (i, p) in pairs.iter().enumerate() {
+        let mut one = |answer: &str| {
+            let e = enc
+                .encode(&p.conversation(answer))
+                .map_err(|e| line_error(path, i, e))?;
+            let (mut fitted, c, _) = fit_to(vec![e], seq_len);
+            cut += c;
+            fitted.pop().ok_or_else(|| {
+                line_error(
+                    path,
+                    i,
+                    DataError::Invalid(format!(
+                        "the prompt fills train.seq_len = {seq_len}: no answer token is left"
+                    )),
+                )
+            })
+        };
+        out.push(PairExample {
+            chosen: one(&p.chosen)?,
+            rejected: one(&p.rejected)?,
+        });
+    }
+    if cut > 0 {
+        tracing::warn!("{}: {cut} answers cut at train.seq_len", path.display());
+    }
+    Ok(out)
+}
+
+/// Reference log-probabilities of `pairs` under `model`, `rows` pairs at a time.
+fn reference_log_probs(
+    model: &MiniCpm,
+    pairs: &[PairExample],
+    rows: usize,
+    device: &Device,
+) -> Vec<(f32, f32)> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(rows.max(1)) {
+        let refs: Vec<&PairExample> = chunk.iter().collect();
+        let lp = sequence_log_probs(model, &pair_rows(&refs), device);
+        let n = chunk.len();
+        out.extend((0..n).map(|i| (lp[i], lp[n + i])));
+    }
+    out
+}
+
+impl PairData {
+    /// The pairs of `cfg`, tokenized; their reference log-probabilities come with
+    /// [`PairData::attach_reference`].
+    pub fn read(cfg: &FinetuneConfig, seq_len: usize, vocab: usize) -> Result<Self, TrainError> {
+        let tok = cfg.tokenizer(vocab)?;
+        let enc = encoder_for(&tok, cfg)?;
+        let train = encode_pairs(&enc, &cfg.train, seq_len)?;
+        let valid = match &cfg.valid {
+            Some(v) => encode_pairs(&enc, v, seq_len)?,
+            None => Vec::new(),
+        };
+        Ok(PairData {
+            train,
+            train_reference: Vec::new(),
+            valid,
+            valid_reference: Vec::new(),
+        })
+    }
+
+    /// The reference log-probabilities from the run's [`REFERENCE_FILE`], computed with
+    /// `reference` (the model the run starts from) and stored there when it is absent.
+    pub fn attach_reference(
+        &mut self,
+        run: &Path,
+        base: &Path,
+        reference: &MiniCpm,
+        rows: usize,
+        device: &Device,
+    ) -> Result<(), TrainError> {
+        let path = run.join(REFERENCE_FILE);
+        let stored: Option<ReferenceFile> = match std::fs::read(&path) {
+            Ok(bytes) => Some(
+                serde_json::from_slice(&bytes).map_err(|e| ModelError::Parse {
+                    origin: path.display().to_string(),
+                    msg: e.to_string(),
+                })?,
+            ),
+            Err(_) => None,
+        };
+        let stored = match stored {
+            Some(s) if s.train.len() == self.train.len() && s.valid.len() == self.valid.len() => s,
+            Some(_) => {
+                return Err(DataError::file(
+                    &path,
+                    "does not match the run's pairs (the pair files changed since the run began)",
+                )
+                .into())
+            }
+            None => {
+                tracing::info!(
+                    "reference log-probabilities of {} pairs from {}",
+                    self.train.len() + self.valid.len(),
+                    base.display()
+                );
+                let s = ReferenceFile {
+                    base: base.to_path_buf(),
+                    train: reference_log_probs(reference, &self.train, rows, device),
+                    valid: reference_log_probs(reference, &self.valid, rows, device),
+                };
+                let json = serde_json::to_vec(&s).expect("numbers serialise");
+                write_atomic(&path, &json)?;
+                s
+            }
+        };
+        self.train_reference = stored.train;
+        self.valid_reference = stored.valid;
+        Ok(())
+    }
+}
+
+/// The pairs `picks` of `pairs` as one micro-batch with their reference log-probabilities.
+fn pair_batch(pairs: &[PairExample], reference: &[(f32, f32)], picks: &[usize]) -> PairBatch {
+    let chosen: Vec<&PairExample> = picks.iter().map(|&i| &pairs[i]).collect();
+    let reference = picks
+        .iter()
+        .map(|&i| reference[i].0)
+        .chain(picks.iter().map(|&i| reference[i].1))
+        .collect();
+    PairBatch {
+        sequences: pair_rows(&chosen),
+        reference,
+    }
+}
+
+/// The data cursor of a fine-tuning run: examples (or pairs) drawn, under one source name.
+fn cursor(drawn: u64) -> MixtureCursor {
+    MixtureCursor {
+        rows: drawn,
+        sources: [("finetune".to_string(), drawn)].into(),
+    }
+}
+
+fn drawn(c: &MixtureCursor) -> u64 {
+    c.sources.get("finetune").copied().unwrap_or(0)
+}
+
+/// What the trainer needs of a run's data and objective: batches, the resumable cursor, and the
+/// held-out evaluation.
+pub trait Recipe {
+    type Objective: Objective;
+
+    fn objective(&self) -> &Self::Objective;
+
+    /// The next micro-batch of `rows` rows (`phase` is the mixture phase, for pre-training).
+    fn next_batch(
+        &mut self,
+        phase: &str,
+        rows: usize,
+    ) -> Result<<Self::Objective as Objective>::Batch, TrainError>;
+
+    fn cursor(&self) -> MixtureCursor;
+
+    /// The held-out evaluation, `None` when there is no held-out data.
+    fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult>;
+
+    /// Statistics of the training batches since the last call (DPO's rewards).
+    fn train_pairs(&self) -> Option<PairStats> {
+        None
+    }
+}
+
+/// Supervised fine-tuning.
+pub struct SftRecipe<'a> {
+    stream: SftStream<'a>,
+    valid: Vec<Batch>,
+    seq_len: usize,
+    layout: Layout,
+}
+
+impl<'a> SftRecipe<'a> {
+    pub fn new(
+        data: &'a SftData,
+        cfg: &FinetuneConfig,
+        seq_len: usize,
+        rows: usize,
+        seed: u64,
+        at: &MixtureCursor,
+    ) -> Self {
+        SftRecipe {
+            stream: SftStream::new(&data.train, seed, drawn(at)),
+            valid: all_batches(&data.valid, rows, seq_len, cfg.layout),
+            seq_len,
+            layout: cfg.layout,
+        }
+    }
+}
+
+impl Recipe for SftRecipe<'_> {
+    type Objective = MaskedLanguageModel;
+
+    fn objective(&self) -> &MaskedLanguageModel {
+        &MaskedLanguageModel
+    }
+
+    fn next_batch(&mut self, _phase: &str, rows: usize) -> Result<Batch, TrainError> {
+        Ok(self.stream.next_batch(rows, self.seq_len, self.layout))
+    }
+
+    fn cursor(&self) -> MixtureCursor {
+        cursor(self.stream.cursor())
+    }
+
+    fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult> {
+        (!self.valid.is_empty()).then(|| EvalResult {
+            loss: evaluate_masked(model, &self.valid, device),
+            bits_per_byte: None,
+            pairs: None,
+        })
+    }
+}
+
+/// DPO (or IPO).
+pub struct DpoRecipe<'a> {
+    data: &'a PairData,
+    objective: Dpo,
+    order: Shuffled,
+    rows: usize,
+}
+
+impl<'a> DpoRecipe<'a> {
+    pub fn new(
+        data: &'a PairData,
+        cfg: &FinetuneConfig,
+        rows: usize,
+        seed: u64,
+        at: &MixtureCursor,
+    ) -> Self {
+        DpoRecipe {
+            data,
+            objective: Dpo::new(cfg.beta, cfg.loss),
+            order: Shuffled::new(data.train.len(), seed, drawn(at)),
+            rows,
+        }
+    }
+}
+
+impl Recipe for DpoRecipe<'_> {
+    type Objective = Dpo;
+
+    fn objective(&self) -> &Dpo {
+        &self.objective
+    }
+
+    /// `rows` rows are `rows / 2` pairs (at least one).
+    fn next_batch(&mut self, _phase: &str, rows: usize) -> Result<PairBatch, TrainError> {
+        let picks: Vec<usize> = (0..(rows / 2).max(1))
+            .map(|_| self.order.next_index())
+            .collect();
+        Ok(pair_batch(
+            &self.data.train,
+            &self.data.train_reference,
+            &picks,
+        ))
+    }
+
+    fn cursor(&self) -> MixtureCursor {
+        cursor(self.order.cursor())
+    }
+
+    /// Held-out answer loss (the chosen answers') and the held-out pairs' rewards.
+    fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult> {
+        let d = self.data;
+        if d.valid.is_empty() {
+            return None;
+        }
+        let eval = Dpo::new(self.objective.beta, self.objective.loss);
+        let valid_model = model.valid();
+        let inner = device.clone().inner();
+        let mut answers = Vec::new();
+        let step = (self.rows / 2).max(1);
+        for start in (0..d.valid.len()).step_by(step) {
+            let picks: Vec<usize> = (start..(start + step).min(d.valid.len())).collect();
+            let batch = pair_batch(&d.valid, &d.valid_reference, &picks);
+            // The loss's value is all that is needed: no graph on the inner device.
+            eval.loss(&valid_model, &batch, &inner);
+            let n = picks.len();
+            let mut chosen = batch.sequences.clone();
+            chosen.rows = n;
+            chosen.inputs.truncate(n * chosen.seq_len);
+            chosen.targets.truncate(n * chosen.seq_len);
+            answers.push(chosen);
+        }
+        Some(EvalResult {
+            loss: evaluate_masked(model, &answers, device),
+            bits_per_byte: None,
+            pairs: Some(eval.take_stats()),
+        })
+    }
+
+    fn train_pairs(&self) -> Option<PairStats> {
+        Some(self.objective.take_stats())
+    }
+}
