@@ -9,6 +9,7 @@ use crate::util;
 use clap::Args;
 use minicpm_data::fetch::{fetch_demo, FetchOptions, Kind, Manifest};
 use minicpm_data::prepare::PrepareOptions;
+use minicpm_data::sft_batches::Layout;
 use minicpm_data::shards::DatasetIndex;
 use minicpm_data::TextTokenizer;
 use minicpm_train::config::{DataConfig, OneOrMany};
@@ -38,6 +39,10 @@ pub struct DemoArgs {
     /// Bytes of text per source used to train the tokenizer.
     #[arg(long, default_value_t = 3_000_000)]
     tokenizer_bytes_per_source: usize,
+    /// Go on to the chat model: SFT on the corpus's conversations (`<out>-sft`), on-policy
+    /// preference pairs, DPO (`<out>-dpo`), then a few chat turns (docs/FINETUNE.md).
+    #[arg(long)]
+    chat: bool,
 }
 
 struct Source {
@@ -197,6 +202,124 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         ids.extend(loaded.tokenizer.encode(prompt)?);
         write!(out, "{prompt}")?;
         crate::inference::stream_reply(&loaded, ids, 80, params, vec![], None, &mut out)?;
+        writeln!(out)?;
+    }
+    if a.chat {
+        return chat_model(&a);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Updates of the demo's SFT and DPO runs, and DPO's learning rate (docs/SCIENCE.md, "SFT and
+/// DPO on the demo model").
+const SFT_STEPS: u64 = 600;
+const DPO_STEPS: u64 = 300;
+const DPO_LR: f64 = 3e-5;
+/// Preference pairs sampled for DPO's training and held-out sets.
+const TRAIN_PAIRS: usize = 3000;
+const VALID_PAIRS: usize = 400;
+
+/// `<out>` with `suffix` added to its last component: runs/demo -> runs/demo-sft.
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    out.with_file_name(name)
+}
+
+/// Trains (or resumes, or finds finished) the run `out` of `cfg`; false when interrupted.
+fn stage(out: &Path, cfg: RunConfig) -> anyhow::Result<bool> {
+    let resume = out.join(minicpm_train::trainer::RUN_CONFIG_FILE).exists();
+    let outcome = util::run_training(out.to_path_buf(), cfg, resume, true)?;
+    util::report(&outcome);
+    Ok(!outcome.interrupted)
+}
+
+/// Pre-trained model -> SFT -> pairs -> DPO -> a few chat turns.
+fn chat_model(a: &DemoArgs) -> anyhow::Result<ExitCode> {
+    use crate::finetune_cmd::{dpo_config, sft_config, Plan, TemplateArg};
+    use minicpm_data::chat_template::{ChatTemplate, Message};
+    let conv = a.data.join("conversations");
+    if !conv.join("valid.jsonl").exists() {
+        crate::conversations_cmd::run(crate::conversations_cmd::ConversationsArgs {
+            data: a.data.clone(),
+            out: conv.clone(),
+            valid_permille: 10,
+        })?;
+    }
+    let (sft, dpo) = (sibling(&a.out, "-sft"), sibling(&a.out, "-dpo"));
+    let plan = |model: &Path, data: PathBuf, valid: PathBuf, steps| Plan {
+        model: model.to_path_buf(),
+        data,
+        valid: Some(valid),
+        config: None,
+        steps,
+        template: ChatTemplate::MiniCpm,
+    };
+    eprintln!("--- SFT -> {} ---", sft.display());
+    let sft_plan = plan(
+        &a.out,
+        conv.join("train.jsonl"),
+        conv.join("valid.jsonl"),
+        SFT_STEPS,
+    );
+    if !stage(&sft, sft_config(&sft_plan, Layout::Packed)?)? {
+        return Ok(ExitCode::from(130));
+    }
+    let pairs = a.data.join("pairs");
+    for (split, limit) in [("train", TRAIN_PAIRS), ("valid", VALID_PAIRS)] {
+        let out = pairs.join(format!("{split}.jsonl"));
+        if out.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(&pairs)?;
+        crate::pairs_cmd::run(crate::pairs_cmd::PairsArgs {
+            conversations: conv.join(format!("{split}.jsonl")),
+            out,
+            model: Some(sft.clone()),
+            limit: Some(limit),
+            temperature: 0.8,
+            max_new_tokens: 64,
+            batch: 32,
+            seed: 1,
+            template: TemplateArg::Minicpm,
+        })?;
+    }
+    eprintln!("--- DPO -> {} ---", dpo.display());
+    let dpo_plan = plan(
+        &sft,
+        pairs.join("train.jsonl"),
+        pairs.join("valid.jsonl"),
+        DPO_STEPS,
+    );
+    let loss = minicpm_train::dpo::PreferenceLoss::Sigmoid;
+    if !stage(&dpo, dpo_config(&dpo_plan, 0.1, loss, DPO_LR)?)? {
+        return Ok(ExitCode::from(130));
+    }
+
+    let loaded = crate::inference::load(&dpo, 0)?;
+    let template = ChatTemplate::MiniCpm;
+    let enc = minicpm_data::sft_batches::ChatEncoder::new(&loaded.tokenizer, template)?;
+    let mut out = std::io::stdout();
+    for (i, question) in [
+        "What does the noun \"river\" mean?",
+        "What does the verb \"run\" mean?",
+        "“一心一意”是什么意思？",
+        "How do I read a file in Python?",
+    ]
+    .iter()
+    .enumerate()
+    {
+        eprintln!("--- chat {} ---", i + 1);
+        writeln!(out, "> {question}")?;
+        let prompt = enc.encode_prompt(&[Message::new("user", question)])?;
+        let params = minicpm_serve::SamplingParams {
+            temperature: 0.7,
+            top_p: 0.9,
+            seed: i as u64,
+            ..minicpm_serve::SamplingParams::default()
+        };
+        let stops = template.turn_ends();
+        crate::inference::stream_reply(&loaded, prompt, 80, params, stops, None, &mut out)?;
         writeln!(out)?;
     }
     Ok(ExitCode::SUCCESS)

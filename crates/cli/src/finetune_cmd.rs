@@ -110,10 +110,35 @@ fn base(model: &Path) -> anyhow::Result<(PathBuf, Option<(RunConfig, f64)>)> {
     Ok((dir, Some((cfg, factor))))
 }
 
-/// The run config of a fine-tuning run of `kind` from `a`.
-fn config(a: &FinetuneArgs, f: FinetuneConfig) -> anyhow::Result<(RunConfig, Option<f64>)> {
-    let (dir, parent) = base(&a.model)?;
-    let (mut cfg, lr_reached) = match (&a.config, parent) {
+/// What a fine-tuning run is made of, whichever command makes it.
+pub struct Plan {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub valid: Option<PathBuf>,
+    /// A run config to start from instead of the model's own run's.
+    pub config: Option<PathBuf>,
+    pub steps: u64,
+    pub template: ChatTemplate,
+}
+
+impl FinetuneArgs {
+    fn plan(&self) -> Plan {
+        Plan {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            valid: self.valid.clone(),
+            config: self.config.clone(),
+            steps: self.steps,
+            template: template(self.template),
+        }
+    }
+}
+
+/// The run config of a fine-tuning run of `kind`, and the learning rate the base model's own
+/// run had reached, when it came from one.
+fn config(p: &Plan, kind: FinetuneKind) -> anyhow::Result<(RunConfig, Option<f64>)> {
+    let (dir, parent) = base(&p.model)?;
+    let (mut cfg, lr_reached) = match (&p.config, parent) {
         (Some(path), _) => (RunConfig::load_unchecked(path, &[])?, None),
         (None, Some((cfg, factor))) => {
             let lr = cfg.optim.lr * factor;
@@ -126,11 +151,20 @@ fn config(a: &FinetuneArgs, f: FinetuneConfig) -> anyhow::Result<(RunConfig, Opt
             (cfg, None)
         }
     };
-    cfg.train.steps = a.steps;
+    cfg.train.steps = p.steps;
     cfg.branches = None;
     cfg.branch = None;
     cfg.data = DataConfig::default();
-    cfg.finetune = Some(FinetuneConfig { base: dir, ..f });
+    cfg.finetune = Some(FinetuneConfig {
+        kind,
+        base: dir,
+        train: p.data.clone(),
+        valid: p.valid.clone(),
+        template: p.template,
+        layout: Layout::Packed,
+        beta: 0.1,
+        loss: PreferenceLoss::Sigmoid,
+    });
     Ok((cfg, lr_reached))
 }
 
@@ -141,48 +175,49 @@ pub fn template(t: TemplateArg) -> ChatTemplate {
     }
 }
 
-fn finetune_config(a: &FinetuneArgs, kind: FinetuneKind) -> FinetuneConfig {
-    FinetuneConfig {
-        kind,
-        base: PathBuf::new(),
-        train: a.data.clone(),
-        valid: a.valid.clone(),
-        template: template(a.template),
-        layout: Layout::Packed,
-        beta: 0.1,
-        loss: PreferenceLoss::Sigmoid,
-    }
-}
-
-pub fn sft(a: SftArgs) -> anyhow::Result<ExitCode> {
-    let mut f = finetune_config(&a.common, FinetuneKind::Sft);
-    if a.padding {
-        f.layout = Layout::Padded;
-    }
-    let (mut cfg, lr_reached) = config(&a.common, f)?;
+/// An SFT run: WSD from the rate the base model's schedule had reached.
+pub fn sft_config(p: &Plan, layout: Layout) -> anyhow::Result<RunConfig> {
+    let (mut cfg, lr_reached) = config(p, FinetuneKind::Sft)?;
     if let Some(lr) = lr_reached {
         eprintln!("sft: peak learning rate {lr:.3e}, where the base model's schedule had reached");
         cfg.optim.lr = lr;
     }
-    cfg.schedule = ScheduleConfig::wsd((a.common.steps / 20).max(1), 0.1, DecayFn::Exp);
-    launch(&a.common, cfg)
+    cfg.schedule = ScheduleConfig::wsd((p.steps / 20).max(1), 0.1, DecayFn::Exp);
+    if let Some(f) = &mut cfg.finetune {
+        f.layout = layout;
+    }
+    Ok(cfg)
 }
 
-pub fn dpo(a: DpoArgs) -> anyhow::Result<ExitCode> {
-    let mut f = finetune_config(&a.common, FinetuneKind::Dpo);
-    f.beta = a.beta;
-    f.loss = match a.loss {
-        LossArg::Sigmoid => PreferenceLoss::Sigmoid,
-        LossArg::Ipo => PreferenceLoss::Ipo,
-    };
-    let (mut cfg, _) = config(&a.common, f)?;
-    cfg.optim.lr = a.lr;
+/// A DPO run: one learning rate for every tensor, cosine from `lr` to 0 after 10% warmup.
+pub fn dpo_config(p: &Plan, beta: f64, loss: PreferenceLoss, lr: f64) -> anyhow::Result<RunConfig> {
+    let (mut cfg, _) = config(p, FinetuneKind::Dpo)?;
+    cfg.optim.lr = lr;
     cfg.schedule = ScheduleConfig::Cosine {
-        warmup_steps: (a.common.steps / 10).max(1),
+        warmup_steps: (p.steps / 10).max(1),
         period: None,
         floor: 0.0,
     };
-    launch(&a.common, cfg)
+    if let Some(f) = &mut cfg.finetune {
+        (f.beta, f.loss) = (beta, loss);
+    }
+    Ok(cfg)
+}
+
+pub fn sft(a: SftArgs) -> anyhow::Result<ExitCode> {
+    let layout = match a.padding {
+        true => Layout::Padded,
+        false => Layout::Packed,
+    };
+    launch(&a.common, sft_config(&a.common.plan(), layout)?)
+}
+
+pub fn dpo(a: DpoArgs) -> anyhow::Result<ExitCode> {
+    let loss = match a.loss {
+        LossArg::Sigmoid => PreferenceLoss::Sigmoid,
+        LossArg::Ipo => PreferenceLoss::Ipo,
+    };
+    launch(&a.common, dpo_config(&a.common.plan(), a.beta, loss, a.lr)?)
 }
 
 fn launch(a: &FinetuneArgs, cfg: RunConfig) -> anyhow::Result<ExitCode> {

@@ -18,28 +18,28 @@ use std::process::ExitCode;
 pub struct PairsArgs {
     /// Conversations (JSONL); each makes one pair.
     #[arg(long)]
-    conversations: PathBuf,
+    pub(crate) conversations: PathBuf,
     /// The pairs file to write.
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// The model whose sampled answer is the rejected one; without it, another conversation's.
     #[arg(long)]
-    model: Option<PathBuf>,
+    pub(crate) model: Option<PathBuf>,
     /// At most this many pairs, from conversations drawn at random (by `--seed`).
     #[arg(long)]
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
     #[arg(long, default_value_t = 0.8)]
-    temperature: f64,
+    pub(crate) temperature: f64,
     #[arg(long, default_value_t = 64)]
-    max_new_tokens: usize,
+    pub(crate) max_new_tokens: usize,
     /// Answers sampled together.
     #[arg(long, default_value_t = 32)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Draws the other answers and seeds the sampling.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
     #[arg(long, value_enum, default_value = "minicpm")]
-    template: TemplateArg,
+    pub(crate) template: TemplateArg,
 }
 
 /// A conversation as its prompt (everything before the last assistant turn) and that answer.

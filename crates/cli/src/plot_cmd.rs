@@ -1,4 +1,4 @@
-//! `minicpm plot loss|lr <runs...>`: curves of runs (a stable run with its decay branches, or
+//! `minicpm plot loss|lr|accuracy <runs...>`: curves of runs (a stable run with its decay branches, or
 //! several runs) as PNG and SVG.
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -14,6 +14,9 @@ pub enum PlotCommand {
     Loss(PlotArgs),
     /// The learning rate of every logged update.
     Lr(PlotArgs),
+    /// DPO's pair accuracy: the share of pairs whose chosen answer has the higher reward (with
+    /// --eval, of the held-out pairs).
+    Accuracy(PlotArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,6 +51,7 @@ pub fn run(cmd: PlotCommand) -> anyhow::Result<ExitCode> {
     let (what, a) = match cmd {
         PlotCommand::Loss(a) => ("loss", a),
         PlotCommand::Lr(a) => ("lr", a),
+        PlotCommand::Accuracy(a) => ("accuracy", a),
     };
     let found = collect(&a.runs)?;
     let x_label = match a.x {
@@ -56,6 +60,8 @@ pub fn run(cmd: PlotCommand) -> anyhow::Result<ExitCode> {
     };
     let y_label = match (what, a.eval) {
         ("lr", _) => "learning rate (peak group)",
+        ("accuracy", true) => "held-out pair accuracy",
+        ("accuracy", false) => "training pair accuracy",
         (_, true) => "held-out loss (nats/token)",
         _ if a.smooth > 1 => "training loss (moving average, nats/token)",
         _ => "training loss (nats/token)",
@@ -63,10 +69,10 @@ pub fn run(cmd: PlotCommand) -> anyhow::Result<ExitCode> {
     let mut chart = Chart {
         title: format!(
             "{} of {}",
-            if what == "lr" {
-                "learning rate"
-            } else {
-                "loss"
+            match what {
+                "lr" => "learning rate",
+                "accuracy" => "pair accuracy",
+                _ => "loss",
             },
             title_of(&a.runs)
         ),
@@ -86,6 +92,8 @@ pub fn run(cmd: PlotCommand) -> anyhow::Result<ExitCode> {
         };
         let value = |r: &Record| match (what, a.eval) {
             ("lr", _) => Some(r.lr),
+            ("accuracy", true) => r.eval_rewards.map(|p| p.accuracy),
+            ("accuracy", false) => r.rewards.map(|p| p.accuracy),
             (_, true) => r.eval_loss,
             _ => Some(r.loss),
         };

@@ -3,9 +3,9 @@
 //! starting from a model's weights rather than an initialisation. The `[finetune]` section of a
 //! run config says which, from what, on what.
 
-use crate::dpo::{sequence_log_probs, Dpo, PairBatch, PairStats, PreferenceLoss};
+use crate::dpo::{row_log_probs, sequence_log_probs, Dpo, PairBatch, PairStats, PreferenceLoss};
 use crate::error::{InvalidSetting, TrainError};
-use crate::loss::{evaluate_masked, EvalResult, MaskedLanguageModel};
+use crate::loss::{batch_hidden, evaluate_masked, token_nll, EvalResult, MaskedLanguageModel};
 use crate::step::Objective;
 use burn::module::Module;
 use burn::tensor::Device;
@@ -19,6 +19,7 @@ use minicpm_data::sft_batches::{
 use minicpm_data::{Batch, DataError, TextTokenizer};
 use minicpm_model::safetensors_io::write_atomic;
 use minicpm_model::{MiniCpm, ModelError};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
 use std::path::{Path, PathBuf};
@@ -118,10 +119,11 @@ fn encode_conversations(
     seq_len: usize,
 ) -> Result<Vec<SftExample>, TrainError> {
     let conversations = read_conversations(path)?;
-    let mut examples = Vec::with_capacity(conversations.len());
-    for (i, c) in conversations.iter().enumerate() {
-        examples.push(enc.encode(c).map_err(|e| line_error(path, i, e))?);
-    }
+    let examples = conversations
+        .par_iter()
+        .enumerate()
+        .map(|(i, c)| enc.encode(c).map_err(|e| line_error(path, i, e)))
+        .collect::<Result<Vec<_>, _>>()?;
     let (examples, cut, dropped) = fit_to(examples, seq_len);
     if cut > 0 {
         tracing::warn!(
@@ -451,33 +453,37 @@ impl Recipe for DpoRecipe<'_> {
         cursor(self.order.cursor())
     }
 
-    /// Held-out answer loss (the chosen answers') and the held-out pairs' rewards.
+    /// Held-out answer loss (the chosen answers') and the held-out pairs' rewards, from one
+    /// forward pass per batch of pairs.
     fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult> {
         let d = self.data;
         if d.valid.is_empty() {
             return None;
         }
-        let eval = Dpo::new(self.objective.beta, self.objective.loss);
-        let valid_model = model.valid();
+        let model = model.valid();
         let inner = device.clone().inner();
-        let mut answers = Vec::new();
+        let (mut nll, mut tokens, mut stats) = (0.0, 0, PairStats::default());
         let step = (self.rows / 2).max(1);
         for start in (0..d.valid.len()).step_by(step) {
             let picks: Vec<usize> = (start..(start + step).min(d.valid.len())).collect();
             let batch = pair_batch(&d.valid, &d.valid_reference, &picks);
-            // The loss's value is all that is needed: no graph on the inner device.
-            eval.loss(&valid_model, &batch, &inner);
-            let n = picks.len();
-            let mut chosen = batch.sequences.clone();
-            chosen.rows = n;
-            chosen.inputs.truncate(n * chosen.seq_len);
-            chosen.targets.truncate(n * chosen.seq_len);
-            answers.push(chosen);
+            let seqs = &batch.sequences;
+            let hidden = batch_hidden(&model, seqs, &inner);
+            let rows = row_log_probs(
+                &token_nll(&model, hidden, &seqs.targets),
+                &seqs.targets,
+                seqs.seq_len,
+            );
+            stats.add(&self.objective.pair_loss(&rows, &batch.reference).2);
+            for &(log_prob, count) in &rows[..picks.len()] {
+                nll -= log_prob;
+                tokens += count;
+            }
         }
         Some(EvalResult {
-            loss: evaluate_masked(model, &answers, device),
+            loss: nll / tokens.max(1) as f64,
             bits_per_byte: None,
-            pairs: Some(eval.take_stats()),
+            pairs: Some(stats),
         })
     }
 

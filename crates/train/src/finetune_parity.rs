@@ -5,12 +5,10 @@
 
 use crate::dpo::{sequence_log_probs, Dpo, PairBatch, PreferenceLoss};
 use crate::loss::MaskedLanguageModel;
+use crate::step::tests::grads_by_name;
 use crate::step::{Objective, Step};
-use burn::module::Param;
-use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use minicpm_data::{Batch, IGNORE};
-use minicpm_model::named::{visit_named, NamedVisitor};
 use minicpm_model::safetensors_io::TensorFile;
 use minicpm_model::{hf, MiniCpm};
 use std::path::PathBuf;
@@ -46,23 +44,6 @@ fn hf_batch(f: &TensorFile, ids: &str, labels: &str, positions: Option<&str>) ->
         seq_len: len,
         positions: positions.map(|p| f.i64(p).unwrap().1.iter().map(|&x| x as u32).collect()),
     }
-}
-
-fn grads_by_name(model: &MiniCpm, g: &GradientsParams) -> Vec<(String, Vec<f32>)> {
-    struct Collect<'a>(&'a GradientsParams, Vec<(String, Vec<f32>)>);
-    impl NamedVisitor for Collect<'_> {
-        fn visit<const D: usize>(&mut self, name: &str, p: &Param<Tensor<D>>) {
-            let v = self
-                .0
-                .get::<D>(p.id)
-                .expect("a gradient for every parameter");
-            self.1
-                .push((name.into(), v.into_data().try_to_vec::<f32>().unwrap()));
-        }
-    }
-    let mut c = Collect(g, vec![]);
-    visit_named(model, &mut c);
-    c.1
 }
 
 /// Our loss and gradients for `batch` against `<prefix>.loss` and `<prefix>.grad.<name>`.

@@ -64,7 +64,7 @@ pub fn open(
         None => {
             let (model, opt) = match &cfg.finetune {
                 None => fresh(&cfg, device),
-                Some(f) => from_base(&cfg, &model_cfg, &f.base, device)?,
+                Some(f) => load_model(&f.base, &cfg, &model_cfg, device)?,
             };
             std::fs::create_dir_all(run).map_err(|e| ModelError::io(run, e))?;
             let state = TrainerState {
@@ -111,15 +111,15 @@ impl RunInputs {
     }
 }
 
-/// The model of a fine-tuning run's base directory, which must be of `model_cfg`, and a fresh
-/// optimizer.
-fn from_base(
+/// The model in HF directory `dir` (a fine-tuning run's base, or a checkpoint), which must be
+/// of `model_cfg`, and a fresh optimizer for it.
+fn load_model(
+    dir: &Path,
     cfg: &RunConfig,
     model_cfg: &ModelConfig,
-    base: &Path,
     device: &Device,
 ) -> Result<(MiniCpm, AdamW), TrainError> {
-    let config_json = base.join(hf::CONFIG_FILE);
+    let config_json = dir.join(hf::CONFIG_FILE);
     let saved = ModelConfig::from_hf_json(&config_json)?;
     if let Some(diff) = first_difference(model_cfg, &saved) {
         return Err(TrainError::ConfigChanged {
@@ -127,7 +127,7 @@ fn from_base(
             diff,
         });
     }
-    let model = hf::load_weights(base, model_cfg, device)?;
+    let model = hf::load_weights(dir, model_cfg, device)?;
     let opt = AdamW::new(cfg.optim.clone(), model_cfg, cfg.lr_rules());
     Ok((model, opt))
 }
@@ -136,7 +136,7 @@ fn from_base(
 pub fn fresh(cfg: &RunConfig, device: &Device) -> (MiniCpm, AdamW) {
     let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
     let model = init::init_model(&model_cfg, cfg.parametrization, cfg.seed, device);
-    let opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.parametrization);
+    let opt = AdamW::new(cfg.optim.clone(), &model_cfg, cfg.lr_rules());
     (model, opt)
 }
 
@@ -147,16 +147,7 @@ fn load_checkpoint(
     model_cfg: &ModelConfig,
     device: &Device,
 ) -> Result<(MiniCpm, AdamW, TrainerState), TrainError> {
-    let config_json = dir.join(hf::CONFIG_FILE);
-    let saved = ModelConfig::from_hf_json(&config_json)?;
-    if let Some(diff) = first_difference(model_cfg, &saved) {
-        return Err(TrainError::ConfigChanged {
-            path: config_json,
-            diff,
-        });
-    }
-    let model = hf::load_weights(dir, model_cfg, device)?;
-    let mut opt = AdamW::new(cfg.optim.clone(), model_cfg, cfg.lr_rules());
+    let (model, mut opt) = load_model(dir, cfg, model_cfg, device)?;
     opt.load(&dir.join(checkpoint::OPTIMIZER_FILE), &model)?;
     let state = checkpoint::read_state(dir)?;
     Ok((model, opt, state))

@@ -217,7 +217,7 @@ fn pass_hook(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use burn::tensor::activation::log_softmax;
     use burn::tensor::{Int, TensorData};
@@ -311,7 +311,8 @@ mod tests {
             .collect()
     }
 
-    fn grads_by_name(model: &MiniCpm, g: &GradientsParams) -> Vec<(String, Vec<f32>)> {
+    /// Every parameter's gradient, flattened, by tensor name.
+    pub(crate) fn grads_by_name(model: &MiniCpm, g: &GradientsParams) -> Vec<(String, Vec<f32>)> {
         struct Collect<'a>(&'a GradientsParams, Vec<(String, Vec<f32>)>);
         impl NamedVisitor for Collect<'_> {
             fn visit<const D: usize>(&mut self, name: &str, p: &Param<Tensor<D>>) {

@@ -127,6 +127,27 @@ fn sft_then_dpo_train_resume_exactly_and_leave_chat_models() {
     assert!(config["chat_template"].as_str().unwrap().contains("<用户>"));
     assert_resumes_exactly(&sft);
 
+    // On-policy pairs: each conversation's answer against the SFT model's own sample.
+    let pairs = d.join("on-policy.jsonl");
+    let mut c = bin();
+    c.args(["data", "pairs", "--max-new-tokens", "6", "--conversations"])
+        .arg(d.join("sft.jsonl"))
+        .arg("--model")
+        .arg(&sft)
+        .arg("--out")
+        .arg(&pairs);
+    run_ok(&mut c);
+    let text = std::fs::read_to_string(&pairs).unwrap();
+    let made: Vec<_> = text
+        .lines()
+        .map(|l| minicpm_data::conversation::PreferencePair::parse(l).unwrap())
+        .collect();
+    assert_eq!(made.len(), 12);
+    for (i, p) in made.iter().enumerate() {
+        assert_eq!(p.chosen, SAYINGS[i % 4].1);
+        assert_ne!(p.rejected, p.chosen);
+    }
+
     let dpo = d.join("dpo");
     let mut c = finetune(
         "dpo",
