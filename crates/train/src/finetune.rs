@@ -177,6 +177,8 @@ pub const REFERENCE_FILE: &str = "reference_logps.json";
 struct ReferenceFile {
     /// The model they were computed with.
     base: PathBuf,
+    /// [`PairData::fingerprint`] of the pairs they belong to.
+    pairs: String,
     train: Vec<(f32, f32)>,
     valid: Vec<(f32, f32)>,
 }
@@ -253,6 +255,25 @@ impl PairData {
         })
     }
 
+    /// The token ids of every pair, training then held out, hashed (64-bit FNV-1a, in hex): a
+    /// stored reference file belongs to exactly these pairs.
+    pub fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let sequences = self
+            .train
+            .iter()
+            .chain(&self.valid)
+            .flat_map(|p| [&p.chosen, &p.rejected]);
+        for e in sequences {
+            for &id in e.ids.iter().chain(&[u32::MAX]) {
+                for b in id.to_le_bytes() {
+                    h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                }
+            }
+        }
+        format!("{h:016x}")
+    }
+
     /// The reference log-probabilities from the run's [`REFERENCE_FILE`], computed with
     /// `reference` (the model the run starts from) and stored there when it is absent.
     pub fn attach_reference(
@@ -273,31 +294,32 @@ impl PairData {
             ),
             Err(_) => None,
         };
-        let stored = match stored {
-            Some(s) if s.train.len() == self.train.len() && s.valid.len() == self.valid.len() => s,
-            Some(_) => {
-                return Err(DataError::file(
+        let fingerprint = self.fingerprint();
+        let stored =
+            match stored {
+                Some(s) if s.pairs == fingerprint => s,
+                Some(_) => return Err(DataError::file(
                     &path,
                     "does not match the run's pairs (the pair files changed since the run began)",
                 )
-                .into())
-            }
-            None => {
-                tracing::info!(
-                    "reference log-probabilities of {} pairs from {}",
-                    self.train.len() + self.valid.len(),
-                    base.display()
-                );
-                let s = ReferenceFile {
-                    base: base.to_path_buf(),
-                    train: reference_log_probs(reference, &self.train, rows, device),
-                    valid: reference_log_probs(reference, &self.valid, rows, device),
-                };
-                let json = serde_json::to_vec(&s).expect("numbers serialise");
-                write_atomic(&path, &json)?;
-                s
-            }
-        };
+                .into()),
+                None => {
+                    tracing::info!(
+                        "reference log-probabilities of {} pairs from {}",
+                        self.train.len() + self.valid.len(),
+                        base.display()
+                    );
+                    let s = ReferenceFile {
+                        base: base.to_path_buf(),
+                        pairs: fingerprint,
+                        train: reference_log_probs(reference, &self.train, rows, device),
+                        valid: reference_log_probs(reference, &self.valid, rows, device),
+                    };
+                    let json = serde_json::to_vec(&s).expect("numbers serialise");
+                    write_atomic(&path, &json)?;
+                    s
+                }
+            };
         self.train_reference = stored.train;
         self.valid_reference = stored.valid;
         Ok(())

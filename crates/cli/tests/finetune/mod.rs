@@ -174,6 +174,12 @@ fn sft_then_dpo_train_resume_exactly_and_leave_chat_models() {
     );
     assert_resumes_exactly(&dpo);
 
+    // Pairs changed under a run no longer match its stored reference log-probabilities.
+    let text = std::fs::read_to_string(d.join("pairs.jsonl")).unwrap();
+    std::fs::write(d.join("pairs.jsonl"), text.replacen("saves nine", "saves ten", 1)).unwrap();
+    let line = run_bad(bin().args(["train", "--quiet", "--resume"]).arg(&dpo));
+    assert!(line.contains("reference_logps.json") && line.contains("changed"), "{line}");
+
     // The DPO model chats with the template it was tuned on.
     let mut chat = bin();
     chat.args(["chat", "--max-new-tokens", "4", "--model"])
