@@ -209,6 +209,32 @@ mod tests {
         }
     }
 
+    /// Over the same conversations, the assistant spans cut from transformers' rendering are
+    /// exactly each answer as the template writes it (with ChatML's `<|im_end|>`), in order:
+    /// what fine-tuning learns and nothing else.
+    #[test]
+    fn assistant_spans_are_the_answers_of_the_transformers_rendering() {
+        let mut spans_seen = 0;
+        for (i, c) in fixture().cases.iter().enumerate() {
+            let t = template(&c.template);
+            let r = t.render_spans(&c.messages, c.add_generation_prompt);
+            assert_eq!(r.text, c.text, "case {i}");
+            let want: Vec<String> = c
+                .messages
+                .iter()
+                .filter(|m| m.role == "assistant")
+                .map(|m| match t {
+                    ChatTemplate::MiniCpm => python_strip(&m.content).to_string(),
+                    ChatTemplate::ChatMl => format!("{}<|im_end|>", m.content),
+                })
+                .collect();
+            let got: Vec<&str> = r.assistant.iter().map(|s| &r.text[s.clone()]).collect();
+            assert_eq!(got, want, "case {i}");
+            spans_seen += got.len();
+        }
+        assert!(spans_seen > 20, "the fixture has answers to check");
+    }
+
     /// The Jinja text written into tokenizer_config.json is the reference's, and is recognised.
     #[test]
     fn the_jinja_text_is_the_released_one_and_is_recognised() {
