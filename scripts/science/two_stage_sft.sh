@@ -55,6 +55,9 @@ for seed in $SEEDS; do
     done
 done
 
+# shellcheck disable=SC2046
+"$B" plot loss --eval $(for seed in $SEEDS; do echo "$OUT/sft-$seed-stable $OUT/sft-$seed-decay-sft"; done) \
+    --out "$OUT/two_stage_sft_eval_loss"
 echo "seed arm: held-out answer loss before -> after SFT; acc wordnet, idioms before -> after SFT"
 for seed in $SEEDS; do
     for arm in stable decay-sft; do
