@@ -169,8 +169,8 @@ pub struct PairData {
     pub valid_reference: Vec<(f32, f32)>,
 }
 
-/// Where the reference log-probabilities of a run are kept: computed once, when the run is
-/// created, from the model it starts from.
+/// Where a run keeps its reference log-probabilities: computed once (or found beside the
+/// pairs, [`PairData::attach_reference`]) from the model it starts from.
 pub const REFERENCE_FILE: &str = "reference_logps.json";
 
 #[derive(Serialize, Deserialize)]
@@ -258,65 +258,67 @@ impl PairData {
     /// The token ids of every pair, training then held out, hashed (64-bit FNV-1a, in hex): a
     /// stored reference file belongs to exactly these pairs.
     pub fn fingerprint(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let sequences = self
             .train
             .iter()
             .chain(&self.valid)
             .flat_map(|p| [&p.chosen, &p.rejected]);
-        for e in sequences {
-            for &id in e.ids.iter().chain(&[u32::MAX]) {
-                for b in id.to_le_bytes() {
-                    h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-                }
-            }
-        }
-        format!("{h:016x}")
+        let bytes = sequences
+            .flat_map(|e| e.ids.iter().chain(&[u32::MAX]))
+            .flat_map(|id| id.to_le_bytes());
+        format!("{:016x}", fnv1a(bytes))
     }
 
-    /// The reference log-probabilities from the run's [`REFERENCE_FILE`], computed with
-    /// `reference` (the model the run starts from) and stored there when it is absent.
+    /// The reference log-probabilities: the run's own [`REFERENCE_FILE`] when it has one (a
+    /// resume); else the shared file beside the training pairs that the same model made for the
+    /// same pairs (another run's, say with another beta); else computed with `reference`, the
+    /// model the run starts from, and stored in both places.
     pub fn attach_reference(
         &mut self,
         run: &Path,
-        base: &Path,
+        cfg: &FinetuneConfig,
         reference: &MiniCpm,
         rows: usize,
         device: &Device,
     ) -> Result<(), TrainError> {
-        let path = run.join(REFERENCE_FILE);
-        let stored: Option<ReferenceFile> = match std::fs::read(&path) {
-            Ok(bytes) => Some(
-                serde_json::from_slice(&bytes).map_err(|e| ModelError::Parse {
-                    origin: path.display().to_string(),
-                    msg: e.to_string(),
-                })?,
-            ),
-            Err(_) => None,
-        };
         let fingerprint = self.fingerprint();
+        let own = run.join(REFERENCE_FILE);
         let stored =
-            match stored {
+            match read_reference(&own)? {
                 Some(s) if s.pairs == fingerprint => s,
                 Some(_) => return Err(DataError::file(
-                    &path,
+                    &own,
                     "does not match the run's pairs (the pair files changed since the run began)",
                 )
                 .into()),
                 None => {
-                    tracing::info!(
-                        "reference log-probabilities of {} pairs from {}",
-                        self.train.len() + self.valid.len(),
-                        base.display()
-                    );
-                    let s = ReferenceFile {
-                        base: base.to_path_buf(),
-                        pairs: fingerprint,
-                        train: reference_log_probs(reference, &self.train, rows, device),
-                        valid: reference_log_probs(reference, &self.valid, rows, device),
+                    let shared = shared_reference_path(cfg, &fingerprint)?;
+                    let s = match read_reference(&shared) {
+                        Ok(Some(s)) if s.pairs == fingerprint && s.base == cfg.base => {
+                            tracing::info!("reference log-probabilities from {}", shared.display());
+                            s
+                        }
+                        _ => {
+                            tracing::info!(
+                                "reference log-probabilities of {} pairs from {}",
+                                self.train.len() + self.valid.len(),
+                                cfg.base.display()
+                            );
+                            let s = ReferenceFile {
+                                base: cfg.base.clone(),
+                                pairs: fingerprint,
+                                train: reference_log_probs(reference, &self.train, rows, device),
+                                valid: reference_log_probs(reference, &self.valid, rows, device),
+                            };
+                            let json = serde_json::to_vec(&s).expect("numbers serialise");
+                            if let Err(e) = write_atomic(&shared, &json) {
+                                tracing::warn!("not shared for other runs: {e}");
+                            }
+                            s
+                        }
                     };
                     let json = serde_json::to_vec(&s).expect("numbers serialise");
-                    write_atomic(&path, &json)?;
+                    write_atomic(&own, &json)?;
                     s
                 }
             };
@@ -324,6 +326,50 @@ impl PairData {
         self.valid_reference = stored.valid;
         Ok(())
     }
+}
+
+/// A reference file, or `None` when there is none.
+fn read_reference(path: &Path) -> Result<Option<ReferenceFile>, TrainError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
+            ModelError::Parse {
+                origin: path.display().to_string(),
+                msg: e.to_string(),
+            }
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ModelError::io(path, e).into()),
+    }
+}
+
+/// Beside the training pairs: `<pairs file>.reference-<key>.json`, the key a hash of the pairs'
+/// fingerprint and of the base model's weights file (path, size and modification time), so a
+/// retrained model in the same directory gets a file of its own.
+fn shared_reference_path(cfg: &FinetuneConfig, pairs: &str) -> Result<PathBuf, TrainError> {
+    let weights = ["model.safetensors", "model.safetensors.index.json"]
+        .iter()
+        .map(|f| cfg.base.join(f))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| cfg.base.join("model.safetensors"));
+    let meta = std::fs::metadata(&weights).map_err(|e| ModelError::io(&weights, e))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let identity = format!("{pairs}|{}|{}|{modified}", weights.display(), meta.len());
+    let key = fnv1a(identity.bytes());
+    let name = cfg.train.file_name().unwrap_or_default().to_string_lossy();
+    Ok(cfg
+        .train
+        .with_file_name(format!("{name}.reference-{key:016x}.json")))
+}
+
+/// 64-bit FNV-1a.
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The pairs `picks` of `pairs` as one micro-batch with their reference log-probabilities.

@@ -73,7 +73,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         }
         RunInputs::Pairs(mut d) => {
             let f = finetune();
-            d.attach_reference(run, &f.base, &open.model, t.micro_batch, device)?;
+            d.attach_reference(run, &f, &open.model, t.micro_batch, device)?;
             let mut recipe = DpoRecipe::new(&d, &f, t.micro_batch, seed, &at);
             updates(open, &mut recipe, &opts)
         }

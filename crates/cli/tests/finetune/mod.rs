@@ -174,11 +174,47 @@ fn sft_then_dpo_train_resume_exactly_and_leave_chat_models() {
     );
     assert_resumes_exactly(&dpo);
 
+    // Another run from the same model on the same pairs reuses the reference log-probabilities
+    // kept beside the pairs.
+    let shared: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pairs.jsonl.reference-"))
+        .collect();
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    let mut c = finetune(
+        "dpo",
+        &sft,
+        &d.join("pairs.jsonl"),
+        &d.join("pairs-valid.jsonl"),
+        &d.join("dpo-b"),
+    );
+    let out = run_ok(c.args(["--lr", "0.001", "--beta", "0.3"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "reference log-probabilities from {}",
+            d.join(&shared[0]).display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dpo.join("reference_logps.json")).unwrap(),
+        std::fs::read(d.join("dpo-b/reference_logps.json")).unwrap()
+    );
+
     // Pairs changed under a run no longer match its stored reference log-probabilities.
     let text = std::fs::read_to_string(d.join("pairs.jsonl")).unwrap();
-    std::fs::write(d.join("pairs.jsonl"), text.replacen("saves nine", "saves ten", 1)).unwrap();
+    std::fs::write(
+        d.join("pairs.jsonl"),
+        text.replacen("saves nine", "saves ten", 1),
+    )
+    .unwrap();
     let line = run_bad(bin().args(["train", "--quiet", "--resume"]).arg(&dpo));
-    assert!(line.contains("reference_logps.json") && line.contains("changed"), "{line}");
+    assert!(
+        line.contains("reference_logps.json") && line.contains("changed"),
+        "{line}"
+    );
 
     // The DPO model chats with the template it was tuned on.
     let mut chat = bin();
