@@ -6,7 +6,7 @@
 use crate::dpo::{row_log_probs, sequence_log_probs, Dpo, PairBatch, PairStats, PreferenceLoss};
 use crate::error::{InvalidSetting, TrainError};
 use crate::loss::{batch_hidden, evaluate_masked, token_nll, EvalResult, MaskedLanguageModel};
-use crate::step::Objective;
+use crate::recipe::Recipe;
 use burn::module::Module;
 use burn::tensor::Device;
 use minicpm_data::chat_template::ChatTemplate;
@@ -396,31 +396,6 @@ fn cursor(drawn: u64) -> MixtureCursor {
 
 fn drawn(c: &MixtureCursor) -> u64 {
     c.sources.get("finetune").copied().unwrap_or(0)
-}
-
-/// What the trainer needs of a run's data and objective: batches, the resumable cursor, and the
-/// held-out evaluation.
-pub trait Recipe {
-    type Objective: Objective;
-
-    fn objective(&self) -> &Self::Objective;
-
-    /// The next micro-batch of `rows` rows (`phase` is the mixture phase, for pre-training).
-    fn next_batch(
-        &mut self,
-        phase: &str,
-        rows: usize,
-    ) -> Result<<Self::Objective as Objective>::Batch, TrainError>;
-
-    fn cursor(&self) -> MixtureCursor;
-
-    /// The held-out evaluation, `None` when there is no held-out data.
-    fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult>;
-
-    /// Statistics of the training batches since the last call (DPO's rewards).
-    fn train_pairs(&self) -> Option<PairStats> {
-        None
-    }
 }
 
 /// Supervised fine-tuning.

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod open_run;
 pub mod optimizer;
 pub mod progress;
+pub mod recipe;
 pub mod run_data;
 pub mod runs;
 pub mod schedule;

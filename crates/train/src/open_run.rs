@@ -5,7 +5,7 @@
 use crate::checkpoint::{self, TrainerState};
 use crate::config::RunConfig;
 use crate::error::TrainError;
-use crate::finetune::{FinetuneKind, PairData, SftData};
+use crate::finetune::{FinetuneConfig, FinetuneKind, PairData, SftData};
 use crate::optimizer::AdamW;
 use crate::run_data::RunData;
 use burn::tensor::Device;
@@ -94,8 +94,8 @@ pub fn open(
 /// What a run trains on, opened and checked before anything is written.
 pub enum RunInputs {
     Pretraining(RunData),
-    Sft(SftData),
-    Pairs(PairData),
+    Sft(SftData, FinetuneConfig),
+    Pairs(PairData, FinetuneConfig),
 }
 
 impl RunInputs {
@@ -104,9 +104,9 @@ impl RunInputs {
         Ok(match &cfg.finetune {
             None => RunInputs::Pretraining(RunData::open(cfg, vocab_size)?),
             Some(f) if f.kind == FinetuneKind::Sft => {
-                RunInputs::Sft(SftData::open(f, seq_len, vocab_size)?)
+                RunInputs::Sft(SftData::open(f, seq_len, vocab_size)?, f.clone())
             }
-            Some(f) => RunInputs::Pairs(PairData::read(f, seq_len, vocab_size)?),
+            Some(f) => RunInputs::Pairs(PairData::read(f, seq_len, vocab_size)?, f.clone()),
         })
     }
 }

@@ -1,8 +1,9 @@
-//! The training loop: each update draws its micro-batches from the data mixture of its phase
-//! (MiniCPM's two-stage pre-training: the decay phase draws from the `decay` mixture), runs the
-//! one training [`Step`] at the scheduled learning rate, and hands what happened to the
-//! components that log, evaluate, save checkpoints and start decay branches. Ctrl-C saves and
-//! stops; `--resume` continues exactly where a run stopped.
+//! The training loop: each update draws its micro-batches from the run's [`Recipe`] (for
+//! pre-training, the data mixture of its phase: MiniCPM's two-stage pre-training draws the decay
+//! from the `decay` mixture; for fine-tuning, conversations or preference pairs), runs the one
+//! training [`Step`] at the scheduled learning rate, and hands what happened to the components
+//! that log, evaluate, save checkpoints and start decay branches. Ctrl-C saves and stops;
+//! `--resume` continues exactly where a run stopped.
 
 use crate::branch_policy::BranchPolicy;
 use crate::cadence::Cadence;
@@ -10,11 +11,12 @@ use crate::checkpoint::{self, CheckpointFiles, CheckpointPolicy};
 use crate::config::{RunConfig, TrainConfig};
 use crate::diagnostics::{flat_gradients, flat_weights, Diagnostics};
 use crate::error::TrainError;
-use crate::finetune::{DpoRecipe, Recipe, SftRecipe};
+use crate::finetune::{DpoRecipe, SftRecipe};
 use crate::loss::{evaluate, EvalResult, LanguageModel};
 use crate::metrics::{MetricsLog, Record, Rewards};
 use crate::open_run::{self, OpenRun, RunInputs};
 use crate::progress::Progress;
+use crate::recipe::Recipe;
 use crate::run_data::RunData;
 use crate::step::Step;
 use burn::tensor::Device;
@@ -55,24 +57,16 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let (open, data) = open_run::open(run, opts.config.as_ref(), opts.resume, device)?;
     let t = open.cfg.train.clone();
     let (seed, at) = (open.state.seed, open.state.data_cursor.clone());
-    let finetune = open.cfg.finetune.clone();
-    let finetune = || {
-        finetune
-            .clone()
-            .expect("fine-tuning data comes with its section")
-    };
     match data {
         RunInputs::Pretraining(d) => {
             let mut recipe = Pretraining::new(&d, &t, seed, &at)?;
             updates(open, &mut recipe, &opts)
         }
-        RunInputs::Sft(d) => {
-            let f = finetune();
+        RunInputs::Sft(d, f) => {
             let mut recipe = SftRecipe::new(&d, &f, t.seq_len, t.micro_batch, seed, &at);
             updates(open, &mut recipe, &opts)
         }
-        RunInputs::Pairs(mut d) => {
-            let f = finetune();
+        RunInputs::Pairs(mut d, f) => {
             d.attach_reference(run, &f, &open.model, t.micro_batch, device)?;
             let mut recipe = DpoRecipe::new(&d, &f, t.micro_batch, seed, &at);
             updates(open, &mut recipe, &opts)
