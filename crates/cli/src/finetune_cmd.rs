@@ -155,11 +155,16 @@ fn config(p: &Plan, kind: FinetuneKind) -> anyhow::Result<(RunConfig, Option<f64
     cfg.branches = None;
     cfg.branch = None;
     cfg.data = DataConfig::default();
+    // Absolute, so that `train --resume` reads the same files from any directory.
+    let absolute = |f: &Path| {
+        f.canonicalize()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))
+    };
     cfg.finetune = Some(FinetuneConfig {
         kind,
         base: dir,
-        train: p.data.clone(),
-        valid: p.valid.clone(),
+        train: absolute(&p.data)?,
+        valid: p.valid.as_deref().map(absolute).transpose()?,
         template: p.template,
         layout: Layout::Packed,
         beta: 0.1,

@@ -65,7 +65,7 @@ pub fn run(a: PairsArgs) -> anyhow::Result<ExitCode> {
     }
     anyhow::ensure!(
         items.len() >= 2,
-        "{}: fewer than two conversations end with an answer to a user turn",
+        "{}: fewer than two conversations (of those --limit keeps) end with an answer to a user turn",
         a.conversations.display()
     );
     // Another conversation's answer that differs from `chosen`.
@@ -124,7 +124,8 @@ fn sample_answers(
     let enc = ChatEncoder::new(&loaded.tokenizer, template)?;
     let ends = template.turn_ends();
     let mut answers = Vec::with_capacity(items.len());
-    for (b, chunk) in items.chunks(a.batch.max(1)).enumerate() {
+    let batch = a.batch.max(1);
+    for (b, chunk) in items.chunks(batch).enumerate() {
         let requests = chunk
             .iter()
             .enumerate()
@@ -134,7 +135,7 @@ fn sample_answers(
                     max_new_tokens: a.max_new_tokens,
                     sampling: SamplingParams {
                         temperature: a.temperature,
-                        seed: a.seed.wrapping_add((b * a.batch + k) as u64),
+                        seed: a.seed.wrapping_add((b * batch + k) as u64),
                         ..SamplingParams::default()
                     },
                 })

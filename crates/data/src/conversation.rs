@@ -189,9 +189,12 @@ fn turns(v: &Value, what: &str, role: &str, text: &str) -> Result<Vec<Message>, 
         .collect()
 }
 
-/// Every record of a JSONL file, parsed by `parse`; blank lines are skipped. An error names
-/// the file and the line.
-fn read_jsonl<T>(path: &Path, parse: fn(&str) -> Result<T, String>) -> Result<Vec<T>, DataError> {
+/// Every record of a JSONL file with its line number (from 1), parsed by `parse`; blank lines
+/// are skipped. An error names the file and the line.
+fn read_jsonl<T>(
+    path: &Path,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Vec<(usize, T)>, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::file(path, e))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -200,7 +203,7 @@ fn read_jsonl<T>(path: &Path, parse: fn(&str) -> Result<T, String>) -> Result<Ve
         }
         let record = parse(line)
             .map_err(|e| DataError::Invalid(format!("{}:{}: {e}", path.display(), i + 1)))?;
-        out.push(record);
+        out.push((i + 1, record));
     }
     if out.is_empty() {
         return Err(DataError::file(path, "no records"));
@@ -208,11 +211,20 @@ fn read_jsonl<T>(path: &Path, parse: fn(&str) -> Result<T, String>) -> Result<Ve
     Ok(out)
 }
 
-pub fn read_conversations(path: &Path) -> Result<Vec<Conversation>, DataError> {
+/// The conversations of a JSONL file, each with its line number.
+pub fn read_conversations_numbered(path: &Path) -> Result<Vec<(usize, Conversation)>, DataError> {
     read_jsonl(path, Conversation::parse)
 }
 
-pub fn read_pairs(path: &Path) -> Result<Vec<PreferencePair>, DataError> {
+pub fn read_conversations(path: &Path) -> Result<Vec<Conversation>, DataError> {
+    Ok(read_conversations_numbered(path)?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect())
+}
+
+/// The preference pairs of a JSONL file, each with its line number.
+pub fn read_pairs_numbered(path: &Path) -> Result<Vec<(usize, PreferencePair)>, DataError> {
     read_jsonl(path, PreferencePair::parse)
 }
 

@@ -70,8 +70,18 @@ impl<'a> ChatEncoder<'a> {
         let (bos, eos) = (special("<s>")?, special("</s>")?);
         for &marker in template.markers() {
             let ids = tokenizer.encode(marker)?;
-            let faithful = tokenizer.decode(&ids)? == marker;
-            let single = template != ChatTemplate::ChatMl || ids.len() == 1;
+            // ChatML's markers must be tokens of their own (decoding would skip them as
+            // special); MiniCPM's are ordinary text that must come back as written.
+            let (faithful, single) = match template {
+                ChatTemplate::ChatMl => {
+                    let id = tokenizer.token_id(marker);
+                    (
+                        id.is_some() && ids == id.into_iter().collect::<Vec<_>>(),
+                        ids.len() == 1,
+                    )
+                }
+                ChatTemplate::MiniCpm => (tokenizer.decode(&ids)? == marker, true),
+            };
             if !faithful || !single {
                 return Err(DataError::Invalid(format!(
                     "the tokenizer's vocabulary lacks the {template:?} chat template's marker {marker:?} \
@@ -408,6 +418,51 @@ mod tests {
         let mut open = c.clone();
         open.messages.push(Message::new("user", "and a dog?"));
         assert!(!*enc.encode(&open).unwrap().learn.last().unwrap());
+    }
+
+    /// The test tokenizer with ChatML's markers as special added tokens, as Qwen-style
+    /// tokenizers have them.
+    fn chatml_tokenizer() -> TextTokenizer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        let tok = tokenizer();
+        tok.save(&path).unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for (i, marker) in ["<|im_start|>", "<|im_end|>"].iter().enumerate() {
+            json["added_tokens"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "id": tok.vocab_size() + i, "content": marker, "single_word": false,
+                    "lstrip": false, "rstrip": false, "normalized": false, "special": true
+                }));
+        }
+        TextTokenizer::from_json(&json.to_string(), "chatml test").unwrap()
+    }
+
+    /// ChatML's markers as special tokens are accepted, and each answer learns its `<|im_end|>`.
+    #[test]
+    fn chatml_learns_each_answer_and_its_end_marker() {
+        let tok = chatml_tokenizer();
+        let enc = ChatEncoder::new(&tok, ChatTemplate::ChatMl).unwrap();
+        let im_end = tok.token_id("<|im_end|>").unwrap();
+        let c = Conversation {
+            messages: vec![
+                Message::new("user", "what is a cat?"),
+                Message::new("assistant", "a small animal."),
+                Message::new("user", "and a fox?"),
+                Message::new("assistant", "quick and brown"),
+            ],
+        };
+        let e = enc.encode(&c).unwrap();
+        let learned: Vec<u32> = (0..e.ids.len())
+            .filter(|&i| e.learn[i])
+            .map(|i| e.ids[i])
+            .collect();
+        assert_eq!(learned.iter().filter(|&&id| id == im_end).count(), 2);
+        assert_eq!(e.ids.iter().filter(|&&id| id == im_end).count(), 4);
+        assert_eq!(*learned.last().unwrap(), enc.eos);
     }
 
     #[test]

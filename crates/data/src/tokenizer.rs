@@ -107,6 +107,17 @@ impl TextTokenizer {
         } else if let Some(list) = normalizer["normalizers"].as_array_mut() {
             list.retain(|n| !is_prepend(n));
         }
+        // Newer layouts prepend in the pre-tokenizer instead: Metaspace's prepend scheme.
+        let pre = &mut json["pre_tokenizer"];
+        let mut never = |p: &mut serde_json::Value| {
+            if p["type"] == "Metaspace" {
+                p["prepend_scheme"] = "never".into();
+            }
+        };
+        match pre["pretokenizers"].as_array_mut() {
+            Some(list) => list.iter_mut().for_each(&mut never),
+            None => never(pre),
+        }
         let inner = Tokenizer::from_str(&json.to_string()).map_err(setup)?;
         Ok(TextTokenizer { inner, fast: None })
     }

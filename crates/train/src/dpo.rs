@@ -192,7 +192,7 @@ impl Objective for Dpo {
             .collect();
         let surrogate = weighted_nll(model, hidden, &seqs.targets, TokenWeights::Each(&weights));
         // The surrogate's gradient with the loss's value.
-        surrogate.clone() - surrogate.detach().sub_scalar(loss)
+        (surrogate.clone() - surrogate.detach()).add_scalar(loss)
     }
 }
 

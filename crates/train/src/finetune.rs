@@ -10,7 +10,7 @@ use crate::recipe::Recipe;
 use burn::module::Module;
 use burn::tensor::Device;
 use minicpm_data::chat_template::ChatTemplate;
-use minicpm_data::conversation::{read_conversations, read_pairs};
+use minicpm_data::conversation::{read_conversations_numbered, read_pairs_numbered};
 use minicpm_data::mixture::MixtureCursor;
 use minicpm_data::sft_batches::{
     all_batches, fit_to, pair_rows, ChatEncoder, Layout, PairExample, SftExample, SftStream,
@@ -118,16 +118,21 @@ fn encode_conversations(
     path: &Path,
     seq_len: usize,
 ) -> Result<Vec<SftExample>, TrainError> {
-    let conversations = read_conversations(path)?;
-    let examples = conversations
+    let conversations = read_conversations_numbered(path)?;
+    let encoded: Vec<Result<SftExample, DataError>> = conversations
         .par_iter()
-        .enumerate()
-        .map(|(i, c)| enc.encode(c).map_err(|e| line_error(path, i, e)))
+        .map(|(_, c)| enc.encode(c))
+        .collect();
+    // The first failure in file order, whichever thread met it first.
+    let examples = encoded
+        .into_iter()
+        .zip(&conversations)
+        .map(|(r, (line, _))| r.map_err(|e| line_error(path, *line, e)))
         .collect::<Result<Vec<_>, _>>()?;
     let (examples, cut, dropped) = fit_to(examples, seq_len);
-    if cut > 0 {
+    if cut + dropped > 0 {
         tracing::warn!(
-            "{}: {cut} conversations longer than train.seq_len + 1 = {} tokens are cut there ({dropped} left with nothing to learn are dropped)",
+            "{}: {cut} conversations longer than train.seq_len + 1 = {} tokens are cut there; {dropped} with nothing to learn are dropped",
             path.display(),
             seq_len + 1
         );
@@ -138,8 +143,9 @@ fn encode_conversations(
     Ok(examples)
 }
 
-fn line_error(path: &Path, record: usize, e: DataError) -> TrainError {
-    DataError::Invalid(format!("{} (record {}): {e}", path.display(), record + 1)).into()
+/// `e` about line `line` of `path`.
+fn line_error(path: &Path, line: usize, e: DataError) -> TrainError {
+    DataError::Invalid(format!("{}:{line}: {e}", path.display())).into()
 }
 
 /// The SFT data of a run: its training and held-out conversations, tokenized.
@@ -188,10 +194,10 @@ fn encode_pairs(
     path: &Path,
     seq_len: usize,
 ) -> Result<Vec<PairExample>, TrainError> {
-    let pairs = read_pairs(path)?;
+    let pairs = read_pairs_numbered(path)?;
     let mut out = Vec::with_capacity(pairs.len());
     let mut cut = 0;
-    for (i, p) in pairs.iter().enumerate() {
+    for &(i, ref p) in &pairs {
         let mut one = |answer: &str| {
             let e = enc
                 .encode(&p.conversation(answer))
@@ -208,10 +214,15 @@ fn encode_pairs(
                 )
             })
         };
-        out.push(PairExample {
+        let pair = PairExample {
             chosen: one(&p.chosen)?,
             rejected: one(&p.rejected)?,
-        });
+        };
+        if pair.chosen == pair.rejected {
+            let why = "chosen and rejected render to the same tokens: the pair prefers nothing";
+            return Err(line_error(path, i, DataError::Invalid(why.into())));
+        }
+        out.push(pair);
     }
     if cut > 0 {
         tracing::warn!("{}: {cut} answers cut at train.seq_len", path.display());
@@ -263,8 +274,10 @@ impl PairData {
             .iter()
             .chain(&self.valid)
             .flat_map(|p| [&p.chosen, &p.rejected]);
+        let counts = [self.train.len() as u32, self.valid.len() as u32];
         let bytes = sequences
             .flat_map(|e| e.ids.iter().chain(&[u32::MAX]))
+            .chain(&counts)
             .flat_map(|id| id.to_le_bytes());
         format!("{:016x}", fnv1a(bytes))
     }
@@ -277,54 +290,68 @@ impl PairData {
         &mut self,
         run: &Path,
         cfg: &FinetuneConfig,
-        reference: &MiniCpm,
+        reference: impl FnOnce() -> Result<MiniCpm, TrainError>,
         rows: usize,
         device: &Device,
     ) -> Result<(), TrainError> {
         let fingerprint = self.fingerprint();
         let own = run.join(REFERENCE_FILE);
-        let stored =
-            match read_reference(&own)? {
-                Some(s) if s.pairs == fingerprint => s,
-                Some(_) => return Err(DataError::file(
-                    &own,
-                    "does not match the run's pairs (the pair files changed since the run began)",
-                )
-                .into()),
-                None => {
-                    let shared = shared_reference_path(cfg, &fingerprint)?;
-                    let s = match read_reference(&shared) {
-                        Ok(Some(s)) if s.pairs == fingerprint && s.base == cfg.base => {
-                            tracing::info!("reference log-probabilities from {}", shared.display());
-                            s
+        let stored = match read_reference(&own)? {
+            Some(s) if s.pairs == fingerprint && s.base == cfg.base => s,
+            Some(_) => {
+                let why = "does not match the run's pairs or model (they changed since it began)";
+                return Err(DataError::file(&own, why).into());
+            }
+            None => {
+                let shared = shared_reference_path(cfg, &fingerprint)?;
+                let s = match read_reference(&shared) {
+                    Ok(Some(s)) if s.pairs == fingerprint && s.base == cfg.base => {
+                        tracing::info!("reference log-probabilities from {}", shared.display());
+                        s
+                    }
+                    _ => {
+                        let s =
+                            self.compute_reference(cfg, fingerprint, reference()?, rows, device);
+                        let json = serde_json::to_vec(&s).expect("numbers serialise");
+                        if let Err(e) = write_atomic(&shared, &json) {
+                            tracing::warn!("not shared for other runs: {e}");
                         }
-                        _ => {
-                            tracing::info!(
-                                "reference log-probabilities of {} pairs from {}",
-                                self.train.len() + self.valid.len(),
-                                cfg.base.display()
-                            );
-                            let s = ReferenceFile {
-                                base: cfg.base.clone(),
-                                pairs: fingerprint,
-                                train: reference_log_probs(reference, &self.train, rows, device),
-                                valid: reference_log_probs(reference, &self.valid, rows, device),
-                            };
-                            let json = serde_json::to_vec(&s).expect("numbers serialise");
-                            if let Err(e) = write_atomic(&shared, &json) {
-                                tracing::warn!("not shared for other runs: {e}");
-                            }
-                            s
-                        }
-                    };
-                    let json = serde_json::to_vec(&s).expect("numbers serialise");
-                    write_atomic(&own, &json)?;
-                    s
-                }
-            };
+                        s
+                    }
+                };
+                let json = serde_json::to_vec(&s).expect("numbers serialise");
+                write_atomic(&own, &json)?;
+                s
+            }
+        };
+        if stored.train.len() != self.train.len() || stored.valid.len() != self.valid.len() {
+            return Err(DataError::file(&own, "holds another number of pairs than the run").into());
+        }
         self.train_reference = stored.train;
         self.valid_reference = stored.valid;
         Ok(())
+    }
+
+    /// Every pair's reference log-probabilities under `model`.
+    fn compute_reference(
+        &self,
+        cfg: &FinetuneConfig,
+        fingerprint: String,
+        model: MiniCpm,
+        rows: usize,
+        device: &Device,
+    ) -> ReferenceFile {
+        tracing::info!(
+            "reference log-probabilities of {} pairs from {}",
+            self.train.len() + self.valid.len(),
+            cfg.base.display()
+        );
+        ReferenceFile {
+            base: cfg.base.clone(),
+            pairs: fingerprint,
+            train: reference_log_probs(&model, &self.train, rows, device),
+            valid: reference_log_probs(&model, &self.valid, rows, device),
+        }
     }
 }
 

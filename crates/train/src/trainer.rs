@@ -23,7 +23,7 @@ use burn::tensor::Device;
 use minicpm_data::batches::eval_batches;
 use minicpm_data::mixture::{Mixture, MixtureCursor};
 use minicpm_data::Batch;
-use minicpm_model::MiniCpm;
+use minicpm_model::{hf, MiniCpm};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,7 +67,13 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             updates(open, &mut recipe, &opts)
         }
         RunInputs::Pairs(mut d, f) => {
-            d.attach_reference(run, &f, &open.model, t.micro_batch, device)?;
+            // The reference is the model the run started from: the one open now for a new
+            // run, the base directory's for a resumed one.
+            let reference = || match &open.resumed_from {
+                None => Ok(open.model.clone()),
+                Some(_) => Ok(hf::load_weights(&f.base, &open.model_cfg, device)?),
+            };
+            d.attach_reference(run, &f, reference, t.micro_batch, device)?;
             let mut recipe = DpoRecipe::new(&d, &f, t.micro_batch, seed, &at);
             updates(open, &mut recipe, &opts)
         }

@@ -172,16 +172,20 @@ fn sft_then_dpo_train_resume_exactly_and_leave_chat_models() {
         records.iter().filter(|r| r.eval_rewards.is_some()).count(),
         2
     );
-    assert_resumes_exactly(&dpo);
-
-    // Another run from the same model on the same pairs reuses the reference log-probabilities
-    // kept beside the pairs.
     let shared: Vec<_> = std::fs::read_dir(d)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("pairs.jsonl.reference-"))
         .collect();
     assert_eq!(shared.len(), 1, "{shared:?}");
+    // Resumed without any stored reference log-probabilities, the run computes them again
+    // from the model it started from (not from its checkpoint): the same numbers come out.
+    std::fs::remove_file(dpo.join("reference_logps.json")).unwrap();
+    std::fs::remove_file(d.join(&shared[0])).unwrap();
+    assert_resumes_exactly(&dpo);
+
+    // Another run from the same model on the same pairs reuses the reference log-probabilities
+    // kept beside the pairs.
     let mut c = finetune(
         "dpo",
         &sft,
@@ -242,7 +246,7 @@ fn bad_fine_tuning_data_exits_2_naming_the_file_and_line() {
     let (dir, base) = base();
     let d = dir.path();
     let good = conversation("Q", "A");
-    let cases: [(&str, serde_json::Value, &str); 4] = [
+    let cases: [(&str, serde_json::Value, &str); 5] = [
         (
             "sft",
             json!({"messages": [{"role": "user", "content": "Q"}]}),
@@ -257,6 +261,11 @@ fn bad_fine_tuning_data_exits_2_naming_the_file_and_line() {
             "dpo",
             json!({"prompt": "Q", "chosen": "A", "rejected": "A"}),
             "identical",
+        ),
+        (
+            "dpo",
+            json!({"prompt": "Q", "chosen": "A", "rejected": " A\n"}),
+            "same tokens",
         ),
         (
             "dpo",
