@@ -167,7 +167,6 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     cfg.data.tokenizer = Some(tok_path);
     // The user's settings have the last word, over the data found here as well.
     let cfg = cfg.with_overrides(DEMO_ORIGIN, &a.set)?;
-    let resume = a.out.join(minicpm_train::trainer::RUN_CONFIG_FILE).exists();
     eprintln!(
         "train: {} non-embedding parameters, {} updates of {} tokens -> {}",
         cfg.model.non_embedding_params(),
@@ -175,9 +174,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         cfg.train.batch_tokens,
         a.out.display()
     );
-    let outcome = util::run_training(a.out.clone(), cfg.clone(), resume, true)?;
-    util::report(&outcome);
-    if outcome.interrupted {
+    if !stage(&a.out, cfg.clone())? {
         return Ok(ExitCode::from(130));
     }
     eprintln!(

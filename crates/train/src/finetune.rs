@@ -143,6 +143,24 @@ fn encode_conversations(
     Ok(examples)
 }
 
+/// A run's training file and its held-out file (empty without one), each encoded by `encode`
+/// with the base model's tokenizer and the run's template.
+fn encode_both<T>(
+    cfg: &FinetuneConfig,
+    seq_len: usize,
+    vocab: usize,
+    encode: fn(&ChatEncoder, &Path, usize) -> Result<Vec<T>, TrainError>,
+) -> Result<(Vec<T>, Vec<T>), TrainError> {
+    let tok = cfg.tokenizer(vocab)?;
+    let enc = encoder_for(&tok, cfg)?;
+    let train = encode(&enc, &cfg.train, seq_len)?;
+    let valid = match &cfg.valid {
+        Some(v) => encode(&enc, v, seq_len)?,
+        None => Vec::new(),
+    };
+    Ok((train, valid))
+}
+
 /// `e` about line `line` of `path`.
 fn line_error(path: &Path, line: usize, e: DataError) -> TrainError {
     DataError::Invalid(format!("{}:{line}: {e}", path.display())).into()
@@ -156,13 +174,7 @@ pub struct SftData {
 
 impl SftData {
     pub fn open(cfg: &FinetuneConfig, seq_len: usize, vocab: usize) -> Result<Self, TrainError> {
-        let tok = cfg.tokenizer(vocab)?;
-        let enc = encoder_for(&tok, cfg)?;
-        let train = encode_conversations(&enc, &cfg.train, seq_len)?;
-        let valid = match &cfg.valid {
-            Some(v) => encode_conversations(&enc, v, seq_len)?,
-            None => Vec::new(),
-        };
+        let (train, valid) = encode_both(cfg, seq_len, vocab, encode_conversations)?;
         Ok(SftData { train, valid })
     }
 }
@@ -251,13 +263,7 @@ impl PairData {
     /// The pairs of `cfg`, tokenized; their reference log-probabilities come with
     /// [`PairData::attach_reference`].
     pub fn read(cfg: &FinetuneConfig, seq_len: usize, vocab: usize) -> Result<Self, TrainError> {
-        let tok = cfg.tokenizer(vocab)?;
-        let enc = encoder_for(&tok, cfg)?;
-        let train = encode_pairs(&enc, &cfg.train, seq_len)?;
-        let valid = match &cfg.valid {
-            Some(v) => encode_pairs(&enc, v, seq_len)?,
-            None => Vec::new(),
-        };
+        let (train, valid) = encode_both(cfg, seq_len, vocab, encode_pairs)?;
         Ok(PairData {
             train,
             train_reference: Vec::new(),

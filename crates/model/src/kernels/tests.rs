@@ -100,18 +100,23 @@ fn fused_attention_of_packed_rows_matches_the_masked_composition() {
     );
 }
 
+/// Random q, k, v of one row of 9 tokens, 2 query heads and 1 KV head of 8.
+fn nine_token_qkv(device: &Device) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    let normal =
+        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    (
+        normal([1, 9, 2, 8]),
+        normal([1, 9, 1, 8]),
+        normal([1, 9, 1, 8]),
+    )
+}
+
 /// A packed row gives each sequence exactly what it gets alone.
 #[test]
 fn a_packed_sequence_attends_as_if_it_were_alone() {
     let cfg = config(2, 1, 8);
     let device = Device::flex();
-    let normal =
-        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-    let (q, k, v) = (
-        normal([1, 9, 2, 8]),
-        normal([1, 9, 1, 8]),
-        normal([1, 9, 1, 8]),
-    );
+    let (q, k, v) = nine_token_qkv(&device);
     let tables = rope::packed_tables(&cfg, &packed_positions(&[&[4, 5]]), 1, &device);
     let packed = super::rope_causal_attention(q.clone(), k.clone(), v.clone(), &tables, None);
     for (start, n) in [(0, 4), (4, 5)] {
@@ -127,13 +132,7 @@ fn fused_attention_without_autodiff_matches_too() {
     let device = Device::flex();
     let cfg = config(2, 1, 8);
     let tables = rope::tables(&cfg, 0, 9, &device);
-    let normal =
-        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-    let (q, k, v) = (
-        normal([1, 9, 2, 8]),
-        normal([1, 9, 1, 8]),
-        normal([1, 9, 1, 8]),
-    );
+    let (q, k, v) = nine_token_qkv(&device);
     let table = |x: &Tensor<4>| x.clone().reshape([9, 8]);
     let none = Tensor::<1>::from_data(TensorData::new(Vec::<f32>::new(), [0]), &device);
     let fused = rope_causal_attention(
