@@ -320,9 +320,16 @@ fn a_bare_command_prints_its_help() {
 /// The behaviour fixture: a WSD run of 200 updates on the tiny corpus with an automatic decay
 /// branch at update 80 and a resume from update 120 (its later checkpoints removed, so the
 /// resume replays the start of the decay phase). Every logged number of the trunk and the
-/// branch (losses, gradient norms, learning rates, held-out losses, diagnostics) must equal the
-/// recorded ones bit for bit; a change that alters them on purpose re-records the fixture
+/// branch (losses, gradient norms, learning rates, held-out losses, diagnostics) must match the
+/// recorded ones; a change that alters them on purpose re-records the fixture
 /// (`MINICPM_RECORD_FIXTURES=1`) in the same commit and says why.
+///
+/// Steps, token counts and learning rates must be equal. Measured values must agree to 1e-5
+/// relative (1e-4 for the two decay diagnostics, a cosine and a maximum of differences between
+/// nearly equal numbers), not bit for bit: the GEMM library picks its kernel by the CPU's vector
+/// width (AVX-512 or AVX2), and the two add a product's terms in different orders. Over this run
+/// that moves the losses by at most 1.1e-6 relative (measured); a behavioural change (data
+/// order, a learning rate, an initialisation) moves them by orders of magnitude more.
 #[test]
 fn a_fixed_run_with_a_branch_and_a_resume_reproduces_its_recorded_numbers() {
     let (dir, cfg) = setup(200);
@@ -366,10 +373,33 @@ fn a_fixed_run_with_a_branch_and_a_resume_reproduces_its_recorded_numbers() {
         want.lines().count() > 200 + 2,
         "the fixture holds the trunk and the branch"
     );
+    assert_eq!(want.lines().count(), got.lines().count(), "{}", fixture.display());
     for (i, (w, g)) in want.lines().zip(got.lines()).enumerate() {
-        assert_eq!(w, g, "line {} of {}", i + 1, fixture.display());
+        let at = format!("line {} of {}", i + 1, fixture.display());
+        if w.starts_with('#') {
+            assert_eq!(w, g, "{at}");
+            continue;
+        }
+        let w: serde_json::Map<String, serde_json::Value> = serde_json::from_str(w).unwrap();
+        let g: serde_json::Map<String, serde_json::Value> = serde_json::from_str(g).unwrap();
+        assert_eq!(
+            w.keys().collect::<Vec<_>>(),
+            g.keys().collect::<Vec<_>>(),
+            "{at}"
+        );
+        for (key, wv) in &w {
+            let (wv, gv) = (wv.as_f64().unwrap(), g[key].as_f64().unwrap());
+            let tolerance = match key.as_str() {
+                "step" | "tokens" | "lr" | "tok_s" => 0.0,
+                "grad_cos" | "max_update" => 1e-4,
+                _ => 1e-5,
+            };
+            assert!(
+                (wv - gv).abs() <= tolerance * wv.abs(),
+                "{at}: {key} {gv} against the recorded {wv}"
+            );
+        }
     }
-    assert_eq!(want, got);
 }
 
 /// With stderr not a terminal (a CI log, `nohup`), training says how it goes in a plain line per
