@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """One MiniCPM training step in PyTorch eager, timed like `minicpm bench train`.
 
-Reads the same run config (TOML) as the Rust command and builds the same model with HF
-transformers' GraniteForCausalLM (which computes MiniCPM exactly, see scripts/reference/README.md),
-in float32, with the same muP initialisation, AdamW parameter groups (matrices at lr / scale_width,
-no weight decay on norms), global-norm clipping, and uniformly random token ids. Prints tokens/s,
-the phase split and peak RSS, and with --json one JSON object on stdout.
+Reads the same run config (TOML) as the Rust command and builds the same model, in float32, with
+the same muP initialisation, AdamW parameter groups (matrices at lr / scale_width, no weight decay
+on norms), global-norm clipping, and uniformly random token ids. Two models compute it:
+
+- `--model granite`: HF transformers' GraniteForCausalLM (which computes MiniCPM exactly, see
+  scripts/reference/README.md), with `--attn sdpa` or `eager`;
+- `--model plain`: MiniCPM written out in plain PyTorch modules (MiniCpm below) with
+  `scaled_dot_product_attention`, the fastest eager PyTorch step we know on the CPU.
+
+Prints tokens/s, the phase split and peak RSS, and with --json one JSON object on stdout.
 
 Usage: scripts/reference/.venv/bin/python scripts/bench/train_torch.py --config configs/bench-d256.toml
 """
@@ -52,32 +57,118 @@ def hf_config(model: dict) -> dict:
     }
 
 
-def build(cfg: dict, attn: str, seed: int) -> GraniteForCausalLM:
-    gc = granite_config(cfg)
-    gc._attn_implementation = attn
+class RmsNorm(torch.nn.Module):
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(width))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class Layer(torch.nn.Module):
+    """One decoder layer: pre-norm attention with RoPE and SwiGLU, muP-scaled residual branches."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        d, ff = cfg["hidden_size"], cfg["intermediate_size"]
+        self.heads, self.kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+        self.head_dim = d // self.heads
+        linear = lambda i, o: torch.nn.Linear(i, o, bias=False)  # noqa: E731
+        self.input_layernorm = RmsNorm(d, cfg["rms_norm_eps"])
+        self.q_proj, self.o_proj = linear(d, d), linear(d, d)
+        self.k_proj = linear(d, self.kv_heads * self.head_dim)
+        self.v_proj = linear(d, self.kv_heads * self.head_dim)
+        self.post_attention_layernorm = RmsNorm(d, cfg["rms_norm_eps"])
+        self.gate_proj, self.up_proj, self.down_proj = linear(d, ff), linear(d, ff), linear(ff, d)
+        self.residual_scale = cfg["scale_depth"] / math.sqrt(cfg["num_hidden_layers"])
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        h = self.input_layernorm(x)
+        heads = lambda y, n: y.view(b, t, n, self.head_dim).transpose(1, 2)  # noqa: E731
+        q = rope(heads(self.q_proj(h), self.heads), cos, sin)
+        k = rope(heads(self.k_proj(h), self.kv_heads), cos, sin)
+        v = heads(self.v_proj(h), self.kv_heads)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, enable_gqa=self.heads != self.kv_heads
+        )
+        x = x + self.o_proj(y.transpose(1, 2).reshape(b, t, -1)) * self.residual_scale
+        h = self.post_attention_layernorm(x)
+        mlp = self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+        return x + mlp * self.residual_scale
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class MiniCpm(torch.nn.Module):
+    """MiniCPM in plain PyTorch, with the parameter names of the HF checkpoint."""
+
+    def __init__(self, cfg: dict, seq: int):
+        super().__init__()
+        d = cfg["hidden_size"]
+        self.embed_tokens = torch.nn.Embedding(cfg["vocab_size"], d)
+        self.layers = torch.nn.ModuleList(Layer(cfg) for _ in range(cfg["num_hidden_layers"]))
+        self.norm = RmsNorm(d, cfg["rms_norm_eps"])
+        self.lm_head = None
+        if not cfg["tie_word_embeddings"]:
+            self.lm_head = torch.nn.Linear(d, cfg["vocab_size"], bias=False)
+        self.scale_emb = cfg["scale_emb"]
+        self.logit_scale = d / cfg["dim_model_base"]
+        head_dim = d // cfg["num_attention_heads"]
+        inv = cfg["rope_theta"] ** (-torch.arange(0, head_dim, 2).float() / head_dim)
+        angles = torch.outer(torch.arange(seq).float(), inv).repeat(1, 2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed_tokens(ids) * self.scale_emb
+        for layer in self.layers:
+            x = layer(x, self.cos, self.sin)
+        x = self.norm(x) / self.logit_scale
+        head = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        return x @ head.t()
+
+
+# The input and output embeddings of either model: AdamW's `embedding` group, initialised at std.
+EMBEDDINGS = ("model.embed_tokens.weight", "lm_head.weight", "embed_tokens.weight")
+
+
+def build(cfg: dict, which: str, attn: str, seed: int, seq: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = GraniteForCausalLM(gc).to(torch.float32)
+    if which == "plain":
+        model = MiniCpm(cfg, seq)
+    else:
+        gc = granite_config(cfg)
+        gc._attn_implementation = attn
+        model = GraniteForCausalLM(gc)
+    model = model.to(torch.float32)
     scale_width = cfg["hidden_size"] / cfg["dim_model_base"]
     std = cfg["initializer_range"]
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
                 p.fill_(1.0)
-            elif name in ("model.embed_tokens.weight", "lm_head.weight"):
+            elif name in EMBEDDINGS:
                 p.normal_(0.0, std)
             else:
                 p.normal_(0.0, std / math.sqrt(scale_width))
     return model
 
 
-def optimizer(model: GraniteForCausalLM, cfg: dict, optim: dict) -> torch.optim.AdamW:
+def optimizer(model: torch.nn.Module, cfg: dict, optim: dict) -> torch.optim.AdamW:
     lr = optim.get("lr", 0.01)
     scale_width = cfg["hidden_size"] / cfg["dim_model_base"]
     groups = {"matrices": [], "norms": [], "embedding": []}
     for name, p in model.named_parameters():
         if name.endswith("norm.weight"):
             groups["norms"].append(p)
-        elif name in ("model.embed_tokens.weight", "lm_head.weight"):
+        elif name in EMBEDDINGS:
             groups["embedding"].append(p)
         else:
             groups["matrices"].append(p)
@@ -128,7 +219,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--model", default="granite", choices=["granite", "plain"])
+    ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="granite's attention")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -142,7 +234,8 @@ def main() -> None:
     accum = train["batch_tokens"] // (rows * seq)
     clip = run.get("optim", {}).get("grad_clip", 1.0)
     dev = args.device
-    model = build(cfg, args.attn, run.get("seed", 42)).to(dev)
+    model = build(cfg, args.model, args.attn, run.get("seed", 42), seq).to(dev)
+    forward = model if args.model == "plain" else (lambda ids: model(input_ids=ids).logits)
     opt = optimizer(model, cfg, run.get("optim", {}))
     gen = torch.Generator().manual_seed(run.get("seed", 42))
 
@@ -159,7 +252,7 @@ def main() -> None:
             inputs, targets = window[:, :-1].contiguous(), window[:, 1:].contiguous()
             sync(dev)
             t1 = time.perf_counter()
-            logits = model(input_ids=inputs).logits
+            logits = forward(inputs)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
             loss = loss / accum
             sync(dev)
@@ -185,8 +278,9 @@ def main() -> None:
     total = sum(phases.values())
     flops = train_flops_per_token(cfg, seq) * tokens_per_s
     peak = gemm_peak(rows * seq, cfg["hidden_size"], cfg["intermediate_size"], dev)
+    label = "plain modules + sdpa" if args.model == "plain" else f"Granite ({args.attn} attention)"
     print(
-        f"pytorch {torch.__version__} eager ({args.attn} attention) on {dev}, {torch.get_num_threads()} threads\n"
+        f"pytorch {torch.__version__} eager, {label} on {dev}, {torch.get_num_threads()} threads\n"
         f"tokens/s       {tokens_per_s:.0f}\n"
         f"step time      {1e3 * elapsed / args.steps:.1f} ms/update\n"
         f"achieved       {flops / 1e9:.1f} GFLOP/s\n"

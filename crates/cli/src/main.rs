@@ -14,6 +14,7 @@ mod eval_cmd;
 mod eval_tasks_cmd;
 mod export_cmd;
 mod finetune_cmd;
+mod fma_peak;
 mod gemm_peak;
 mod generate_cmd;
 mod inference;
