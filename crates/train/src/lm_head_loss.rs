@@ -11,6 +11,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use minicpm_data::IGNORE;
+use minicpm_model::kernels::vector_math;
 use rayon::prelude::*;
 
 /// Logits per chunk, in elements (16 MiB of f32): large enough that the matmuls run at full
@@ -172,20 +173,12 @@ fn softmax_loss_rows(
             return 0.0;
         }
         let target = target as usize;
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let max = vector_math::max(row);
         let target_logit = row[target];
-        let mut sum = 0.0f32;
-        for x in row.iter_mut() {
-            let e = (*x - max).exp();
-            *x = e;
-            sum += e;
-        }
+        let sum = vector_math::exp_shifted_sum(row, max);
         if grads {
             let weight = weight_of(i);
-            let k = weight / sum;
-            for x in row.iter_mut() {
-                *x *= k;
-            }
+            vector_math::scale(row, weight / sum);
             row[target] -= weight;
         }
         sum.ln() + max - target_logit

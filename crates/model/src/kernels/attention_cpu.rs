@@ -10,6 +10,7 @@
 //! pass, which saves recomputing the scores and their exponentials.
 
 use super::strided_gemm::{gemm, View};
+use super::vector_math;
 use rayon::prelude::*;
 
 /// Query rows per block: the causal triangle is covered by rectangles this tall.
@@ -199,14 +200,9 @@ fn causal_softmax(row: &mut [f32], first: usize, end: usize) {
     let (before, row) = row.split_at_mut(first);
     before.fill(0.0);
     let (live, masked) = row.split_at_mut(end - first);
-    let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for x in live.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    live.iter_mut().for_each(|x| *x *= inv);
+    let max = vector_math::max(live);
+    let sum = vector_math::exp_shifted_sum(live, max);
+    vector_math::scale(live, 1.0 / sum);
     masked.fill(0.0);
 }
 

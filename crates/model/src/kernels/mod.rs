@@ -15,6 +15,7 @@ mod strided_gemm;
 pub mod swiglu;
 #[cfg(test)]
 mod tests;
+pub mod vector_math;
 
 use crate::kv_cache::LayerCache;
 use crate::rope::RopeTables;

@@ -4,7 +4,7 @@
 //! kept, and the backward pass is `dgate = dy * up * s * (1 + gate * (1 - s))`,
 //! `dup = dy * gate * s`, with `s = sigmoid(gate)`.
 
-use super::{flex_tensor, host_values};
+use super::{flex_tensor, host_values, vector_math};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
@@ -15,18 +15,12 @@ use rayon::prelude::*;
 /// Elements per parallel task.
 const CHUNK: usize = 16 * 1024;
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 pub fn forward(gate: &[f32], up: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; gate.len()];
     y.par_chunks_mut(CHUNK)
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
         .for_each(|(y, (g, u))| {
-            for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                *y = g * sigmoid(g) * u;
-            }
+            vector_math::swiglu(g, u, y);
         });
     y
 }
@@ -41,11 +35,7 @@ pub fn backward(gate: &[f32], up: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
         .zip(dy.par_chunks(CHUNK))
         .for_each(|(((dg, du), (g, u)), dy)| {
-            for ((((dg, du), &g), &u), &dy) in dg.iter_mut().zip(du).zip(g).zip(u).zip(dy) {
-                let s = sigmoid(g);
-                *dg = dy * u * s * (1.0 + g * (1.0 - s));
-                *du = dy * g * s;
-            }
+            vector_math::swiglu_backward(g, u, dy, dg, du);
         });
     (dgate, dup)
 }
