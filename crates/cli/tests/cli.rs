@@ -373,7 +373,12 @@ fn a_fixed_run_with_a_branch_and_a_resume_reproduces_its_recorded_numbers() {
         want.lines().count() > 200 + 2,
         "the fixture holds the trunk and the branch"
     );
-    assert_eq!(want.lines().count(), got.lines().count(), "{}", fixture.display());
+    assert_eq!(
+        want.lines().count(),
+        got.lines().count(),
+        "{}",
+        fixture.display()
+    );
     for (i, (w, g)) in want.lines().zip(got.lines()).enumerate() {
         let at = format!("line {} of {}", i + 1, fixture.display());
         if w.starts_with('#') {

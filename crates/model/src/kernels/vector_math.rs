@@ -193,7 +193,9 @@ mod tests {
     /// scalar composition it replaces.
     #[test]
     fn slice_functions_match_their_scalar_forms() {
-        let xs: Vec<f32> = (0..1000).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.173).collect();
+        let xs: Vec<f32> = (0..1000)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.173)
+            .collect();
         let want_max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         assert_eq!(max(&xs), want_max);
         assert_eq!(max(&[]), f32::NEG_INFINITY);
@@ -201,7 +203,10 @@ mod tests {
         let mut e = xs.clone();
         let sum = exp_shifted_sum(&mut e, want_max);
         let want_sum: f64 = xs.iter().map(|&x| (x as f64 - want_max as f64).exp()).sum();
-        assert!((sum as f64 - want_sum).abs() < 1e-6 * want_sum, "{sum} vs {want_sum}");
+        assert!(
+            (sum as f64 - want_sum).abs() < 1e-6 * want_sum,
+            "{sum} vs {want_sum}"
+        );
         for (&got, &x) in e.iter().zip(&xs) {
             assert!(ulps(got, ((x - want_max) as f64).exp()) <= 2);
         }
@@ -219,9 +224,13 @@ mod tests {
         for i in 0..xs.len() {
             let (g, u, d) = (xs[i] as f64, up[i] as f64, dy[i] as f64);
             let s = 1.0 / (1.0 + (-g).exp());
-            let close = |got: f32, want: f64| (got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs());
+            let close =
+                |got: f32, want: f64| (got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs());
             assert!(close(y[i], g * s * u), "y at {i}");
-            assert!(close(dg[i], d * u * s * (1.0 + g * (1.0 - s))), "dgate at {i}");
+            assert!(
+                close(dg[i], d * u * s * (1.0 + g * (1.0 - s))),
+                "dgate at {i}"
+            );
             assert!(close(du[i], d * g * s), "dup at {i}");
         }
     }
