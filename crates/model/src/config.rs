@@ -88,7 +88,17 @@ pub struct ModelConfig {
     pub num_experts: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_experts_per_tok: Option<usize>,
+    /// Weight of the MoE load-balancing loss in the training objective (HF Mixtral's and
+    /// GraniteMoE's key); absent means 0.01, MiniCPM-MoE's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_aux_loss_coef: Option<f64>,
+    /// Weight of the router z-loss (HF SwitchTransformers' key); absent means 0 (off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_z_loss_coef: Option<f64>,
 }
+
+/// MiniCPM-MoE's load-balancing coefficient (docs/MODEL.md, "Mixture of experts").
+pub const DEFAULT_ROUTER_AUX_LOSS_COEF: f64 = 0.01;
 
 /// HF `config.json` keys that describe the file rather than the model; accepted and dropped.
 const HF_BOOKKEEPING_KEYS: &[&str] = &[
@@ -123,6 +133,24 @@ impl ModelConfig {
     /// muP's width multiplier: hidden / dim_model_base (6 for MiniCPM-1.2B, 9 for 2.4B).
     pub fn scale_width(&self) -> f64 {
         self.hidden_size as f64 / self.dim_model_base
+    }
+
+    /// `(num_experts, num_experts_per_tok)` of a mixture-of-experts model; `None` when dense.
+    pub fn moe(&self) -> Option<(usize, usize)> {
+        self.num_experts
+            .map(|e| (e, self.num_experts_per_tok.unwrap_or(2)))
+    }
+
+    /// Weights of the load-balancing and z losses (0 for a dense model).
+    pub fn router_loss_coefs(&self) -> (f64, f64) {
+        match self.moe() {
+            None => (0.0, 0.0),
+            Some(_) => (
+                self.router_aux_loss_coef
+                    .unwrap_or(DEFAULT_ROUTER_AUX_LOSS_COEF),
+                self.router_z_loss_coef.unwrap_or(0.0),
+            ),
+        }
     }
 
     /// The factor on every residual branch: scale_depth / sqrt(L).
@@ -207,11 +235,41 @@ impl ModelConfig {
                 ));
             }
         }
-        if self.num_experts.is_some() || self.num_experts_per_tok.is_some() {
-            return Err(bad(
-                "num_experts",
-                "mixture-of-experts models are not supported yet".into(),
+        self.validate_moe().map_err(|(field, msg)| bad(field, msg))
+    }
+
+    fn validate_moe(&self) -> Result<(), (&'static str, String)> {
+        let Some((experts, top_k)) = self.moe() else {
+            return match (
+                self.num_experts_per_tok,
+                self.router_aux_loss_coef,
+                self.router_z_loss_coef,
+            ) {
+                (None, None, None) => Ok(()),
+                _ => Err((
+                    "num_experts",
+                    "num_experts_per_tok and the router loss weights need num_experts".into(),
+                )),
+            };
+        };
+        if experts == 0 {
+            return Err(("num_experts", "must be positive".into()));
+        }
+        if top_k == 0 || top_k > experts {
+            return Err((
+                "num_experts_per_tok",
+                format!("must be between 1 and num_experts ({experts}), got {top_k}"),
             ));
+        }
+        for (field, v) in [
+            ("router_aux_loss_coef", self.router_aux_loss_coef),
+            ("router_z_loss_coef", self.router_z_loss_coef),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err((field, format!("must be a non-negative number, got {v}")));
+                }
+            }
         }
         Ok(())
     }

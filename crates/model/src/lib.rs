@@ -7,6 +7,7 @@ pub mod init;
 pub mod kernels;
 pub mod kv_cache;
 pub mod model;
+pub mod moe;
 pub mod mup;
 pub mod named;
 pub mod params;

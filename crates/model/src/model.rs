@@ -11,6 +11,7 @@
 use crate::config::ModelConfig;
 use crate::kernels;
 use crate::kv_cache::{KvCache, LayerCache};
+use crate::moe::{Moe, RouterOutput};
 use crate::rope::{self, RopeTables};
 use crate::weights::Weights;
 use burn::module::{Module, Param};
@@ -114,8 +115,8 @@ impl Attention {
     }
 }
 
-/// The SwiGLU MLP: `down(silu(gate(x)) * up(x))`. An MoE layer stands beside it as another
-/// kind of [`DecoderLayer`] feed-forward.
+/// The SwiGLU MLP: `down(silu(gate(x)) * up(x))`. An MoE layer ([`Moe`]) stands beside it as
+/// the other kind of [`DecoderLayer`] feed-forward.
 #[derive(Module, Debug)]
 pub struct Mlp {
     pub gate_proj: Linear,
@@ -136,6 +137,35 @@ impl Mlp {
         let gate = self.gate_proj.forward(x.clone());
         let up = self.up_proj.forward(x);
         self.down_proj.forward(kernels::swiglu(gate, up))
+    }
+}
+
+/// A decoder layer's feed-forward: the dense MLP or a mixture of experts. Both sit at `mlp` in
+/// the HF names; the variant adds no level to them ([`crate::named`]).
+#[derive(Module, Debug)]
+pub enum FeedForward {
+    Dense(Mlp),
+    Moe(Moe),
+}
+
+impl FeedForward {
+    pub fn new<E>(w: &mut Weights<E>, cfg: &ModelConfig) -> Result<Self, E> {
+        let (d, d_ff) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(match cfg.moe() {
+            None => FeedForward::Dense(Mlp::new(w, d, d_ff)?),
+            Some((experts, top_k)) => FeedForward::Moe(Moe::new(w, d, d_ff, experts, top_k)?),
+        })
+    }
+
+    /// The output, and the router's side outputs for an MoE layer.
+    pub fn forward(&self, x: Tensor<3>) -> (Tensor<3>, Option<RouterOutput>) {
+        match self {
+            FeedForward::Dense(mlp) => (mlp.forward(x), None),
+            FeedForward::Moe(moe) => {
+                let (y, router) = moe.forward(x);
+                (y, Some(router))
+            }
+        }
     }
 }
 
@@ -172,7 +202,7 @@ pub struct DecoderLayer {
     pub input_layernorm: RmsNorm,
     pub self_attn: Attention,
     pub post_attention_layernorm: RmsNorm,
-    pub mlp: Mlp,
+    pub mlp: FeedForward,
     #[module(skip)]
     residual_scale: f64,
 }
@@ -184,7 +214,7 @@ impl DecoderLayer {
             input_layernorm: RmsNorm::new(&mut w.pp("input_layernorm"), d, eps)?,
             self_attn: Attention::new(&mut w.pp("self_attn"), cfg)?,
             post_attention_layernorm: RmsNorm::new(&mut w.pp("post_attention_layernorm"), d, eps)?,
-            mlp: Mlp::new(&mut w.pp("mlp"), d, cfg.intermediate_size)?,
+            mlp: FeedForward::new(&mut w.pp("mlp"), cfg)?,
             residual_scale: cfg.residual_scale(),
         })
     }
@@ -195,6 +225,7 @@ impl DecoderLayer {
         rope: &RopeTables,
         cache: Option<&mut LayerCache>,
         probe: Probe<'_>,
+        routers: &mut Vec<RouterOutput>,
     ) -> Tensor<3> {
         let h = self.input_layernorm.forward(x.clone());
         let a = self
@@ -204,7 +235,9 @@ impl DecoderLayer {
         probe(Site::Attention, &a);
         let x = x + a;
         let h = self.post_attention_layernorm.forward(x.clone());
-        let m = self.mlp.forward(h).mul_scalar(self.residual_scale);
+        let (m, router) = self.mlp.forward(h);
+        routers.extend(router);
+        let m = m.mul_scalar(self.residual_scale);
         probe(Site::Mlp, &m);
         x + m
     }
@@ -262,8 +295,25 @@ impl MiniCpm {
     /// [`Self::hidden`] of rows that pack several sequences: `positions [batch * len]` count
     /// from 0 in each sequence, which attends to itself only (no cache).
     pub fn hidden_packed(&self, ids: Tensor<2, Int>, positions: &[u32]) -> Tensor<3> {
-        let rope = rope::packed_tables(&self.config, positions, ids.dims()[0], &ids.device());
-        self.layers_from(ids, rope, None, &mut |_, _| {})
+        self.hidden_routed(ids, Some(positions)).0
+    }
+
+    /// The final hidden states of `ids` (no cache; with `positions`, packed rows as in
+    /// [`Self::hidden_packed`]) and every MoE layer's router output, in layer order (none for a
+    /// dense model): what a training objective reads to add the router losses.
+    pub fn hidden_routed(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Option<&[u32]>,
+    ) -> (Tensor<3>, Vec<RouterOutput>) {
+        let [rows, len] = ids.dims();
+        let rope = match positions {
+            Some(p) => rope::packed_tables(&self.config, p, rows, &ids.device()),
+            None => rope::tables(&self.config, 0, len, &ids.device()),
+        };
+        let mut routers = vec![];
+        let h = self.layers_from(ids, rope, None, &mut |_, _| {}, &mut routers);
+        (h, routers)
     }
 
     /// [`Self::hidden`], showing `probe` every activation a coordinate check looks at, in order:
@@ -278,7 +328,7 @@ impl MiniCpm {
         let [_, len] = ids.dims();
         let start = cache.as_ref().map_or(0, |c| c.len());
         let rope = rope::tables(&self.config, start, len, &ids.device());
-        self.layers_from(ids, rope, cache, probe)
+        self.layers_from(ids, rope, cache, probe, &mut vec![])
     }
 
     /// Embedding, layers and final norm with the given RoPE tables.
@@ -288,6 +338,7 @@ impl MiniCpm {
         rope: rope::RopeTables,
         mut cache: Option<&mut KvCache>,
         probe: Probe<'_>,
+        routers: &mut Vec<RouterOutput>,
     ) -> Tensor<3> {
         let cfg = &self.config;
         let [_, len] = ids.dims();
@@ -296,7 +347,7 @@ impl MiniCpm {
         probe(Site::Embedding, &x);
         for (i, layer) in self.model.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(x, &rope, layer_cache, &mut *probe);
+            x = layer.forward(x, &rope, layer_cache, &mut *probe, routers);
         }
         if let Some(c) = cache {
             c.advance(len);

@@ -53,9 +53,11 @@ impl std::str::FromStr for Parametrization {
 pub enum TensorRole {
     Embedding,
     LmHead,
-    /// A hidden weight matrix (q, k, v, o, gate, up, down).
+    /// A hidden weight matrix (q, k, v, o, gate, up, down, and each expert's w1, w2, w3).
     Matrix,
     Norm,
+    /// An MoE layer's router, `mlp.gate.weight [experts, hidden]`.
+    Router,
 }
 
 impl TensorRole {
@@ -66,6 +68,8 @@ impl TensorRole {
             TensorRole::LmHead
         } else if name.ends_with("norm.weight") || name.ends_with("layernorm.weight") {
             TensorRole::Norm
+        } else if name.ends_with(".mlp.gate.weight") {
+            TensorRole::Router
         } else {
             TensorRole::Matrix
         }
@@ -77,6 +81,7 @@ impl TensorRole {
             TensorRole::LmHead => "lm_head",
             TensorRole::Matrix => "matrices",
             TensorRole::Norm => "norms",
+            TensorRole::Router => "router",
         }
     }
 }
@@ -92,10 +97,25 @@ pub struct TensorRule {
     pub weight_decay: bool,
 }
 
+/// The router's init std, independent of width: MiniCPM-MoE's N(0, 0.01^2).
+pub const ROUTER_INIT_STD: f64 = 0.01;
+
+/// The rules. The router (docs/MODEL.md, "Mixture of experts") starts at N(0, 0.01^2) at every
+/// width and, under muP, learns at `lr / scale_width` like the hidden matrices: its fan-in grows
+/// with the width and no multiplier divides its logits, so a width-independent step would move
+/// them more at larger widths.
 pub fn rule(cfg: &ModelConfig, p: Parametrization, role: TensorRole) -> TensorRule {
     let std = cfg.initializer_range;
     let width = cfg.scale_width();
     match (p, role) {
+        (_, TensorRole::Router) => TensorRule {
+            init_std: Some(ROUTER_INIT_STD),
+            lr_scale: match p {
+                Parametrization::Mup => 1.0 / width,
+                Parametrization::Sp => 1.0,
+            },
+            weight_decay: true,
+        },
         (_, TensorRole::Norm) => TensorRule {
             init_std: None,
             lr_scale: 1.0,

@@ -12,25 +12,46 @@ pub trait NamedVisitor {
     fn visit<const D: usize>(&mut self, name: &str, param: &Param<Tensor<D>>);
 }
 
+/// The dotted path of the module being walked. An enum module's variant (the feed-forward's
+/// `Dense` or `Moe`) adds no level: HF names both kinds `mlp.*`.
+#[derive(Default)]
+struct ModulePath(Vec<Option<String>>);
+
+impl ModulePath {
+    fn enter(&mut self, name: &str, container_type: &str) {
+        let variant = container_type.starts_with("Enum:");
+        self.0.push((!variant).then(|| name.to_string()));
+    }
+
+    fn exit(&mut self) {
+        self.0.pop();
+    }
+
+    fn name(&self) -> String {
+        let parts: Vec<&str> = self.0.iter().flatten().map(String::as_str).collect();
+        parts.join(".")
+    }
+}
+
 /// Calls `visitor` for every float parameter of `module`, in module order.
 pub fn visit_named<M: Module>(module: &M, visitor: &mut impl NamedVisitor) {
     struct Path<'v, V> {
-        path: Vec<String>,
+        path: ModulePath,
         visitor: &'v mut V,
     }
     impl<V: NamedVisitor> ModuleVisitor for Path<'_, V> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.enter(name, container_type);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
+            self.path.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.visitor.visit(&self.path.join("."), param);
+            self.visitor.visit(&self.path.name(), param);
         }
     }
     module.visit(&mut Path {
-        path: vec![],
+        path: ModulePath::default(),
         visitor,
     });
 }
@@ -80,22 +101,22 @@ pub trait NamedMapper {
 /// Maps every float parameter of `module` through `mapper`, in module order.
 pub fn map_named<M: Module>(module: M, mapper: &mut impl NamedMapper) -> M {
     struct Path<'m, T> {
-        path: Vec<String>,
+        path: ModulePath,
         mapper: &'m mut T,
     }
     impl<T: NamedMapper> ModuleMapper for Path<'_, T> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.enter(name, container_type);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
+            self.path.exit();
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            self.mapper.map(&self.path.join("."), param)
+            self.mapper.map(&self.path.name(), param)
         }
     }
     module.map(&mut Path {
-        path: vec![],
+        path: ModulePath::default(),
         mapper,
     })
 }

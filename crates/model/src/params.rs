@@ -22,25 +22,40 @@ pub struct ParamCounts {
     pub embedding: u64,
     /// The untied LM head (0 when tied to the embedding).
     pub lm_head: u64,
-    /// The hidden weight matrices of every layer.
+    /// The hidden weight matrices of every layer (every expert's, and the routers).
     pub matrices: u64,
     /// The norm weights.
     pub norms: u64,
+    /// Expert weights a token does not use: of each MoE layer's E experts it runs k, so
+    /// `(E - k) / E` of the expert matrices (0 for a dense model).
+    pub inactive: u64,
 }
 
 impl ParamCounts {
     pub fn of(cfg: &ModelConfig) -> ParamCounts {
         let mut c = ParamCounts::default();
+        let mut experts = 0u64;
         for (name, shape) in tensor_shapes(cfg) {
             let n: u64 = shape.iter().map(|&d| d as u64).product();
             *match TensorRole::of(&name) {
                 TensorRole::Embedding => &mut c.embedding,
                 TensorRole::LmHead => &mut c.lm_head,
-                TensorRole::Matrix => &mut c.matrices,
+                TensorRole::Matrix | TensorRole::Router => &mut c.matrices,
                 TensorRole::Norm => &mut c.norms,
             } += n;
+            if name.contains(".mlp.experts.") {
+                experts += n;
+            }
+        }
+        if let Some((e, k)) = cfg.moe() {
+            c.inactive = experts / e as u64 * (e - k) as u64;
         }
         c
+    }
+
+    /// Non-embedding parameters one token runs through (all of them for a dense model).
+    pub fn active_non_embedding(&self) -> u64 {
+        self.non_embedding() - self.inactive
     }
 
     /// Parameters outside the embedding and the LM head (the paper's N).

@@ -143,6 +143,68 @@ fn gradients_match_transformers_gqa_untied() {
 }
 
 #[test]
+fn moe_logits_match_transformers_granitemoe_tied() {
+    check_logits("moe_tied");
+}
+
+#[test]
+fn moe_logits_match_transformers_granitemoe_untied() {
+    check_logits("moe_untied");
+}
+
+#[test]
+fn moe_gradients_match_transformers_granitemoe_tied() {
+    check_gradients("moe_tied");
+}
+
+#[test]
+fn moe_gradients_match_transformers_granitemoe_untied() {
+    check_gradients("moe_untied");
+}
+
+/// The routing (each layer's router softmax and top-k choice) as transformers computed it,
+/// and the load-balancing and z losses as the fixture script's transcription of the formulas
+/// (docs/MODEL.md, "Mixture of experts") computed them from transformers' router logits.
+#[test]
+fn moe_routing_and_router_losses_match_the_reference() {
+    for case in ["moe_tied", "moe_untied"] {
+        let device = Device::flex();
+        let model = hf::load(&fixture(case), &device).unwrap();
+        let r = reference(case);
+        let (ids, _, _) = input_ids(&r, &device);
+        let (_, routers) = model.hidden_routed(ids, None);
+        assert_eq!(routers.len(), model.config.num_hidden_layers);
+        let (mut balance, mut z) = (0.0f32, 0.0f32);
+        for (i, router) in routers.iter().enumerate() {
+            let (_, chosen) = r.i64(&format!("topk_index.{i}")).unwrap();
+            let k = model.config.num_experts_per_tok.unwrap();
+            let e = model.config.num_experts.unwrap();
+            let mut load = vec![0f32; e];
+            for &c in &chosen {
+                load[c as usize] += 1.0 / chosen.len() as f32;
+            }
+            assert_eq!(chosen.len() % k, 0);
+            let diff = max_abs_diff(&router.load, &load);
+            assert!(diff < 1e-6, "{case} layer {i}: expert load {diff}");
+            balance += router.balance_loss.clone().into_scalar::<f32>();
+            z += router.z_loss.clone().into_scalar::<f32>();
+        }
+        let layers = routers.len() as f32;
+        let (balance, z) = (balance / layers, z / layers);
+        let want_balance = r.f32("aux_loss", None).unwrap()[0];
+        let want_z = r.f32("z_loss", None).unwrap()[0];
+        assert!(
+            (balance - want_balance).abs() <= 1e-5 * want_balance,
+            "{case}: balance loss {balance} vs {want_balance}"
+        );
+        assert!(
+            (z - want_z).abs() <= 1e-5 * want_z,
+            "{case}: z loss {z} vs {want_z}"
+        );
+    }
+}
+
+#[test]
 fn kv_cache_decoding_matches_the_full_forward() {
     let device = Device::flex();
     let model = hf::load(&fixture("gqa_untied"), &device).unwrap();

@@ -169,6 +169,8 @@ pub fn config_from_gguf(origin: &str, header: &Header) -> Result<ModelConfig, Mo
         dim_model_base,
         num_experts: None,
         num_experts_per_tok: None,
+        router_aux_loss_coef: None,
+        router_z_loss_coef: None,
     };
     cfg.validate(origin)?;
     Ok(cfg)

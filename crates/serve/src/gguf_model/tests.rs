@@ -74,6 +74,8 @@ fn config(tied: bool, rope_scaling: Option<RopeScaling>) -> ModelConfig {
         dim_model_base: 16.0,
         num_experts: None,
         num_experts_per_tok: None,
+        router_aux_loss_coef: None,
+        router_z_loss_coef: None,
     }
 }
 
