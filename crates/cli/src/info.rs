@@ -1,7 +1,7 @@
 //! `minicpm info`: what a config describes, in the paper's terms.
 
 use minicpm_model::mup::{rule, Parametrization, TensorRole};
-use minicpm_model::{hf, ModelConfig};
+use minicpm_model::{hf, ModelConfig, ParamCounts};
 use minicpm_train::optimizer::OptimConfig;
 use minicpm_train::RunConfig;
 use std::path::Path;
@@ -70,6 +70,18 @@ pub fn describe(c: &ModelConfig, p: Parametrization, optim: &OptimConfig) -> Str
     s += &format!("non-embedding parameters: {}\n", group(non_emb));
     s += &format!("embedding parameters: {}\n", group(emb));
     s += &format!("total parameters: {}\n", group(non_emb + emb));
+    if let Some((experts, top_k)) = c.moe() {
+        let active = ParamCounts::of(c).active_non_embedding();
+        let (balance, z) = c.router_loss_coefs();
+        s += &format!(
+            "mixture of experts: {experts} experts, top-{top_k}; load-balancing loss x{balance}, router z-loss x{z}\n"
+        );
+        s += &format!(
+            "active parameters per token: {} non-embedding, {} with the embeddings\n",
+            group(active),
+            group(active + emb)
+        );
+    }
     s += &format!(
         "parametrization: {p}: embedding x{}, residual branches x{:.6} (scale_depth {} / sqrt({})), logits: hidden / {} (hidden {} / dim_model_base {})\n",
         r.scale_emb,
@@ -80,18 +92,16 @@ pub fn describe(c: &ModelConfig, p: Parametrization, optim: &OptimConfig) -> Str
         r.hidden_size,
         r.dim_model_base
     );
-    let roles: &[TensorRole] = if c.tie_word_embeddings {
-        &[TensorRole::Matrix, TensorRole::Embedding, TensorRole::Norm]
-    } else {
-        &[
-            TensorRole::Matrix,
-            TensorRole::Embedding,
-            TensorRole::LmHead,
-            TensorRole::Norm,
-        ]
-    };
+    let mut roles = vec![TensorRole::Matrix, TensorRole::Embedding];
+    if !c.tie_word_embeddings {
+        roles.push(TensorRole::LmHead);
+    }
+    roles.push(TensorRole::Norm);
+    if c.moe().is_some() {
+        roles.push(TensorRole::Router);
+    }
     s += &format!("per-group (base lr {}):\n", optim.lr);
-    for &role in roles {
+    for role in roles {
         let t = rule(&r, p, role);
         let init = t
             .init_std

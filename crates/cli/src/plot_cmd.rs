@@ -17,12 +17,25 @@ pub enum PlotCommand {
     /// DPO's pair accuracy: the share of pairs whose chosen answer has the higher reward (with
     /// --eval, of the held-out pairs).
     Accuracy(PlotArgs),
+    /// A mixture-of-experts run's routing of held-out tokens over training: each layer's
+    /// per-expert share of the tokens, and the router's entropy.
+    Experts(ExpertsArgs),
+}
+
+#[derive(Args)]
+pub struct ExpertsArgs {
+    /// The run directory.
+    run: PathBuf,
+    /// Output path without extension: <out>.png and <out>.svg are written.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum XAxis {
     Tokens,
-    /// 6 N D with N the non-embedding parameters.
+    /// 6 N D with N the non-embedding parameters a token runs through (a mixture of experts
+    /// counts its active experts).
     Flops,
 }
 
@@ -52,11 +65,12 @@ pub fn run(cmd: PlotCommand) -> anyhow::Result<ExitCode> {
         PlotCommand::Loss(a) => ("loss", a),
         PlotCommand::Lr(a) => ("lr", a),
         PlotCommand::Accuracy(a) => ("accuracy", a),
+        PlotCommand::Experts(a) => return experts(a),
     };
     let found = collect(&a.runs)?;
     let x_label = match a.x {
         XAxis::Tokens => "training tokens",
-        XAxis::Flops => "training FLOPs (6ND, N non-embedding)",
+        XAxis::Flops => "training FLOPs (6ND, N active non-embedding)",
     };
     let y_label = match (what, a.eval) {
         ("lr", _) => "learning rate (peak group)",
@@ -88,7 +102,7 @@ pub fn run(cmd: PlotCommand) -> anyhow::Result<ExitCode> {
         let (records, own) = lineage(s, &found);
         let x_of = |tokens: u64| match a.x {
             XAxis::Tokens => tokens as f64,
-            XAxis::Flops => 6.0 * s.non_embedding_params as f64 * tokens as f64,
+            XAxis::Flops => s.training_flops(tokens),
         };
         let value = |r: &Record| match (what, a.eval) {
             ("lr", _) => Some(r.lr),
@@ -117,6 +131,84 @@ pub fn run(cmd: PlotCommand) -> anyhow::Result<ExitCode> {
         .out
         .unwrap_or_else(|| PathBuf::from(format!("plots/{what}")));
     for f in plot::render(&chart, &out)? {
+        println!("{}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One panel per layer with each expert's share of the held-out token-slots against training
+/// tokens (a balanced router keeps every line at 1 / E), and one with each layer's router entropy.
+fn experts(a: ExpertsArgs) -> anyhow::Result<ExitCode> {
+    let s = runs::summarize(&a.run)?;
+    let Some((num_experts, top_k)) = s.config.model.moe() else {
+        anyhow::bail!("{}: not a mixture-of-experts run", a.run.display());
+    };
+    let logged: Vec<(f64, &Vec<Vec<f32>>, &Vec<f32>)> = s
+        .records
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.tokens as f64,
+                r.expert_load.as_ref()?,
+                r.router_entropy.as_ref()?,
+            ))
+        })
+        .collect();
+    if logged.is_empty() {
+        anyhow::bail!(
+            "{}: no routing logged yet (it is logged at each evaluation)",
+            a.run.display()
+        );
+    }
+    let layers = logged[0].1.len();
+    let panel = |title: String, y_label: &str, series: Vec<Series>| Chart {
+        title,
+        x_label: "training tokens".into(),
+        y_label: y_label.into(),
+        log_x: false,
+        log_y: false,
+        series,
+    };
+    let mut charts: Vec<Chart> = (0..layers)
+        .map(|l| {
+            let series = (0..num_experts)
+                .map(|e| {
+                    let points = logged
+                        .iter()
+                        .map(|(x, load, _)| (*x, load[l][e] as f64))
+                        .collect();
+                    Series {
+                        markers: true,
+                        ..Series::line(format!("expert {e}"), points, e)
+                    }
+                })
+                .collect();
+            panel(
+                format!("layer {l}: expert load (top-{top_k} of {num_experts})"),
+                "share of token-slots",
+                series,
+            )
+        })
+        .collect();
+    let entropy = (0..layers)
+        .map(|l| {
+            let points = logged.iter().map(|(x, _, h)| (*x, h[l] as f64)).collect();
+            Series {
+                markers: true,
+                ..Series::line(format!("layer {l}"), points, l)
+            }
+        })
+        .collect();
+    charts.push(panel(
+        format!(
+            "router entropy (uniform: ln {num_experts} = {:.2})",
+            (num_experts as f64).ln()
+        ),
+        "nats",
+        entropy,
+    ));
+    let out = a.out.unwrap_or_else(|| PathBuf::from("plots/experts"));
+    for f in plot::render_panels(&charts, 2, &out)? {
         println!("{}", f.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -256,6 +348,8 @@ mod tests {
             max_update: None,
             rewards: None,
             eval_rewards: None,
+            expert_load: None,
+            router_entropy: None,
         }
     }
 

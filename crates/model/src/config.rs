@@ -97,7 +97,7 @@ pub struct ModelConfig {
     pub router_z_loss_coef: Option<f64>,
 }
 
-/// MiniCPM-MoE's load-balancing coefficient (docs/MODEL.md, "Mixture of experts").
+/// MiniCPM-MoE's load-balancing coefficient (docs/MODEL.md section 12).
 pub const DEFAULT_ROUTER_AUX_LOSS_COEF: f64 = 0.01;
 
 /// HF `config.json` keys that describe the file rather than the model; accepted and dropped.

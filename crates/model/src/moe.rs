@@ -1,4 +1,4 @@
-//! The mixture-of-experts feed-forward of MiniCPM-MoE (docs/MODEL.md, "Mixture of experts"): a
+//! The mixture-of-experts feed-forward of MiniCPM-MoE (docs/MODEL.md section 12): a
 //! router `Linear(hidden -> E)`, a softmax over all E logits, the top k experts per token with
 //! their probabilities renormalised to sum 1, and the weighted sum of those experts' SwiGLU
 //! outputs.

@@ -100,7 +100,7 @@ pub struct TensorRule {
 /// The router's init std, independent of width: MiniCPM-MoE's N(0, 0.01^2).
 pub const ROUTER_INIT_STD: f64 = 0.01;
 
-/// The rules. The router (docs/MODEL.md, "Mixture of experts") starts at N(0, 0.01^2) at every
+/// The rules. The router (docs/MODEL.md section 12) starts at N(0, 0.01^2) at every
 /// width and, under muP, learns at `lr / scale_width` like the hidden matrices: its fan-in grows
 /// with the width and no multiplier divides its logits, so a width-independent step would move
 /// them more at larger widths.

@@ -212,3 +212,65 @@ fn sharded_checkpoints_name_a_missing_shard_or_tensor() {
         "{e}"
     );
 }
+
+#[test]
+fn moe_top_k_above_the_expert_count_is_refused() {
+    let dir = copy_fixture("moe_tied");
+    edit_config(dir.path(), |m| {
+        m.insert("num_experts_per_tok".into(), 5.into());
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("config.json")
+            && e.contains("num_experts_per_tok")
+            && e.contains("between 1 and num_experts (4)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn moe_with_zero_experts_is_refused() {
+    let dir = copy_fixture("moe_tied");
+    edit_config(dir.path(), |m| {
+        m.insert("num_experts".into(), 0.into());
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("num_experts") && e.contains("must be positive"),
+        "{e}"
+    );
+}
+
+#[test]
+fn experts_per_token_without_experts_is_refused() {
+    let dir = copy_fixture("mha_tied");
+    edit_config(dir.path(), |m| {
+        m.insert("num_experts_per_tok".into(), 2.into());
+    });
+    let e = load_err(dir.path());
+    assert!(e.contains("need num_experts"), "{e}");
+}
+
+/// A checkpoint that lost one expert's tensor names that tensor.
+#[test]
+fn moe_checkpoint_missing_an_expert_tensor_names_it() {
+    use minicpm_model::safetensors_io::{write_f32, F32Tensor, TensorFile};
+    let dir = copy_fixture("moe_tied");
+    let p = dir.path().join("model.safetensors");
+    let file = TensorFile::open(&p).unwrap();
+    let gone = "model.layers.1.mlp.experts.2.w3.weight";
+    let kept: Vec<F32Tensor> = file
+        .names()
+        .into_iter()
+        .filter(|n| n != gone)
+        .map(|n| F32Tensor {
+            shape: file.shape(&n).unwrap(),
+            data: file.f32(&n, None).unwrap(),
+            name: n,
+        })
+        .collect();
+    drop(file);
+    write_f32(&p, &kept, None).unwrap();
+    let e = load_err(dir.path());
+    assert!(e.contains(gone) && e.contains("missing"), "{e}");
+}

@@ -164,7 +164,7 @@ fn moe_gradients_match_transformers_granitemoe_untied() {
 
 /// The routing (each layer's router softmax and top-k choice) as transformers computed it,
 /// and the load-balancing and z losses as the fixture script's transcription of the formulas
-/// (docs/MODEL.md, "Mixture of experts") computed them from transformers' router logits.
+/// (docs/MODEL.md section 12) computed them from transformers' router logits.
 #[test]
 fn moe_routing_and_router_losses_match_the_reference() {
     for case in ["moe_tied", "moe_untied"] {

@@ -7,15 +7,18 @@
 //! attends to p+1 keys, so averaged over a sequence of T tokens each head does 2 x 2 x head_dim
 //! x T/2 forward FLOPs per token, 3 times that in training: 6 x layers x heads x head_dim x T.
 //! Norms, RoPE, softmax and element-wise work are not counted (they are not model FLOPs).
+//! In a mixture-of-experts model a token runs k of each layer's E experts, so only the active
+//! expert weights count (the router is a matrix like the others).
 
 use minicpm_model::params::ParamCounts;
 use minicpm_model::ModelConfig;
 
-/// Weights of the matrix multiplies: hidden matrices of every layer plus the LM head (whose
-/// matrix has the embedding's shape, tied or not), counted from the model's own description.
+/// Weights of the matrix multiplies one token runs through: hidden matrices of every layer
+/// (active experts only) plus the LM head (whose matrix has the embedding's shape, tied or not),
+/// counted from the model's own description.
 pub fn matmul_params(cfg: &ModelConfig) -> u64 {
     let counts = ParamCounts::of(cfg);
-    counts.matrices + counts.embedding
+    counts.matrices - counts.inactive + counts.embedding
 }
 
 /// Training FLOPs per token at sequence length `seq_len` (see the module comment).

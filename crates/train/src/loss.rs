@@ -7,6 +7,7 @@ use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use minicpm_data::{Batch, IGNORE};
+use minicpm_model::moe::RouterOutput;
 use minicpm_model::{kernels, MiniCpm};
 
 /// Token ids of a batch as device tensors: inputs `[rows, len]`, targets `[rows * len, 1]`.
@@ -46,8 +47,44 @@ impl Objective for LanguageModel {
     }
 
     fn loss(&self, model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1> {
-        lm_loss(model, batch, device)
+        let (hidden, routers) = routed_hidden(model, batch, device);
+        let nll = weighted_nll(model, hidden, &batch.targets, TokenWeights::Mean);
+        with_router_losses(model, nll, &routers)
     }
+}
+
+/// The final hidden states of a batch, `[rows * len, hidden]`, with every MoE layer's router
+/// output (none for a dense model).
+fn routed_hidden(
+    model: &MiniCpm,
+    batch: &Batch,
+    device: &Device,
+) -> (Tensor<2>, Vec<RouterOutput>) {
+    let inputs = input_tensor(batch, device);
+    let (hidden, routers) = model.hidden_routed(inputs, batch.positions.as_deref());
+    let [b, t, d] = hidden.dims();
+    (hidden.reshape([b * t, d]), routers)
+}
+
+/// `loss` plus the MoE router losses, each averaged over the layers and weighted by the model's
+/// `router_aux_loss_coef` (load balancing) and `router_z_loss_coef` (docs/MODEL.md section
+/// 12). A dense model's loss comes back unchanged.
+pub fn with_router_losses(model: &MiniCpm, loss: Tensor<1>, routers: &[RouterOutput]) -> Tensor<1> {
+    if routers.is_empty() {
+        return loss;
+    }
+    let (balance_coef, z_coef) = model.config.router_loss_coefs();
+    let layers = routers.len() as f64;
+    let mut total = loss;
+    for r in routers {
+        if balance_coef > 0.0 {
+            total = total + r.balance_loss.clone().mul_scalar(balance_coef / layers);
+        }
+        if z_coef > 0.0 {
+            total = total + r.z_loss.clone().mul_scalar(z_coef / layers);
+        }
+    }
+    total
 }
 
 /// Next-token cross-entropy over the positions whose target is not [`IGNORE`]: supervised
@@ -64,15 +101,21 @@ impl Objective for MaskedLanguageModel {
     }
 
     fn loss(&self, model: &MiniCpm, batch: &Batch, device: &Device) -> Tensor<1> {
-        let w = 1.0 / batch.loss_tokens().max(1) as f32;
-        let weights: Vec<f32> = batch
-            .targets
-            .iter()
-            .map(|&t| if t == IGNORE { 0.0 } else { w })
-            .collect();
-        let hidden = batch_hidden(model, batch, device);
-        weighted_nll(model, hidden, &batch.targets, TokenWeights::Each(&weights))
+        let (hidden, routers) = routed_hidden(model, batch, device);
+        let nll = masked_nll(model, hidden, batch);
+        with_router_losses(model, nll, &routers)
     }
+}
+
+/// The mean NLL of `hidden`'s positions over `batch`'s loss tokens (targets not [`IGNORE`]).
+fn masked_nll(model: &MiniCpm, hidden: Tensor<2>, batch: &Batch) -> Tensor<1> {
+    let w = 1.0 / batch.loss_tokens().max(1) as f32;
+    let weights: Vec<f32> = batch
+        .targets
+        .iter()
+        .map(|&t| if t == IGNORE { 0.0 } else { w })
+        .collect();
+    weighted_nll(model, hidden, &batch.targets, TokenWeights::Each(&weights))
 }
 
 /// Token ids of a batch's inputs as a device tensor `[rows, len]`.
@@ -171,9 +214,8 @@ pub fn evaluate_masked(model: &MiniCpm, batches: &[Batch], device: &Device) -> f
     for b in batches {
         let n = b.loss_tokens();
         if n > 0 {
-            let mean = MaskedLanguageModel
-                .loss(&model, b, &inner)
-                .into_scalar::<f32>() as f64;
+            let hidden = batch_hidden(&model, b, &inner);
+            let mean = masked_nll(&model, hidden, b).into_scalar::<f32>() as f64;
             total += mean * n as f64;
             count += n;
         }
@@ -209,4 +251,34 @@ pub fn evaluate(
         bits_per_byte: bytes_per_token.map(|bpt| loss / std::f64::consts::LN_2 / bpt),
         pairs: None,
     }
+}
+
+/// How an MoE model routes held-out tokens: per layer, each expert's share of the token-slots
+/// and the mean entropy (nats) of the router's softmax.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterStats {
+    pub load: Vec<Vec<f32>>,
+    pub entropy: Vec<f32>,
+}
+
+/// [`RouterStats`] over `batches` (each weighs alike), gradients off; `None` for a dense model.
+pub fn router_stats(model: &MiniCpm, batches: &[Batch], device: &Device) -> Option<RouterStats> {
+    model.config.moe()?;
+    let model = model.valid();
+    let inner = device.clone().inner();
+    let mut sum: Option<RouterStats> = None;
+    for b in batches {
+        let (_, routers) = routed_hidden(&model, b, &inner);
+        let s = sum.get_or_insert_with(|| RouterStats {
+            load: routers.iter().map(|r| vec![0.0; r.load.len()]).collect(),
+            entropy: vec![0.0; routers.len()],
+        });
+        for (i, r) in routers.iter().enumerate() {
+            for (acc, x) in s.load[i].iter_mut().zip(&r.load) {
+                *acc += x / batches.len() as f32;
+            }
+            s.entropy[i] += r.entropy / batches.len() as f32;
+        }
+    }
+    sum
 }

@@ -36,6 +36,12 @@ pub struct Record {
     /// DPO: the rewards of the held-out pairs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_rewards: Option<Rewards>,
+    /// MoE: per layer, each expert's share of the held-out token-slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert_load: Option<Vec<Vec<f32>>>,
+    /// MoE: per layer, the mean entropy (nats) of the router's softmax on held-out tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_entropy: Option<Vec<f32>>,
 }
 
 /// Mean implicit rewards `beta * (log pi - log ref)` of preference pairs' answers.

@@ -8,7 +8,7 @@ use crate::metrics::{self, Record, METRICS_FILE};
 use crate::open_run::RUN_CONFIG_FILE;
 use crate::schedule::ScheduleConfig;
 use minicpm_model::mup;
-use minicpm_model::ModelError;
+use minicpm_model::{ModelConfig, ModelError, ParamCounts};
 use std::path::{Path, PathBuf};
 
 /// One run or branch as found on disk.
@@ -19,6 +19,8 @@ pub struct RunSummary {
     pub parent: Option<String>,
     pub params: u64,
     pub non_embedding_params: u64,
+    /// Non-embedding parameters a token runs through (fewer than all in a mixture of experts).
+    pub active_non_embedding_params: u64,
     pub steps_done: u64,
     pub steps_total: u64,
     pub tokens: u64,
@@ -38,6 +40,26 @@ pub struct RunSummary {
 impl RunSummary {
     pub fn finished(&self) -> bool {
         self.steps_done >= self.steps_total
+    }
+
+    /// Training FLOPs after `tokens`, as 6 N D with N the active non-embedding parameters; an
+    /// upcycled run's tokens before the upcycling count at its dense parent's N.
+    pub fn training_flops(&self, tokens: u64) -> f64 {
+        let active = self.active_non_embedding_params as f64;
+        match &self.config.upcycled {
+            Some(origin) if tokens >= origin.tokens => {
+                let dense = ModelConfig {
+                    num_experts: None,
+                    num_experts_per_tok: None,
+                    router_aux_loss_coef: None,
+                    router_z_loss_coef: None,
+                    ..self.config.model.clone()
+                };
+                6.0 * dense.non_embedding_params() as f64 * origin.tokens as f64
+                    + 6.0 * active * (tokens - origin.tokens) as f64
+            }
+            _ => 6.0 * active * tokens as f64,
+        }
     }
 }
 
@@ -104,6 +126,7 @@ pub fn summarize(dir: &Path) -> Result<RunSummary, ModelError> {
             .map(|b| format!("{}@{}", b.parent, b.step)),
         params: model.non_embedding_params() + model.embedding_params(),
         non_embedding_params: model.non_embedding_params(),
+        active_non_embedding_params: ParamCounts::of(&model).active_non_embedding(),
         steps_done,
         steps_total: config.train.steps,
         tokens: last

@@ -12,7 +12,7 @@ use crate::config::{RunConfig, TrainConfig};
 use crate::diagnostics::{flat_gradients, flat_weights, Diagnostics};
 use crate::error::TrainError;
 use crate::finetune::{DpoRecipe, SftRecipe};
-use crate::loss::{evaluate, EvalResult, LanguageModel};
+use crate::loss::{evaluate, router_stats, EvalResult, LanguageModel, RouterStats};
 use crate::metrics::{MetricsLog, Record, Rewards};
 use crate::open_run::{self, OpenRun, RunInputs};
 use crate::progress::Progress;
@@ -120,6 +120,10 @@ impl Recipe for Pretraining<'_> {
     fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult> {
         Some(evaluate(model, &self.evals, self.bytes_per_token, device))
     }
+
+    fn router_stats(&self, model: &MiniCpm, device: &Device) -> Option<RouterStats> {
+        router_stats(model, &self.evals, device)
+    }
 }
 
 /// The run's updates, from where it stands to its end or a stop.
@@ -203,9 +207,12 @@ fn updates<R: Recipe>(
         window_tokens += t.batch_tokens;
 
         let (done, stop) = (state.step == t.steps, opts.stop.load(Ordering::SeqCst));
-        let eval = match cadence.evaluates_after(state.step) {
-            true => recipe.evaluate(&model, device),
-            false => None,
+        let (eval, routing) = match cadence.evaluates_after(state.step) {
+            true => (
+                recipe.evaluate(&model, device),
+                recipe.router_stats(&model, device),
+            ),
+            false => (None, None),
         };
         let record = cadence.logs(s).then(|| Record {
             step: s,
@@ -220,6 +227,8 @@ fn updates<R: Recipe>(
             max_update,
             rewards: rewards.map(Rewards::from),
             eval_rewards: eval.and_then(|e| e.pairs).map(Rewards::from),
+            expert_load: routing.as_ref().map(|r| r.load.clone()),
+            router_entropy: routing.as_ref().map(|r| r.entropy.clone()),
         });
         if let Some(r) = &record {
             log.append(r)?;

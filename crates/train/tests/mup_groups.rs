@@ -28,16 +28,27 @@ fn std_of(v: &[f32]) -> f64 {
 #[test]
 fn init_stds_follow_the_mup_table() {
     let cfg = config(); // scale_width = 256 / 64 = 4
-    let model = init_model(&cfg, Parametrization::Mup, 1, &Device::flex());
-    for t in named_tensors(&model) {
-        let s = std_of(&t.data);
-        match TensorRole::of(&t.name) {
-            TensorRole::Norm => assert!(t.data.iter().all(|&x| x == 1.0), "{}", t.name),
-            TensorRole::Matrix => {
-                assert!((s - 0.1 / 2.0).abs() < 0.05 * 0.05, "{}: std {s}", t.name)
-            }
-            TensorRole::Embedding | TensorRole::LmHead => {
-                assert!((s - 0.1).abs() < 0.05 * 0.1, "{}: std {s}", t.name)
+                        // The MoE variant adds routers, N(0, 0.01^2) at any width.
+    let moe = ModelConfig {
+        num_experts: Some(4),
+        num_experts_per_tok: Some(2),
+        ..cfg.clone()
+    };
+    for c in [&cfg, &moe] {
+        let model = init_model(c, Parametrization::Mup, 1, &Device::flex());
+        for t in named_tensors(&model) {
+            let s = std_of(&t.data);
+            match TensorRole::of(&t.name) {
+                TensorRole::Norm => assert!(t.data.iter().all(|&x| x == 1.0), "{}", t.name),
+                TensorRole::Matrix => {
+                    assert!((s - 0.1 / 2.0).abs() < 0.05 * 0.05, "{}: std {s}", t.name)
+                }
+                TensorRole::Embedding | TensorRole::LmHead => {
+                    assert!((s - 0.1).abs() < 0.05 * 0.1, "{}: std {s}", t.name)
+                }
+                TensorRole::Router => {
+                    assert!((s - 0.01).abs() < 0.1 * 0.01, "{}: std {s}", t.name)
+                }
             }
         }
     }
@@ -119,34 +130,23 @@ struct NamedParam {
 
 /// Every parameter of `model`, in module order.
 fn named_params(model: &minicpm_model::MiniCpm) -> Vec<NamedParam> {
-    use burn::module::{Module, ModuleVisitor, Param};
-    struct Ids {
-        path: Vec<String>,
-        out: Vec<NamedParam>,
-    }
-    impl ModuleVisitor for Ids {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<burn::tensor::Tensor<D>>) {
+    use burn::module::Param;
+    use minicpm_model::named::{visit_named, NamedVisitor};
+    struct Ids(Vec<NamedParam>);
+    impl NamedVisitor for Ids {
+        fn visit<const D: usize>(&mut self, name: &str, p: &Param<burn::tensor::Tensor<D>>) {
             let t = p.val();
-            self.out.push(NamedParam {
-                name: self.path.join("."),
+            self.0.push(NamedParam {
+                name: name.to_string(),
                 id: p.id,
                 shape: t.dims().to_vec(),
                 values: t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap(),
             });
         }
     }
-    let mut v = Ids {
-        path: vec![],
-        out: vec![],
-    };
-    model.visit(&mut v);
-    v.out
+    let mut v = Ids(vec![]);
+    visit_named(model, &mut v);
+    v.0
 }
 
 #[test]
