@@ -27,6 +27,7 @@ mod runs_cmd;
 mod scaling_cmd;
 mod serve_cmd;
 mod sweep_runner;
+mod upcycle_cmd;
 mod util;
 mod windtunnel;
 
@@ -51,6 +52,9 @@ enum Command {
     Train(TrainArgs),
     /// Decay a stable checkpoint in a branch of its own (runs/<run>/branches/<name>).
     Decay(decay_cmd::DecayArgs),
+    /// Make a dense checkpoint a mixture of experts (each MLP copied into every expert), then
+    /// continue its run.
+    Upcycle(upcycle_cmd::UpcycleArgs),
     /// Supervised fine-tuning on conversations: the loss on the assistant's turns only.
     Sft(finetune_cmd::SftArgs),
     /// Direct preference optimisation (or IPO) on preference pairs, from an SFT model.
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(a) => train(a),
         Command::Decay(a) => decay_cmd::run(a),
+        Command::Upcycle(a) => upcycle_cmd::run(a),
         Command::Sft(a) => finetune_cmd::sft(a),
         Command::Dpo(a) => finetune_cmd::dpo(a),
         Command::Runs { dir } => runs_cmd::run(&dir),

@@ -7,6 +7,7 @@ use crate::error::InvalidSetting;
 use crate::finetune::{FinetuneConfig, FinetuneKind};
 use crate::optimizer::OptimConfig;
 use crate::schedule::ScheduleConfig;
+use crate::upcycle::UpcycleOrigin;
 use minicpm_data::mixture::PhaseWeights;
 pub use minicpm_model::config::OneOrMany;
 use minicpm_model::mup::Parametrization;
@@ -179,6 +180,9 @@ pub struct RunConfig {
     /// Set in a decay branch: the run and checkpoint it starts from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<BranchOrigin>,
+    /// Set in an upcycled mixture-of-experts run: the dense checkpoint it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upcycled: Option<UpcycleOrigin>,
     /// Set in a fine-tuning run (SFT or DPO): the model it starts from and its data; the
     /// `data` section's shards are then unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,6 +28,7 @@ pub mod runs;
 pub mod schedule;
 pub mod step;
 pub mod trainer;
+pub mod upcycle;
 
 pub use config::RunConfig;
 pub use error::{InvalidSetting, TrainError};
