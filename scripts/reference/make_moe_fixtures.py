@@ -2,7 +2,7 @@
 """Generate small MiniCPM mixture-of-experts (MoE) parity fixtures for the Rust model crate.
 
 MiniCPM-MoE is the dense MiniCPM (make_fixtures.py) with every decoder layer's MLP replaced by the
-MoE layer (docs/MODEL.md): a router Linear(hidden -> E) without bias, a softmax over all E router
+MoE layer (docs/MODEL.md section 12): a router Linear(hidden -> E) without bias, a softmax over all E router
 logits in float32, the top k of those probabilities renormalised to sum to 1, and the output
 sum_j weight_j * expert_{e_j}(x) with the SwiGLU expert(x) = w2(silu(w1 x) * w3 x).
 

@@ -91,6 +91,10 @@ pub fn config_from_gguf(origin: &str, header: &Header) -> Result<ModelConfig, Mo
             .and_then(|v| as_u64(v).ok_or_else(|| err(&full, format!("{v:?} is not an integer"))))
             .map(|x| x as usize)
     };
+    let optional_int = |k: &str| match get(m, &key(k)) {
+        Some(_) => int(k).map(Some),
+        None => Ok(None),
+    };
     let float = |k: &str, default: Option<f64>| -> Result<f64, ModelError> {
         let full = key(k);
         match get(m, &full) {
@@ -167,8 +171,8 @@ pub fn config_from_gguf(origin: &str, header: &Header) -> Result<ModelConfig, Mo
         scale_emb: round(float("embedding_scale", Some(12.0))?),
         scale_depth,
         dim_model_base,
-        num_experts: None,
-        num_experts_per_tok: None,
+        num_experts: optional_int("expert_count")?,
+        num_experts_per_tok: optional_int("expert_used_count")?,
         router_aux_loss_coef: None,
         router_z_loss_coef: None,
     };

@@ -3,7 +3,7 @@
 //! rows permuted to its RoPE layout, its metadata keys in its order, and the tokenizer as a
 //! "llama" vocabulary (vocab.rs).
 
-use super::names::{hf_to_gguf, permute_rows, rope_heads};
+use super::names::{hf_to_gguf, permute_rows, rope_heads, stacked_expert};
 use super::types::{tensor_type, FileType};
 use super::vocab;
 use crate::gguf::{Gguf, Tensor, TensorType, Value};
@@ -83,6 +83,12 @@ pub fn model_metadata(cfg: &ModelConfig, name: &str, file_type: FileType) -> Vec
         ("minicpm.residual_scale".into(), f(cfg.residual_scale())),
         ("minicpm.logit_scale".into(), f(cfg.scale_width())),
         ("minicpm.rope.dimension_count".into(), u(cfg.head_dim())),
+    ]);
+    if let Some((experts, top_k)) = cfg.moe() {
+        m.push(("minicpm.expert_count".into(), u(experts)));
+        m.push(("minicpm.expert_used_count".into(), u(top_k)));
+    }
+    m.extend([
         ("minicpm.vocab_size".into(), u(cfg.vocab_size)),
         ("general.quantization_version".into(), Value::U32(2)),
     ]);
@@ -98,6 +104,7 @@ pub fn gguf_tensor(
     file_type: FileType,
 ) -> Result<Tensor, String> {
     let name = hf_to_gguf(hf_name)
+        .or_else(|| stacked_expert(hf_name).map(|(g, _)| g))
         .ok_or_else(|| "llama.cpp's minicpm architecture has no such tensor".to_string())?;
     let cols = *shape.last().expect("a shape");
     let values = match rope_heads(hf_name, cfg.num_attention_heads, cfg.num_kv_heads()) {
@@ -204,12 +211,6 @@ pub fn build_from(
         field: field.into(),
         msg: msg.into(),
     };
-    if cfg.num_experts.is_some() {
-        return Err(unsupported(
-            "num_experts",
-            "MoE models are not exported to GGUF yet",
-        ));
-    }
     if cfg.hidden_act != "silu" {
         return Err(unsupported(
             "hidden_act",
@@ -232,10 +233,17 @@ pub fn build_from(
     metadata.extend(tok_meta);
 
     let mut tensors = Vec::new();
-    for (hf_name, shape) in ordered(tensor_shapes(cfg)) {
-        let v = values(&hf_name, &shape)?;
+    for (hf_names, shape) in stacked(ordered(tensor_shapes(cfg))) {
+        // A stacked tensor's parts have its shape without the leading expert axis.
+        let part =
+            &shape[usize::from(hf_names.len() > 1 || stacked_expert(&hf_names[0]).is_some())..];
+        let mut v = Vec::new();
+        for n in &hf_names {
+            v.extend(values(n, part)?);
+        }
+        let hf_name = &hf_names[0];
         let t =
-            gguf_tensor(cfg, &hf_name, &shape, v, file_type).map_err(|msg| ModelError::Tensor {
+            gguf_tensor(cfg, hf_name, &shape, v, file_type).map_err(|msg| ModelError::Tensor {
                 origin: origin.to_string(),
                 tensor: hf_name.clone(),
                 msg,
@@ -257,6 +265,30 @@ fn ordered(shapes: Vec<(String, Vec<usize>)>) -> Vec<(String, Vec<usize>)> {
     let mut v = shapes;
     v.sort_by_key(|(n, _)| key(n)); // stable: layers keep module order
     v
+}
+
+/// The tensors as llama.cpp stores them: each HF tensor alone, except that an MoE layer's
+/// experts are stacked, their `w1`s into one `[experts, rows, cols]` tensor (in expert order),
+/// likewise `w3` and `w2`. Each entry lists the HF tensors it holds and its shape.
+fn stacked(shapes: Vec<(String, Vec<usize>)>) -> Vec<(Vec<String>, Vec<usize>)> {
+    let mut out: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    let mut index_of: std::collections::HashMap<String, usize> = Default::default();
+    for (name, shape) in shapes {
+        match stacked_expert(&name) {
+            None => out.push((vec![name], shape)),
+            Some((gguf, _)) => match index_of.get(&gguf) {
+                Some(&i) => {
+                    out[i].0.push(name);
+                    out[i].1[0] += 1;
+                }
+                None => {
+                    index_of.insert(gguf, out.len());
+                    out.push((vec![name], [vec![1], shape].concat()));
+                }
+            },
+        }
+    }
+    out
 }
 
 /// What [`export`] wrote.

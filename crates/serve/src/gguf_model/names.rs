@@ -3,7 +3,7 @@
 //! converter permutes so that each head's rotary pairs are adjacent rows.
 
 /// Per-layer tensors: HF suffix after `model.layers.{i}.`, llama.cpp suffix after `blk.{i}.`.
-const LAYER: [(&str, &str); 9] = [
+const LAYER: [(&str, &str); 10] = [
     ("input_layernorm.weight", "attn_norm.weight"),
     ("self_attn.q_proj.weight", "attn_q.weight"),
     ("self_attn.k_proj.weight", "attn_k.weight"),
@@ -13,6 +13,15 @@ const LAYER: [(&str, &str); 9] = [
     ("mlp.gate_proj.weight", "ffn_gate.weight"),
     ("mlp.up_proj.weight", "ffn_up.weight"),
     ("mlp.down_proj.weight", "ffn_down.weight"),
+    ("mlp.gate.weight", "ffn_gate_inp.weight"),
+];
+
+/// An MoE layer's experts: HF's per-expert weight (after `mlp.experts.{e}.`) and the llama.cpp
+/// tensor that stacks it over the experts, `[experts, rows, cols]`.
+const EXPERTS: [(&str, &str); 3] = [
+    ("w1.weight", "ffn_gate_exps.weight"),
+    ("w3.weight", "ffn_up_exps.weight"),
+    ("w2.weight", "ffn_down_exps.weight"),
 ];
 
 /// Whole-model tensors.
@@ -22,8 +31,20 @@ const GLOBAL: [(&str, &str); 3] = [
     ("lm_head.weight", "output.weight"),
 ];
 
+/// Where an MoE expert's HF weight lives in llama.cpp's file: the stacked tensor and the
+/// expert's index in it; `None` for any other tensor.
+pub fn stacked_expert(hf: &str) -> Option<(String, usize)> {
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once(".mlp.experts.")?;
+    let layer: usize = layer.parse().ok()?;
+    let (expert, weight) = rest.split_once('.')?;
+    let expert: usize = expert.parse().ok()?;
+    let (_, g) = EXPERTS.iter().find(|(h, _)| *h == weight)?;
+    Some((format!("blk.{layer}.{g}"), expert))
+}
+
 /// llama.cpp's name of an HF tensor; `None` for tensors its `minicpm` architecture does not have
-/// (the MoE experts and router, for instance).
+/// as such (an MoE expert's weight is a slice of a stacked tensor: [`stacked_expert`]).
 pub fn hf_to_gguf(hf: &str) -> Option<String> {
     if let Some((_, g)) = GLOBAL.iter().find(|(h, _)| *h == hf) {
         return Some(g.to_string());
@@ -128,6 +149,19 @@ mod tests {
             assert_eq!(gguf_to_hf(gguf).as_deref(), Some(hf));
         }
         assert_eq!(hf_to_gguf("model.layers.0.mlp.experts.1.w1.weight"), None);
+        assert_eq!(
+            stacked_expert("model.layers.2.mlp.experts.5.w1.weight"),
+            Some(("blk.2.ffn_gate_exps.weight".into(), 5))
+        );
+        assert_eq!(
+            stacked_expert("model.layers.0.mlp.experts.0.w2.weight"),
+            Some(("blk.0.ffn_down_exps.weight".into(), 0))
+        );
+        assert_eq!(
+            hf_to_gguf("model.layers.3.mlp.gate.weight").as_deref(),
+            Some("blk.3.ffn_gate_inp.weight")
+        );
+        assert_eq!(stacked_expert("model.layers.0.mlp.gate_proj.weight"), None);
         assert_eq!(hf_to_gguf("model.layers.x.mlp.up_proj.weight"), None);
         assert_eq!(gguf_to_hf("blk.0.ffn_gate_exps.weight"), None);
     }

@@ -3,7 +3,7 @@
 //! llama.cpp's RoPE layout ([`RopeLayout::Interleaved`]), which the runtime applies as is.
 
 use super::config::{chat_template, config_from_gguf, tokenizer_json};
-use super::names::hf_to_gguf;
+use super::names::{hf_to_gguf, stacked_expert};
 use crate::gguf::{Gguf, Header, TensorInfo, TensorType};
 use crate::runtime::{Matrix, RopeLayout, TensorSource};
 use minicpm_model::error::ModelError;
@@ -85,16 +85,53 @@ impl GgufSource {
     }
 }
 
+impl GgufSource {
+    /// Expert `expert`'s `[rows, cols]` slice of the stacked tensor `gguf` (`[experts, rows,
+    /// cols]`): whole rows, so a quantised type's blocks are never split.
+    fn expert_matrix(
+        &self,
+        gguf: &str,
+        expert: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Matrix, ModelError> {
+        let experts = self.config.moe().map_or(0, |(e, _)| e);
+        let t = self
+            .header
+            .tensor(gguf)
+            .ok_or_else(|| self.err(gguf, "missing".into()))?;
+        let want = [experts, rows, cols];
+        if t.shape.iter().map(|&d| d as usize).ne(want.iter().copied()) || expert >= experts {
+            return Err(self.err(gguf, format!("shape {:?}, expected {want:?}", t.shape)));
+        }
+        let len = t.len as usize / experts;
+        Matrix::mapped(
+            rows,
+            cols,
+            t.ty,
+            self.map.clone(),
+            t.offset as usize + expert * len,
+            len,
+        )
+        .map_err(|e| self.err(&t.name, e.to_string()))
+    }
+}
+
 impl TensorSource for GgufSource {
     fn origin(&self) -> String {
         self.path.display().to_string()
     }
 
     fn contains(&self, name: &str) -> bool {
-        hf_to_gguf(name).is_some_and(|g| self.header.tensor(&g).is_some())
+        hf_to_gguf(name)
+            .or_else(|| stacked_expert(name).map(|(g, _)| g))
+            .is_some_and(|g| self.header.tensor(&g).is_some())
     }
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
+        if let Some((gguf, expert)) = stacked_expert(name) {
+            return self.expert_matrix(&gguf, expert, rows, cols);
+        }
         let t = self.info(name, &[rows, cols])?;
         Matrix::mapped(
             rows,

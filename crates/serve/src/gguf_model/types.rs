@@ -76,11 +76,13 @@ impl FromStr for FileType {
 /// - vectors (the norms) are f32;
 /// - the token embedding and an untied output head are f16, or f32 when f32 is asked for
 ///   (MiniCPM's rule: embeddings and norms are not quantised);
+/// - an MoE router (`ffn_gate_inp`) is f32: its softmax decides the routing, and llama.cpp's
+///   quantiser keeps it unquantised too;
 /// - every other matrix is in the type asked for, except that a quantised type needs rows of
 ///   whole blocks (32 weights, 256 for q4_k): a row that is not falls back to q8_0, and to f16
 ///   where it is not whole 32-weight blocks either, as llama.cpp's quantiser does.
 pub fn tensor_type(file: FileType, gguf_name: &str, shape: &[usize]) -> TensorType {
-    if shape.len() < 2 {
+    if shape.len() < 2 || gguf_name.ends_with("ffn_gate_inp.weight") {
         return TensorType::F32;
     }
     if gguf_name == "token_embd.weight" || gguf_name == "output.weight" {

@@ -5,9 +5,10 @@
 use super::attention::{self, Run};
 use super::cache::KvCache;
 use super::kernels::{exp, Backend};
-use super::model::{InferenceModel, Layer};
+use super::model::{FeedForward, InferenceModel, Layer, Mlp};
 use super::rope::Rotation;
 use super::Matrix;
+use minicpm_model::moe::Routing;
 use rayon::prelude::*;
 
 /// New tokens for the sequence in cache slot `slot`; their positions continue after the
@@ -288,19 +289,16 @@ impl InferenceModel {
         let cfg = &self.config;
         let n = x.len() / cfg.hidden_size;
         rms_norm(x, &layer.post_norm, cfg.rms_norm_eps, &mut s.h);
-        let gate_up = [&layer.gate, &layer.up];
-        Matrix::matmul_each(&gate_up, &s.h, n, &mut [&mut s.gate, &mut s.up]);
-        let up = &s.up;
-        let ff = cfg.intermediate_size;
-        let backend = Backend::detect();
-        for_each_row(&mut s.gate, ff, |t, g| {
-            let mut e: Vec<f32> = g.iter().map(|v| -v).collect();
-            exp::exp_in_place(backend, &mut e);
-            for ((g, &u), &e) in g.iter_mut().zip(&up[t * ff..(t + 1) * ff]).zip(&e) {
-                *g = *g / (1.0 + e) * u;
+        match &layer.ffn {
+            FeedForward::Dense(mlp) => {
+                swiglu_mlp(mlp, &s.h, n, &mut s.gate, &mut s.up, &mut s.out);
             }
-        });
-        layer.down.matmul(&s.gate, n, &mut s.out);
+            FeedForward::Moe {
+                router,
+                experts,
+                top_k,
+            } => moe(router, experts, *top_k, &s.h, n, &mut s.out),
+        }
         add_scaled(x, &s.out, cfg.residual_scale() as f32);
     }
 
@@ -315,6 +313,78 @@ impl InferenceModel {
         let mut out = vec![0f32; n * head.rows()];
         head.matmul(&h, n, &mut out);
         out
+    }
+}
+
+/// `out [n, d] = down(silu(gate h) * up h)` with `gate`, `up` as `[n, ff]` scratch.
+fn swiglu_mlp(mlp: &Mlp, h: &[f32], n: usize, gate: &mut [f32], up: &mut [f32], out: &mut [f32]) {
+    let ff = mlp.gate.rows();
+    let (gate, up) = (&mut gate[..n * ff], &mut up[..n * ff]);
+    Matrix::matmul_each(&[&mlp.gate, &mlp.up], h, n, &mut [&mut *gate, &mut *up]);
+    let up = &*up;
+    let backend = Backend::detect();
+    for_each_row(gate, ff, |t, g| {
+        let mut e: Vec<f32> = g.iter().map(|v| -v).collect();
+        exp::exp_in_place(backend, &mut e);
+        for ((g, &u), &e) in g.iter_mut().zip(&up[t * ff..(t + 1) * ff]).zip(&e) {
+            *g = *g / (1.0 + e) * u;
+        }
+    });
+    mlp.down.matmul(gate, n, &mut out[..n * mlp.down.rows()]);
+}
+
+/// The mixture of experts over `h [n, d]` into `out [n, d]`: the router's softmax, each
+/// token's top-k experts (the training model's [`Routing`], so both choose alike) with their
+/// probabilities renormalised, and each expert run once over the rows routed to it.
+fn moe(router: &Matrix, experts: &[Mlp], top_k: usize, h: &[f32], n: usize, out: &mut [f32]) {
+    let (d, e) = (router.cols(), router.rows());
+    let mut probs = vec![0f32; n * e];
+    router.matmul(h, n, &mut probs);
+    for row in probs.chunks_exact_mut(e) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        row.iter_mut().for_each(|v| *v = (*v - max).exp());
+        let sum: f32 = row.iter().sum();
+        row.iter_mut().for_each(|v| *v /= sum);
+    }
+    let routing = Routing::top_k(&probs, e, top_k);
+    let weights: Vec<f32> = routing
+        .choice
+        .chunks_exact(top_k)
+        .enumerate()
+        .flat_map(|(t, chosen)| {
+            let row = &probs[t * e..(t + 1) * e];
+            let total: f32 = chosen.iter().map(|&c| row[c]).sum();
+            chosen.iter().map(move |&c| row[c] / total)
+        })
+        .collect();
+    let (slots, counts) = routing.grouped();
+    out[..n * d].iter_mut().for_each(|v| *v = 0.0);
+    let ff = experts.first().map_or(0, |m| m.gate.rows());
+    let mut start = 0;
+    for (expert, &count) in experts.iter().zip(&counts) {
+        if count == 0 {
+            continue;
+        }
+        let mine = &slots[start..start + count];
+        start += count;
+        let mut x = vec![0f32; count * d];
+        for (row, &slot) in x.chunks_exact_mut(d).zip(mine) {
+            let t = slot / top_k;
+            row.copy_from_slice(&h[t * d..(t + 1) * d]);
+        }
+        let (mut gate, mut up, mut y) = (
+            vec![0f32; count * ff],
+            vec![0f32; count * ff],
+            vec![0f32; count * d],
+        );
+        swiglu_mlp(expert, &x, count, &mut gate, &mut up, &mut y);
+        for (row, &slot) in y.chunks_exact(d).zip(mine) {
+            let t = slot / top_k;
+            let w = weights[slot];
+            for (o, &v) in out[t * d..(t + 1) * d].iter_mut().zip(row) {
+                *o += w * v;
+            }
+        }
     }
 }
 

@@ -14,9 +14,41 @@ pub struct Layer {
     pub v: Matrix,
     pub o: Matrix,
     pub post_norm: Vec<f32>,
+    pub ffn: FeedForward,
+}
+
+/// One SwiGLU MLP: `down(silu(gate x) * up x)`.
+pub struct Mlp {
     pub gate: Matrix,
     pub up: Matrix,
     pub down: Matrix,
+}
+
+/// A layer's feed-forward: the dense MLP, or a router over experts of which each token runs
+/// `top_k` (docs/MODEL.md section 12).
+pub enum FeedForward {
+    Dense(Mlp),
+    Moe {
+        router: Matrix,
+        experts: Vec<Mlp>,
+        top_k: usize,
+    },
+}
+
+impl FeedForward {
+    fn matrices(&self) -> Vec<&Matrix> {
+        fn mlp(m: &Mlp) -> [&Matrix; 3] {
+            [&m.gate, &m.up, &m.down]
+        }
+        match self {
+            FeedForward::Dense(m) => mlp(m).to_vec(),
+            FeedForward::Moe {
+                router, experts, ..
+            } => std::iter::once(router)
+                .chain(experts.iter().flat_map(|m| mlp(m)))
+                .collect(),
+        }
+    }
 }
 
 pub struct Weights {
@@ -42,6 +74,28 @@ impl Weights {
             .map(|i| {
                 let name = |n: &str| format!("model.layers.{i}.{n}.weight");
                 let m = |n: &str, rows, cols| src.matrix(&name(n), rows, cols);
+                let mlp = |gate: &str, up: &str, down: &str| -> Result<Mlp, ModelError> {
+                    Ok(Mlp {
+                        gate: m(gate, ff, d)?,
+                        up: m(up, ff, d)?,
+                        down: m(down, d, ff)?,
+                    })
+                };
+                let ffn = match cfg.moe() {
+                    None => {
+                        FeedForward::Dense(mlp("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")?)
+                    }
+                    Some((experts, top_k)) => FeedForward::Moe {
+                        router: m("mlp.gate", experts, d)?,
+                        experts: (0..experts)
+                            .map(|e| {
+                                let w = |k: &str| format!("mlp.experts.{e}.{k}");
+                                mlp(&w("w1"), &w("w3"), &w("w2"))
+                            })
+                            .collect::<Result<_, ModelError>>()?,
+                        top_k,
+                    },
+                };
                 Ok(Layer {
                     input_norm: src.vector(&name("input_layernorm"), d)?,
                     q: m("self_attn.q_proj", q_dim, d)?,
@@ -49,9 +103,7 @@ impl Weights {
                     v: m("self_attn.v_proj", kv_dim, d)?,
                     o: m("self_attn.o_proj", d, q_dim)?,
                     post_norm: src.vector(&name("post_attention_layernorm"), d)?,
-                    gate: m("mlp.gate_proj", ff, d)?,
-                    up: m("mlp.up_proj", ff, d)?,
-                    down: m("mlp.down_proj", d, ff)?,
+                    ffn,
                 })
             })
             .collect::<Result<_, ModelError>>()?;
@@ -75,8 +127,9 @@ impl Weights {
     pub fn bytes(&self) -> usize {
         let norms = |l: &Layer| (l.input_norm.len() + l.post_norm.len()) * 4;
         let matrices = |l: &Layer| {
-            [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
-                .iter()
+            [&l.q, &l.k, &l.v, &l.o]
+                .into_iter()
+                .chain(l.ffn.matrices())
                 .map(|m| m.stored_bytes())
                 .sum::<usize>()
         };
