@@ -110,10 +110,11 @@ def minicpm_config(case: Case) -> dict:
     }
 
 
-def granite_config(cfg: dict) -> GraniteConfig:
-    """The GraniteConfig that computes the MiniCPM forward pass of `cfg`."""
+def granite_kwargs(cfg: dict) -> dict:
+    """The Granite (and GraniteMoe) config arguments that compute the MiniCPM forward pass of
+    `cfg`: the shape, and the four multipliers that make Granite compute MiniCPM."""
     head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
-    gc = GraniteConfig(
+    return dict(
         vocab_size=cfg["vocab_size"],
         hidden_size=cfg["hidden_size"],
         intermediate_size=cfg["intermediate_size"],
@@ -126,7 +127,6 @@ def granite_config(cfg: dict) -> GraniteConfig:
         rms_norm_eps=cfg["rms_norm_eps"],
         rope_parameters={"rope_type": "default", "rope_theta": cfg["rope_theta"]},
         attention_bias=False,
-        mlp_bias=False,
         attention_dropout=0.0,
         tie_word_embeddings=cfg["tie_word_embeddings"],
         bos_token_id=cfg["bos_token_id"],
@@ -137,6 +137,11 @@ def granite_config(cfg: dict) -> GraniteConfig:
         logits_scaling=cfg["hidden_size"] / cfg["dim_model_base"],
         attention_multiplier=1.0 / math.sqrt(head_dim),
     )
+
+
+def granite_config(cfg: dict) -> GraniteConfig:
+    """The GraniteConfig that computes the MiniCPM forward pass of `cfg`."""
+    gc = GraniteConfig(**granite_kwargs(cfg), mlp_bias=False)
     gc._attn_implementation = "eager"
     assert gc.rope_parameters["rope_type"] == "default"
     assert gc.rope_parameters["rope_theta"] == cfg["rope_theta"]

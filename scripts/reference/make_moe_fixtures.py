@@ -148,29 +148,8 @@ def minicpm_moe_config(case: MoeCase) -> dict:
 
 def granitemoe_config(cfg: dict) -> GraniteMoeConfig:
     """The GraniteMoeConfig that computes the MiniCPM-MoE forward pass of `cfg`."""
-    head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
     gc = GraniteMoeConfig(
-        vocab_size=cfg["vocab_size"],
-        hidden_size=cfg["hidden_size"],
-        intermediate_size=cfg["intermediate_size"],
-        num_hidden_layers=cfg["num_hidden_layers"],
-        num_attention_heads=cfg["num_attention_heads"],
-        num_key_value_heads=cfg["num_key_value_heads"],
-        hidden_act=cfg["hidden_act"],
-        max_position_embeddings=cfg["max_position_embeddings"],
-        initializer_range=cfg["initializer_range"],
-        rms_norm_eps=cfg["rms_norm_eps"],
-        rope_parameters={"rope_type": "default", "rope_theta": cfg["rope_theta"]},
-        attention_bias=False,
-        attention_dropout=0.0,
-        tie_word_embeddings=cfg["tie_word_embeddings"],
-        bos_token_id=cfg["bos_token_id"],
-        eos_token_id=cfg["eos_token_id"],
-        pad_token_id=None,
-        embedding_multiplier=cfg["scale_emb"],
-        residual_multiplier=cfg["scale_depth"] / math.sqrt(cfg["num_hidden_layers"]),
-        logits_scaling=cfg["hidden_size"] / cfg["dim_model_base"],
-        attention_multiplier=1.0 / math.sqrt(head_dim),
+        **mf.granite_kwargs(cfg),
         num_local_experts=cfg["num_experts"],
         num_experts_per_tok=cfg["num_experts_per_tok"],
         output_router_logits=False,

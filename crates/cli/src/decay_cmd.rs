@@ -86,11 +86,5 @@ pub fn run(a: DecayArgs) -> anyhow::Result<ExitCode> {
     let config_path = made.dir.join(minicpm_train::trainer::RUN_CONFIG_FILE);
     let config = minicpm_train::RunConfig::load(&config_path, &[])
         .with_context(|| format!("reading {}", config_path.display()))?;
-    let outcome = util::run_training(made.dir, config, true, !a.quiet)?;
-    util::report(&outcome);
-    Ok(if outcome.interrupted {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
+    util::train_and_report(made.dir, config, true, !a.quiet)
 }

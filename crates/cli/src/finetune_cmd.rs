@@ -227,10 +227,5 @@ pub fn dpo(a: DpoArgs) -> anyhow::Result<ExitCode> {
 
 fn launch(a: &FinetuneArgs, cfg: RunConfig) -> anyhow::Result<ExitCode> {
     let cfg = cfg.with_overrides("the fine-tuning config", &a.set)?;
-    let outcome = util::run_training(a.out.clone(), cfg, false, !a.quiet)?;
-    util::report(&outcome);
-    Ok(match outcome.interrupted {
-        true => ExitCode::from(130),
-        false => ExitCode::SUCCESS,
-    })
+    util::train_and_report(a.out.clone(), cfg, false, !a.quiet)
 }

@@ -231,11 +231,5 @@ fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
         }
         _ => anyhow::bail!("give --out for a new run or --resume RUN_DIR to continue one"),
     };
-    let outcome = util::run_training(run_dir, config, resume, !a.quiet)?;
-    util::report(&outcome);
-    Ok(if outcome.interrupted {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
+    util::train_and_report(run_dir, config, resume, !a.quiet)
 }

@@ -59,6 +59,21 @@ pub fn run_training(
     Ok(minicpm_train::train(opts)?)
 }
 
+/// [`run_training`], then [`report`]: the exit code is 130 when Ctrl-C stopped it.
+pub fn train_and_report(
+    run_dir: PathBuf,
+    config: minicpm_train::RunConfig,
+    resume: bool,
+    progress: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let outcome = run_training(run_dir, config, resume, progress)?;
+    report(&outcome);
+    Ok(match outcome.interrupted {
+        true => std::process::ExitCode::from(130),
+        false => std::process::ExitCode::SUCCESS,
+    })
+}
+
 pub fn report(o: &TrainOutcome) {
     if o.interrupted {
         eprintln!("stopped after update {}", o.steps_done);

@@ -286,3 +286,83 @@ fn bad_branch_requests_are_refused_with_one_line() {
     );
     assert!(branch[1].lr < branch[0].lr);
 }
+
+/// `minicpm upcycle` (docs/MODEL.md section 12): the upcycled run leaves its parent alone, starts
+/// where the parent stood (same update, tokens and batch: its first loss is the parent's plus
+/// the load-balancing term, 0.01 x about 1 for an untrained router), trains to the parent's end,
+/// logs its routing, and bad requests are refused with one line and nothing written.
+#[test]
+fn an_upcycled_run_continues_on_the_parents_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let cfg = stable_config(dir.path(), 20, "");
+    let run = dir.path().join("run");
+    run_ok(train_new(&cfg, &run).args(["--set", "train.keep_checkpoints=0"]));
+    let parent_before = snapshot(&run);
+    let from = run.join("checkpoints/step-0000010");
+    let moe = dir.path().join("moe");
+    let upcycle = |out: &Path, args: &[&str]| {
+        let mut c = bin();
+        c.args(["upcycle", "--quiet", "--from"])
+            .arg(&from)
+            .arg("--out")
+            .arg(out)
+            .args(args);
+        c
+    };
+    run_ok(&mut upcycle(&moe, &["--experts", "4", "--top-k", "2"]));
+    assert_eq!(
+        snapshot(&run),
+        parent_before,
+        "upcycling changed the parent"
+    );
+
+    let cfg = RunConfig::load(&moe.join("run.toml"), &[]).unwrap();
+    assert_eq!(cfg.model.moe(), Some((4, 2)));
+    let origin = cfg.upcycled.expect("the run records its origin");
+    assert_eq!((origin.step, origin.tokens), (10, 10 * 128));
+    let parent = read(&run.join("metrics.jsonl")).unwrap();
+    let records = read(&moe.join("metrics.jsonl")).unwrap();
+    assert_eq!(records.first().map(|r| r.step), Some(10));
+    assert_eq!(records.last().map(|r| r.step), Some(19));
+    let extra = records[0].loss - parent[10].loss;
+    assert!(
+        (0.0095..0.0125).contains(&extra),
+        "first loss {} against the parent's {}",
+        records[0].loss,
+        parent[10].loss
+    );
+    let evaluated = records.iter().filter(|r| r.eval_loss.is_some()).count();
+    let routed: Vec<&Vec<Vec<f32>>> = records
+        .iter()
+        .filter_map(|r| r.expert_load.as_ref())
+        .collect();
+    assert_eq!(routed.len(), evaluated);
+    for load in routed {
+        assert_eq!(load.len(), 2, "one per layer");
+        for layer in load {
+            assert_eq!(layer.len(), 4, "one share per expert");
+            assert!((layer.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+
+    let e = run_bad(&mut upcycle(
+        &dir.path().join("x"),
+        &["--experts", "4", "--top-k", "5"],
+    ));
+    assert!(
+        e.contains("num_experts_per_tok") && e.contains("between 1 and num_experts (4)"),
+        "{e}"
+    );
+    let e = run_bad(&mut upcycle(&moe, &[]));
+    assert!(e.contains("exists"), "{e}");
+    let e = run_bad(
+        bin()
+            .args(["upcycle", "--quiet", "--out"])
+            .arg(dir.path().join("y"))
+            .arg("--from")
+            .arg(moe.join("checkpoints/step-0000020")),
+    );
+    assert!(e.contains("already a mixture of experts"), "{e}");
+    assert!(!dir.path().join("x").exists() && !dir.path().join("y").exists());
+}

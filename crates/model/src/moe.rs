@@ -196,26 +196,18 @@ impl Moe {
         let (n, k) = (routing.tokens(), routing.top_k);
         let device = x.device();
         let d = x.dims()[1];
-        let int = |v: Vec<i64>, shape: Vec<usize>| {
-            Tensor::<1, Int>::from_data(
-                TensorData::new(v, [shape.iter().product::<usize>()]),
-                &device,
-            )
+        let ids = |v: Vec<usize>| {
+            let v: Vec<i64> = v.into_iter().map(|i| i as i64).collect();
+            let len = v.len();
+            Tensor::<1, Int>::from_data(TensorData::new(v, [len]), &device)
         };
-        let choice = Tensor::<1, Int>::from_data(
-            TensorData::new(
-                routing.choice.iter().map(|&e| e as i64).collect::<Vec<_>>(),
-                [n * k],
-            ),
-            &device,
-        )
-        .reshape([n, k]);
-        let top = probs.gather(1, choice);
+        // Each slot's weight: its expert's probability over the token's k chosen ones.
+        let top = probs.gather(1, ids(routing.choice.clone()).reshape([n, k]));
         let weights = top.clone().div(top.sum_dim(1)).reshape([n * k]);
 
         let (slots, counts) = routing.grouped();
-        let slot_ids = int(slots.iter().map(|&s| s as i64).collect(), vec![n * k]);
-        let token_ids = int(slots.iter().map(|&s| (s / k) as i64).collect(), vec![n * k]);
+        let token_ids = ids(slots.iter().map(|&s| s / k).collect());
+        let slot_ids = ids(slots);
         let xs = x.select(0, token_ids.clone());
         let mut parts = Vec::with_capacity(self.experts.len());
         let mut anchor: Option<Tensor<1>> = None;
