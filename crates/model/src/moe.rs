@@ -191,8 +191,30 @@ impl Moe {
         (probs, log_z, routing)
     }
 
-    /// Every expert over its own tokens, weighted and summed per token.
+    /// Every expert over its own tokens, weighted and summed per token: one fused kernel on the
+    /// CPU ([`kernels::moe_experts`]), a composition of burn operations elsewhere.
     fn experts_forward(&self, x: Tensor<2>, probs: Tensor<2>, routing: &Routing) -> Tensor<2> {
+        let device = x.device();
+        let (weights, choice) = slot_weights(probs, routing);
+        if !kernels::available(&device) {
+            return self.experts_composed(x, weights, routing);
+        }
+        let stack = |w: fn(&Expert) -> &Linear| {
+            Tensor::stack::<3>(self.experts.iter().map(|e| w(e).weight.val()).collect(), 0)
+        };
+        kernels::moe_experts(
+            x,
+            weights,
+            choice.float(),
+            stack(|e| &e.w1),
+            stack(|e| &e.w3),
+            stack(|e| &e.w2),
+        )
+    }
+
+    /// [`Self::experts_forward`] as burn operations: the slots' rows gathered in expert order,
+    /// one product per expert over a slice of them, the weighted outputs added back per token.
+    fn experts_composed(&self, x: Tensor<2>, weights: Tensor<1>, routing: &Routing) -> Tensor<2> {
         let (n, k) = (routing.tokens(), routing.top_k);
         let device = x.device();
         let d = x.dims()[1];
@@ -201,10 +223,6 @@ impl Moe {
             let len = v.len();
             Tensor::<1, Int>::from_data(TensorData::new(v, [len]), &device)
         };
-        // Each slot's weight: its expert's probability over the token's k chosen ones.
-        let top = probs.gather(1, ids(routing.choice.clone()).reshape([n, k]));
-        let weights = top.clone().div(top.sum_dim(1)).reshape([n * k]);
-
         let (slots, counts) = routing.grouped();
         let token_ids = ids(slots.iter().map(|&s| s / k).collect());
         let slot_ids = ids(slots);
@@ -252,6 +270,17 @@ impl Moe {
             entropy,
         }
     }
+}
+
+/// Each token-slot's routing weight, its expert's probability over the token's k chosen ones
+/// (`[tokens * k]`, token-major), and the slots' experts as indices.
+fn slot_weights(probs: Tensor<2>, routing: &Routing) -> (Tensor<1>, Tensor<1, Int>) {
+    let (n, k) = (routing.tokens(), routing.top_k);
+    let choice: Vec<i64> = routing.choice.iter().map(|&e| e as i64).collect();
+    let choice = Tensor::<1, Int>::from_data(TensorData::new(choice, [n * k]), &probs.device());
+    let top = probs.gather(1, choice.clone().reshape([n, k]));
+    let weights = top.clone().div(top.sum_dim(1)).reshape([n * k]);
+    (weights, choice)
 }
 
 /// Mean over rows of `-sum p ln p`, without gradients.
@@ -359,24 +388,39 @@ mod tests {
             let x = input(&device, n).require_grad();
             let (ours, router) = moe.forward(x.clone());
             let theirs = unfused(&moe, x.clone());
+            // The burn composition that runs off the CPU.
+            let composed = {
+                let x2 = x.clone().reshape([n, 12]);
+                let (probs, _, routing) = moe.route(x2.clone());
+                let (weights, _) = slot_weights(probs, &routing);
+                moe.experts_composed(x2, weights, &routing)
+                    .reshape([1, n, 12])
+            };
             assert!(max_rel(&values(ours.clone()), &values(theirs.clone())) < 1e-5);
+            assert!(max_rel(&values(composed.clone()), &values(theirs.clone())) < 1e-5);
             // The same scalar of each, so both walk back through every weight and the input.
             let probe = input(&device, n).mul_scalar(0.37).sin();
             let g1 = (ours * probe.clone()).sum().backward();
+            let g3 = (composed * probe.clone()).sum().backward();
             let g2 = (theirs * probe).sum().backward();
             let grads = |g: &burn::tensor::Gradients, p: &Param<Tensor<2>>| {
                 values(p.val().grad(g).expect("a gradient"))
             };
             for (i, ex) in moe.experts.iter().enumerate() {
                 for p in [&ex.w1, &ex.w2, &ex.w3] {
-                    let rel = max_rel(&grads(&g1, &p.weight), &grads(&g2, &p.weight));
-                    assert!(rel < 1e-4, "E{experts} k{top_k}: expert {i}: {rel}");
+                    let want = grads(&g2, &p.weight);
+                    for (path, g) in [("fused", &g1), ("composed", &g3)] {
+                        let rel = max_rel(&grads(g, &p.weight), &want);
+                        assert!(rel < 1e-4, "E{experts} k{top_k} {path}: expert {i}: {rel}");
+                    }
                 }
             }
-            let rel = max_rel(&grads(&g1, &moe.gate.weight), &grads(&g2, &moe.gate.weight));
-            assert!(rel < 1e-4, "E{experts} k{top_k}: router {rel}");
-            let rel = max_rel(&values(x.grad(&g1).unwrap()), &values(x.grad(&g2).unwrap()));
-            assert!(rel < 1e-4, "E{experts} k{top_k}: input {rel}");
+            for (path, g) in [("fused", &g1), ("composed", &g3)] {
+                let rel = max_rel(&grads(g, &moe.gate.weight), &grads(&g2, &moe.gate.weight));
+                assert!(rel < 1e-4, "E{experts} k{top_k} {path}: router {rel}");
+                let rel = max_rel(&values(x.grad(g).unwrap()), &values(x.grad(&g2).unwrap()));
+                assert!(rel < 1e-4, "E{experts} k{top_k} {path}: input {rel}");
+            }
             let load_sum: f32 = router.load.iter().sum();
             assert!((load_sum - 1.0).abs() < 1e-6);
         }

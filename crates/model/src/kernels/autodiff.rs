@@ -3,7 +3,7 @@
 
 use super::flex_tensor;
 use super::{attention_cpu, attention_dims, attention_flex, attention_scale, first_keys};
-use super::{host_values, rms_norm, swiglu, FusedKernels};
+use super::{host_values, moe_cpu, rms_norm, swiglu, FusedKernels};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -115,6 +115,40 @@ impl<C: CheckpointStrategy> FusedKernels for Autodiff<Flex, C> {
                 prep.finish((gate, up), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(swiglu::forward_flex(&gate, &up)),
+        }
+    }
+
+    fn moe_experts(
+        x: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        choice: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        w3: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [
+            x.node(),
+            weights.node(),
+            choice.node(),
+            w1.node(),
+            w3.node(),
+            w2.node(),
+        ];
+        let [x, weights, choice, w1, w3, w2] =
+            [x, weights, choice, w1, w3, w2].map(|t| t.into_primitive());
+        match moe_cpu::MoeBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (out, [gate, up, y]) =
+                    moe_cpu::forward_flex(&x, &weights, &choice, &w1, &w3, &w2);
+                prep.finish([x, weights, choice, w1, w3, w2, gate, up, y], out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(moe_cpu::forward_flex(&x, &weights, &choice, &w1, &w3, &w2).0)
+            }
         }
     }
 }

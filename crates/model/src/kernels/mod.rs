@@ -9,6 +9,7 @@
 
 pub mod attention_cpu;
 mod autodiff;
+pub mod moe_cpu;
 pub mod reference;
 pub mod rms_norm;
 mod strided_gemm;
@@ -45,6 +46,19 @@ pub trait FusedKernels: Backend {
 
     /// SwiGLU's gate: `silu(gate) * up`, element-wise.
     fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// An MoE layer's experts over `x [tokens, hidden]` (docs/MODEL.md section 12): token-slot
+    /// `s` (token `s / k`, token-major) goes to expert `choice[s]` (an index stored as f32, not
+    /// differentiated) with routing weight `weights[s]`; `w1`, `w3 [experts, ffn, hidden]` and
+    /// `w2 [experts, hidden, ffn]` stack the experts' weights. The result is `[tokens, hidden]`.
+    fn moe_experts(
+        x: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        choice: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        w3: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 impl FusedKernels for Flex {
@@ -65,6 +79,17 @@ impl FusedKernels for Flex {
 
     fn swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
         swiglu::forward_flex(&gate, &up)
+    }
+
+    fn moe_experts(
+        x: FlexTensor,
+        weights: FlexTensor,
+        choice: FlexTensor,
+        w1: FlexTensor,
+        w3: FlexTensor,
+        w2: FlexTensor,
+    ) -> FlexTensor {
+        moe_cpu::forward_flex(&x, &weights, &choice, &w1, &w3, &w2).0
     }
 }
 
@@ -87,6 +112,19 @@ pub fn swiglu(gate: Tensor<3>, up: Tensor<3>) -> Tensor<3> {
         true => fused::swiglu(gate, up),
         false => reference::swiglu(gate, up),
     }
+}
+
+/// An MoE layer's experts in one fused kernel ([`FusedKernels::moe_experts`]); CPU tensors only
+/// (callers check [`available`] and compose burn operations elsewhere).
+pub fn moe_experts(
+    x: Tensor<2>,
+    weights: Tensor<1>,
+    choice: Tensor<1>,
+    w1: Tensor<3>,
+    w3: Tensor<3>,
+    w2: Tensor<3>,
+) -> Tensor<2> {
+    fused::moe_experts(x, weights, choice, w1, w3, w2)
 }
 
 /// RoPE and causal attention on the projections' own layout, `q [batch, len, heads, head_dim]`,
@@ -154,6 +192,25 @@ pub(crate) mod fused {
         Tensor::from_dispatch(<Dispatch as FusedKernels>::swiglu(
             gate.into_dispatch(),
             up.into_dispatch(),
+        ))
+    }
+
+    /// [`FusedKernels::moe_experts`].
+    pub fn moe_experts(
+        x: Tensor<2>,
+        weights: Tensor<1>,
+        choice: Tensor<1>,
+        w1: Tensor<3>,
+        w3: Tensor<3>,
+        w2: Tensor<3>,
+    ) -> Tensor<2> {
+        Tensor::from_dispatch(<Dispatch as FusedKernels>::moe_experts(
+            x.into_dispatch(),
+            weights.into_dispatch(),
+            choice.into_dispatch(),
+            w1.into_dispatch(),
+            w3.into_dispatch(),
+            w2.into_dispatch(),
         ))
     }
 }
