@@ -4,12 +4,14 @@
 //! outputs.
 //!
 //! Tokens are grouped by expert: the routing is read back to the host once per layer, every
-//! token-slot is sorted by its expert, and each expert runs one matrix product over all of its
-//! tokens (never one per token). The result is scattered back with the routing weights. The
+//! token-slot is sorted by its expert, and each expert runs its products once over all of its
+//! tokens (never once per token), in one fused kernel on the CPU (`kernels::moe_cpu`) and as burn
+//! operations elsewhere; the outputs are added back with the routing weights. The
 //! router's side outputs (load-balancing and z losses, per-expert load, router entropy) come out
 //! in a [`RouterOutput`] for the objective and the metrics.
 
 use crate::kernels;
+pub use crate::kernels::moe_cpu::Groups;
 use crate::model::Linear;
 use crate::weights::Weights;
 use burn::module::Module;
@@ -109,33 +111,18 @@ impl Routing {
     }
 
     /// Token-slots grouped by expert: the slot indices (into `tokens * k`) sorted by expert,
-    /// stable, and how many each expert got.
-    pub fn grouped(&self) -> (Vec<usize>, Vec<usize>) {
-        let mut counts = vec![0usize; self.num_experts];
-        for &e in &self.choice {
-            counts[e] += 1;
-        }
-        let mut next: Vec<usize> = counts
-            .iter()
-            .scan(0, |acc, &c| {
-                let start = *acc;
-                *acc += c;
-                Some(start)
-            })
-            .collect();
-        let mut slots = vec![0usize; self.choice.len()];
-        for (slot, &e) in self.choice.iter().enumerate() {
-            slots[next[e]] = slot;
-            next[e] += 1;
-        }
-        (slots, counts)
+    /// stable, and where each expert's run starts.
+    pub fn grouped(&self) -> Groups {
+        Groups::of(&self.choice, self.num_experts)
     }
 
     /// `f_e`: each expert's share of the token-slots.
     pub fn load(&self) -> Vec<f32> {
-        let (_, counts) = self.grouped();
+        let groups = self.grouped();
         let total = self.choice.len().max(1) as f32;
-        counts.iter().map(|&c| c as f32 / total).collect()
+        (0..self.num_experts)
+            .map(|e| groups.count(e) as f32 / total)
+            .collect()
     }
 }
 
@@ -223,14 +210,14 @@ impl Moe {
             let len = v.len();
             Tensor::<1, Int>::from_data(TensorData::new(v, [len]), &device)
         };
-        let (slots, counts) = routing.grouped();
-        let token_ids = ids(slots.iter().map(|&s| s / k).collect());
-        let slot_ids = ids(slots);
+        let groups = routing.grouped();
+        let token_ids = ids(groups.slots.iter().map(|&s| s / k).collect());
+        let slot_ids = ids(groups.slots.clone());
         let xs = x.select(0, token_ids.clone());
         let mut parts = Vec::with_capacity(self.experts.len());
         let mut anchor: Option<Tensor<1>> = None;
-        let mut start = 0;
-        for (expert, &count) in self.experts.iter().zip(&counts) {
+        for (e, expert) in self.experts.iter().enumerate() {
+            let (start, count) = (groups.starts[e], groups.count(e));
             if count == 0 {
                 let z = expert.zero_anchor();
                 anchor = Some(match anchor.take() {
@@ -240,7 +227,6 @@ impl Moe {
                 continue;
             }
             parts.push(expert.forward(xs.clone().narrow(0, start, count)));
-            start += count;
         }
         let ys = Tensor::cat(parts, 0) * weights.select(0, slot_ids).reshape([n * k, 1]);
         let out = Tensor::<2>::zeros([n, d], &device).select_assign(
@@ -304,10 +290,10 @@ mod tests {
         let probs = [0.1, 0.5, 0.3, 0.1, /* */ 0.25, 0.25, 0.25, 0.25];
         let r = Routing::top_k(&probs, 4, 2);
         assert_eq!(r.choice, [1, 2, 0, 1]);
-        let (slots, counts) = r.grouped();
-        assert_eq!(counts, [1, 2, 1, 0]);
+        let groups = r.grouped();
+        assert_eq!(groups.starts, [0, 1, 3, 4, 4]);
         // Expert 0: slot 2; expert 1: slots 0 and 3; expert 2: slot 1.
-        assert_eq!(slots, [2, 0, 3, 1]);
+        assert_eq!(groups.slots, [2, 0, 3, 1]);
         assert_eq!(r.load(), [0.25, 0.5, 0.25, 0.0]);
     }
 

@@ -53,8 +53,14 @@ impl Groups {
         Groups { slots, starts }
     }
 
-    fn range(&self, e: usize) -> std::ops::Range<usize> {
+    /// Where expert `e`'s run lies in `slots`.
+    pub fn range(&self, e: usize) -> std::ops::Range<usize> {
         self.starts[e]..self.starts[e + 1]
+    }
+
+    /// How many slots expert `e` got.
+    pub fn count(&self, e: usize) -> usize {
+        self.range(e).len()
     }
 }
 

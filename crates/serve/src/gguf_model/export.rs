@@ -235,8 +235,10 @@ pub fn build_from(
     let mut tensors = Vec::new();
     for (hf_names, shape) in stacked(ordered(tensor_shapes(cfg))) {
         // A stacked tensor's parts have its shape without the leading expert axis.
-        let part =
-            &shape[usize::from(hf_names.len() > 1 || stacked_expert(&hf_names[0]).is_some())..];
+        let part = match stacked_expert(&hf_names[0]) {
+            Some(_) => &shape[1..],
+            None => &shape[..],
+        };
         let mut v = Vec::new();
         for n in &hf_names {
             v.extend(values(n, part)?);

@@ -357,16 +357,14 @@ fn moe(router: &Matrix, experts: &[Mlp], top_k: usize, h: &[f32], n: usize, out:
             chosen.iter().map(move |&c| row[c] / total)
         })
         .collect();
-    let (slots, counts) = routing.grouped();
+    let groups = routing.grouped();
     out[..n * d].iter_mut().for_each(|v| *v = 0.0);
     let ff = experts.first().map_or(0, |m| m.gate.rows());
-    let mut start = 0;
-    for (expert, &count) in experts.iter().zip(&counts) {
+    for (e, expert) in experts.iter().enumerate() {
+        let (mine, count) = (&groups.slots[groups.range(e)], groups.count(e));
         if count == 0 {
             continue;
         }
-        let mine = &slots[start..start + count];
-        start += count;
         let mut x = vec![0f32; count * d];
         for (row, &slot) in x.chunks_exact_mut(d).zip(mine) {
             let t = slot / top_k;
