@@ -280,6 +280,19 @@ impl RunConfig {
             b.spec().map_err(setting)?;
             b.steps(self).map_err(setting)?;
         }
+        // Without RoPE scaling the model is defined up to max_position_embeddings positions;
+        // training longer rows needs a scaling (or a larger rope_theta with a larger maximum).
+        let max_positions = self.model.max_position_embeddings;
+        if self.model.rope_scaling.is_none() && t.seq_len > max_positions {
+            return Err(field(
+                "train.seq_len",
+                format!(
+                    "{} is beyond model.max_position_embeddings ({max_positions}) and the model \
+                     has no rope_scaling",
+                    t.seq_len
+                ),
+            ));
+        }
         let micro_tokens = (t.micro_batch * t.seq_len) as u64;
         if !t.batch_tokens.is_multiple_of(micro_tokens) {
             return Err(field(
@@ -405,5 +418,38 @@ seq_len = 64
             .unwrap_err()
             .to_string();
         assert!(e.contains("num_attention_heads"), "{e}");
+    }
+
+    /// Rows longer than the model's positions need a RoPE scaling; a bad scaling is named.
+    #[test]
+    fn a_length_beyond_the_positions_needs_rope_scaling() {
+        let short = ["model.max_position_embeddings=32".to_string()];
+        let e = RunConfig::parse(BASE, "t.toml", &short)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("train.seq_len")
+                && e.contains("64 is beyond model.max_position_embeddings (32)"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        let scaled = [
+            short[0].clone(),
+            "model.rope_scaling={type=\"dynamic\", factor=2.0}".into(),
+        ];
+        RunConfig::parse(BASE, "t.toml", &scaled).unwrap();
+        for (scaling, culprit) in [
+            (
+                "{type=\"ntk-by-parts\", factor=2.0}",
+                "\"ntk-by-parts\" is not supported",
+            ),
+            ("{type=\"linear\", factor=0.5}", "factor must be >= 1"),
+        ] {
+            let set = [format!("model.rope_scaling={scaling}")];
+            let e = RunConfig::parse(BASE, "t.toml", &set)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("rope_scaling") && e.contains(culprit), "{e}");
+        }
     }
 }
