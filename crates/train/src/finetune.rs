@@ -477,6 +477,7 @@ impl Recipe for SftRecipe<'_> {
             loss: evaluate_masked(model, &self.valid, device),
             bits_per_byte: None,
             pairs: None,
+            routing: None,
         })
     }
 }
@@ -560,6 +561,7 @@ impl Recipe for DpoRecipe<'_> {
             loss: nll / tokens.max(1) as f64,
             bits_per_byte: None,
             pairs: Some(stats),
+            routing: None,
         })
     }
 

@@ -224,15 +224,18 @@ pub fn evaluate_masked(model: &MiniCpm, batches: &[Batch], device: &Device) -> f
 }
 
 /// Held-out results: mean loss in nats per token, and bits per byte when byte counts are known.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EvalResult {
     pub loss: f64,
     pub bits_per_byte: Option<f64>,
     /// Held-out preference pairs' rewards (DPO runs).
     pub pairs: Option<PairStats>,
+    /// How an MoE model routed the held-out tokens (`None` for a dense model).
+    pub routing: Option<RouterStats>,
 }
 
-/// Mean loss over `batches` with gradients off. `bytes_per_token` converts to bits per byte.
+/// Mean loss over `batches` with gradients off, and an MoE model's routing of them, from one
+/// forward pass per batch. `bytes_per_token` converts to bits per byte.
 pub fn evaluate(
     model: &MiniCpm,
     batches: &[Batch],
@@ -242,14 +245,19 @@ pub fn evaluate(
     let model = model.valid();
     let inner = device.clone().inner();
     let mut total = 0.0;
+    let mut routing = None;
     for b in batches {
-        total += lm_loss(&model, b, &inner).into_scalar::<f32>() as f64;
+        let (hidden, routers) = routed_hidden(&model, b, &inner);
+        let nll = weighted_nll(&model, hidden, &b.targets, TokenWeights::Mean);
+        total += nll.into_scalar::<f32>() as f64;
+        RouterStats::add(&mut routing, &routers, 1.0 / batches.len() as f32);
     }
     let loss = total / batches.len().max(1) as f64;
     EvalResult {
         loss,
         bits_per_byte: bytes_per_token.map(|bpt| loss / std::f64::consts::LN_2 / bpt),
         pairs: None,
+        routing,
     }
 }
 
@@ -261,24 +269,21 @@ pub struct RouterStats {
     pub entropy: Vec<f32>,
 }
 
-/// [`RouterStats`] over `batches` (each weighs alike), gradients off; `None` for a dense model.
-pub fn router_stats(model: &MiniCpm, batches: &[Batch], device: &Device) -> Option<RouterStats> {
-    model.config.moe()?;
-    let model = model.valid();
-    let inner = device.clone().inner();
-    let mut sum: Option<RouterStats> = None;
-    for b in batches {
-        let (_, routers) = routed_hidden(&model, b, &inner);
+impl RouterStats {
+    /// Adds `weight` times one pass's router outputs to `sum` (nothing for a dense model).
+    fn add(sum: &mut Option<RouterStats>, routers: &[RouterOutput], weight: f32) {
+        if routers.is_empty() {
+            return;
+        }
         let s = sum.get_or_insert_with(|| RouterStats {
             load: routers.iter().map(|r| vec![0.0; r.load.len()]).collect(),
             entropy: vec![0.0; routers.len()],
         });
         for (i, r) in routers.iter().enumerate() {
             for (acc, x) in s.load[i].iter_mut().zip(&r.load) {
-                *acc += x / batches.len() as f32;
+                *acc += weight * x;
             }
-            s.entropy[i] += r.entropy / batches.len() as f32;
+            s.entropy[i] += weight * r.entropy;
         }
     }
-    sum
 }

@@ -4,7 +4,7 @@
 
 use crate::dpo::PairStats;
 use crate::error::TrainError;
-use crate::loss::{EvalResult, RouterStats};
+use crate::loss::EvalResult;
 use crate::step::Objective;
 use burn::tensor::Device;
 use minicpm_data::mixture::MixtureCursor;
@@ -28,11 +28,6 @@ pub trait Recipe {
 
     /// The held-out evaluation, `None` when there is no held-out data.
     fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult>;
-
-    /// How an MoE model routes the held-out tokens; `None` for a dense model or no held-out data.
-    fn router_stats(&self, _model: &MiniCpm, _device: &Device) -> Option<RouterStats> {
-        None
-    }
 
     /// Statistics of the training batches since the last call (DPO's rewards).
     fn train_pairs(&self) -> Option<PairStats> {

@@ -12,7 +12,7 @@ use crate::config::{RunConfig, TrainConfig};
 use crate::diagnostics::{flat_gradients, flat_weights, Diagnostics};
 use crate::error::TrainError;
 use crate::finetune::{DpoRecipe, SftRecipe};
-use crate::loss::{evaluate, router_stats, EvalResult, LanguageModel, RouterStats};
+use crate::loss::{evaluate, EvalResult, LanguageModel};
 use crate::metrics::{MetricsLog, Record, Rewards};
 use crate::open_run::{self, OpenRun, RunInputs};
 use crate::progress::Progress;
@@ -120,10 +120,6 @@ impl Recipe for Pretraining<'_> {
     fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult> {
         Some(evaluate(model, &self.evals, self.bytes_per_token, device))
     }
-
-    fn router_stats(&self, model: &MiniCpm, device: &Device) -> Option<RouterStats> {
-        router_stats(model, &self.evals, device)
-    }
 }
 
 /// The run's updates, from where it stands to its end or a stop.
@@ -207,13 +203,11 @@ fn updates<R: Recipe>(
         window_tokens += t.batch_tokens;
 
         let (done, stop) = (state.step == t.steps, opts.stop.load(Ordering::SeqCst));
-        let (eval, routing) = match cadence.evaluates_after(state.step) {
-            true => (
-                recipe.evaluate(&model, device),
-                recipe.router_stats(&model, device),
-            ),
-            false => (None, None),
+        let eval = match cadence.evaluates_after(state.step) {
+            true => recipe.evaluate(&model, device),
+            false => None,
         };
+        let routing = eval.as_ref().and_then(|e| e.routing.as_ref());
         let record = cadence.logs(s).then(|| Record {
             step: s,
             tokens: state.tokens,
@@ -221,14 +215,14 @@ fn updates<R: Recipe>(
             loss: g.loss,
             grad_norm: stats.grad_norm,
             tok_s: window_tokens as f64 / window_start.elapsed().as_secs_f64().max(1e-9),
-            eval_loss: eval.map(|e| e.loss),
-            eval_bpb: eval.and_then(|e| e.bits_per_byte),
+            eval_loss: eval.as_ref().map(|e| e.loss),
+            eval_bpb: eval.as_ref().and_then(|e| e.bits_per_byte),
             grad_cos,
             max_update,
             rewards: rewards.map(Rewards::from),
-            eval_rewards: eval.and_then(|e| e.pairs).map(Rewards::from),
-            expert_load: routing.as_ref().map(|r| r.load.clone()),
-            router_entropy: routing.as_ref().map(|r| r.entropy.clone()),
+            eval_rewards: eval.as_ref().and_then(|e| e.pairs).map(Rewards::from),
+            expert_load: routing.map(|r| r.load.clone()),
+            router_entropy: routing.map(|r| r.entropy.clone()),
         });
         if let Some(r) = &record {
             log.append(r)?;

@@ -77,7 +77,7 @@ fn blocks<'a>(buf: &'a mut [f32], groups: &Groups, width: usize) -> Vec<&'a mut 
     let mut rest = buf;
     let mut out = Vec::with_capacity(groups.starts.len() - 1);
     for e in 0..groups.starts.len() - 1 {
-        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(groups.range(e).len() * width);
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(groups.count(e) * width);
         out.push(mine);
         rest = tail;
     }
@@ -87,7 +87,7 @@ fn blocks<'a>(buf: &'a mut [f32], groups: &Groups, width: usize) -> Vec<&'a mut 
 /// The rows of `x [tokens, hidden]` that expert `e`'s slots read, gathered.
 fn gather(x: &[f32], d: Dims, groups: &Groups, e: usize) -> Vec<f32> {
     let h = d.hidden;
-    let mut xe = Vec::with_capacity(groups.range(e).len() * h);
+    let mut xe = Vec::with_capacity(groups.count(e) * h);
     for &slot in &groups.slots[groups.range(e)] {
         let t = slot / d.top_k;
         xe.extend_from_slice(&x[t * h..(t + 1) * h]);
@@ -122,7 +122,7 @@ pub fn forward(
         .zip(ys)
         .enumerate()
         .for_each(|(e, ((gate, up), y))| {
-            let c = groups.range(e).len();
+            let c = groups.count(e);
             if c == 0 {
                 return;
             }
