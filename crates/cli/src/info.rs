@@ -63,9 +63,14 @@ pub fn describe(c: &ModelConfig, p: Parametrization, optim: &OptimConfig) -> Str
         c.intermediate_size,
         if c.tie_word_embeddings { "tied" } else { "untied" }
     );
+    let scaling = match &c.rope_scaling {
+        // The config.json form, which names only the keys that are set.
+        Some(r) => serde_json::to_string(r).unwrap_or_default(),
+        None => "none".into(),
+    };
     s += &format!(
-        "rope: theta {}, scaling {:?}, max positions {}\n",
-        c.rope_theta, c.rope_scaling, c.max_position_embeddings
+        "rope: theta {}, scaling {scaling}, max positions {}\n",
+        c.rope_theta, c.max_position_embeddings
     );
     s += &format!("non-embedding parameters: {}\n", group(non_emb));
     s += &format!("embedding parameters: {}\n", group(emb));

@@ -6,16 +6,105 @@ use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
 use std::path::Path;
 
-/// `rope_scaling` as HF writes it, e.g. `{"type": "dynamic", "factor": 4.0}`.
+/// `rope_scaling` as HF writes it, e.g. `{"type": "dynamic", "factor": 4.0}` (docs/MODEL.md
+/// section 13 gives each type's formula).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RopeScaling {
-    /// "dynamic" (NTK-aware, the 128K model) or "linear". Newer HF configs call it `rope_type`.
+    /// "linear", "dynamic" (NTK-aware, the 128K model) or "yarn". Newer HF configs call it
+    /// `rope_type`.
     #[serde(rename = "type", alias = "rope_type")]
     pub kind: String,
     pub factor: f64,
+    /// YaRN: the context the model was trained at; absent means `max_position_embeddings`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_max_position_embeddings: Option<usize>,
+    /// YaRN: the scale on cos and sin; absent means `0.1 ln(factor) + 1` (or the `mscale` ratio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_factor: Option<f64>,
+    /// YaRN: rotations per trained context above which a frequency is kept (default 32) ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_fast: Option<f64>,
+    /// ... and below which it is interpolated (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_slow: Option<f64>,
+    /// YaRN (DeepSeek's form): the attention factor as `mscale(factor, mscale) /
+    /// mscale(factor, mscale_all_dim)` when both are given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mscale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mscale_all_dim: Option<f64>,
+    /// YaRN: whether the ramp's ends are rounded to whole dimensions (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
+}
+
+/// The RoPE scaling types this crate computes.
+pub const ROPE_SCALING_TYPES: [&str; 3] = ["linear", "dynamic", "yarn"];
+
+impl RopeScaling {
+    /// A scaling of `kind` by `factor` with every optional key absent.
+    pub fn new(kind: &str, factor: f64) -> RopeScaling {
+        RopeScaling {
+            kind: kind.into(),
+            factor,
+            original_max_position_embeddings: None,
+            attention_factor: None,
+            beta_fast: None,
+            beta_slow: None,
+            mscale: None,
+            mscale_all_dim: None,
+            truncate: None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !ROPE_SCALING_TYPES.contains(&self.kind.as_str()) {
+            return Err(format!(
+                "type {:?} is not supported ({})",
+                self.kind,
+                ROPE_SCALING_TYPES.join(", ")
+            ));
+        }
+        if !(self.factor.is_finite() && self.factor >= 1.0) {
+            return Err(format!("factor must be >= 1, got {}", self.factor));
+        }
+        let yarn_keys = [
+            (
+                "original_max_position_embeddings",
+                self.original_max_position_embeddings.is_some(),
+            ),
+            ("attention_factor", self.attention_factor.is_some()),
+            ("beta_fast", self.beta_fast.is_some()),
+            ("beta_slow", self.beta_slow.is_some()),
+            ("mscale", self.mscale.is_some()),
+            ("mscale_all_dim", self.mscale_all_dim.is_some()),
+            ("truncate", self.truncate.is_some()),
+        ];
+        if self.kind != "yarn" {
+            if let Some((key, _)) = yarn_keys.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "{key} applies to type \"yarn\" only, not {:?}",
+                    self.kind
+                ));
+            }
+        }
+        for (key, v) in [
+            ("attention_factor", self.attention_factor),
+            ("beta_fast", self.beta_fast),
+            ("beta_slow", self.beta_slow),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!("{key} must be a positive number, got {v}"));
+                }
+            }
+        }
+        if self.original_max_position_embeddings == Some(0) {
+            return Err("original_max_position_embeddings must be positive".into());
+        }
+        Ok(())
+    }
 }
 
 /// A value or a list of values, as config files write either (`"eos_token_id": 2` or
@@ -222,18 +311,7 @@ impl ModelConfig {
             }
         }
         if let Some(rs) = &self.rope_scaling {
-            if rs.kind != "dynamic" && rs.kind != "linear" {
-                return Err(bad(
-                    "rope_scaling",
-                    format!("type {:?} is not supported (dynamic, linear)", rs.kind),
-                ));
-            }
-            if !(rs.factor.is_finite() && rs.factor >= 1.0) {
-                return Err(bad(
-                    "rope_scaling",
-                    format!("factor must be >= 1, got {}", rs.factor),
-                ));
-            }
+            rs.validate().map_err(|msg| bad("rope_scaling", msg))?;
         }
         self.validate_moe().map_err(|(field, msg)| bad(field, msg))
     }

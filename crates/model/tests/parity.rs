@@ -1,5 +1,6 @@
 //! Parity with an independent implementation: transformers' Granite model computing MiniCPM
-//! (fixtures written by scripts/reference/make_fixtures.py).
+//! (fixtures written by scripts/reference/make_fixtures.py, make_moe_fixtures.py and
+//! make_rope_fixtures.py).
 
 use burn::module::Param;
 use burn::optim::GradientsParams;
@@ -53,6 +54,46 @@ fn check_logits(case: &str) {
     // Two f32 implementations agree to ~1e-7 here; 1e-5 leaves room for summation order while
     // still catching a wrong RoPE layout or residual scale (those move logits by >= 5e-5).
     assert!(err <= 1e-5, "{case}: max abs logit error {err}");
+}
+
+/// Every RoPE scaling against transformers' implementation of the same type (fixture written by
+/// scripts/reference/make_rope_fixtures.py): the logits of a 96-token input, three times past
+/// `max_position_embeddings`, and the cos and sin tables at positions up to 131071 of a
+/// 131072-token sequence, where a frequency off by one f32 rounding would turn the angle by
+/// about 1e-2.
+#[test]
+fn rope_scalings_match_transformers() {
+    let device = Device::flex();
+    let dir = fixture("rope_scaling");
+    let r = reference("rope_scaling");
+    let (ids, _, _) = input_ids(&r, &device);
+    let (_, positions) = r.i64("positions").unwrap();
+    for mode in ["abf", "linear", "dynamic", "yarn", "yarn_options"] {
+        let cfg =
+            minicpm_model::ModelConfig::from_hf_json(&dir.join(format!("{mode}.json"))).unwrap();
+        let model = hf::load_weights(&dir, &cfg, &device).unwrap();
+        let ours = to_vec(model.forward(ids.clone(), None));
+        let theirs = r.f32(&format!("logits.{mode}"), None).unwrap();
+        let err = max_abs_diff(&ours, &theirs);
+        assert!(err <= 1e-5, "{mode}: max abs logit error {err}");
+
+        let freqs = minicpm_model::rope::Frequencies::new(&cfg, 131_072);
+        let half = cfg.head_dim() / 2;
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for &p in &positions {
+            let (c, s): (Vec<f32>, Vec<f32>) = freqs.cos_sin(p as usize).unzip();
+            for _ in 0..2 {
+                cos.extend_from_slice(&c[..half]);
+                sin.extend_from_slice(&s[..half]);
+            }
+        }
+        let (want_cos, want_sin) = (
+            r.f32(&format!("cos.{mode}"), None).unwrap(),
+            r.f32(&format!("sin.{mode}"), None).unwrap(),
+        );
+        let err = max_abs_diff(&cos, &want_cos).max(max_abs_diff(&sin, &want_sin));
+        assert!(err <= 1e-5, "{mode}: cos/sin tables off by {err}");
+    }
 }
 
 #[test]

@@ -444,12 +444,21 @@ seq_len = 64
                 "\"ntk-by-parts\" is not supported",
             ),
             ("{type=\"linear\", factor=0.5}", "factor must be >= 1"),
+            (
+                "{type=\"linear\", factor=2.0, beta_fast=8.0}",
+                "beta_fast applies to type \"yarn\" only",
+            ),
+            (
+                "{type=\"yarn\", factor=4.0, beta_slow=-1.0}",
+                "beta_slow must be",
+            ),
         ] {
             let set = [format!("model.rope_scaling={scaling}")];
             let e = RunConfig::parse(BASE, "t.toml", &set)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("rope_scaling") && e.contains(culprit), "{e}");
+            assert!(!e.contains('\n'), "{e}");
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The model configuration back from a GGUF file's metadata: the inverse of
 //! `export::model_metadata`.
 
-use super::export::{HF_ROPE_FACTOR, HF_ROPE_ORIGINAL, HF_ROPE_TYPE};
 use crate::gguf::{Header, Value};
 use minicpm_model::config::{RopeScaling, TokenIds};
 use minicpm_model::error::ModelError;
@@ -123,27 +122,19 @@ pub fn config_from_gguf(origin: &str, header: &Header) -> Result<ModelConfig, Mo
     let scale_depth = shortest_preimage(residual as f32, residual * sqrt_l, |d| d / sqrt_l);
     let dim_model_base =
         shortest_preimage(logit as f32, hidden as f64 / logit, |d| hidden as f64 / d);
-    let scaling = |type_key: &str, factor_key: &str, orig_key: &str| -> Result<_, ModelError> {
-        let Some(kind) = get(m, type_key).and_then(as_str) else {
-            return Ok(None);
-        };
-        let factor = get(m, factor_key)
-            .and_then(as_f64)
-            .ok_or_else(|| err(factor_key, "missing".into()))?;
-        Ok(Some(RopeScaling {
-            kind: kind.to_string(),
-            factor: shortest_preimage(factor as f32, factor, |x| x),
-            original_max_position_embeddings: get(m, orig_key).and_then(as_u64).map(|x| x as usize),
-        }))
-    };
-    let rope_scaling = match scaling(
-        &key("rope.scaling.type"),
-        &key("rope.scaling.factor"),
-        &key("rope.scaling.original_context_length"),
-    )? {
-        Some(r) if r.kind == "none" => None,
-        Some(r) => Some(r),
-        None => scaling(HF_ROPE_TYPE, HF_ROPE_FACTOR, HF_ROPE_ORIGINAL)?,
+    let scaling_type = key("rope.scaling.type");
+    let rope_scaling = match get(m, &scaling_type).and_then(as_str) {
+        None | Some("none") => None,
+        Some(kind) => {
+            let factor_key = key("rope.scaling.factor");
+            let factor = get(m, &factor_key)
+                .and_then(as_f64)
+                .ok_or_else(|| err(&factor_key, "missing".into()))?;
+            let original = get(m, &key("rope.scaling.original_context_length"));
+            let mut r = RopeScaling::new(kind, shortest_preimage(factor as f32, factor, |x| x));
+            r.original_max_position_embeddings = original.and_then(as_u64).map(|x| x as usize);
+            Some(r)
+        }
     };
     let round = |x: f64| shortest_preimage(x as f32, x, |y| y);
     let token = |k: &str, default: u32| {

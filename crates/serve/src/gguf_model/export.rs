@@ -7,6 +7,7 @@ use super::names::{hf_to_gguf, permute_rows, rope_heads, stacked_expert};
 use super::types::{tensor_type, FileType};
 use super::vocab;
 use crate::gguf::{Gguf, Tensor, TensorType, Value};
+use minicpm_model::config::RopeScaling;
 use minicpm_model::error::ModelError;
 use minicpm_model::hf::{open_weights, CONFIG_FILE};
 use minicpm_model::params::tensor_shapes;
@@ -16,11 +17,6 @@ use std::path::Path;
 
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
-/// Keys of our own for an HF `rope_scaling` llama.cpp has no equivalent of ("dynamic" NTK):
-/// llama.cpp ignores them, and this project reads them back.
-pub const HF_ROPE_TYPE: &str = "minicpm.rope.scaling.hf_type";
-pub const HF_ROPE_FACTOR: &str = "minicpm.rope.scaling.hf_factor";
-pub const HF_ROPE_ORIGINAL: &str = "minicpm.rope.scaling.hf_original_context_length";
 
 /// The model's metadata (before the tokenizer's), in the converter's order: `general.*`, then
 /// `TextModel.set_gguf_parameters`, then `MiniCPMModel`'s three multipliers, then two keys
@@ -53,23 +49,12 @@ pub fn model_metadata(cfg: &ModelConfig, name: &str, file_type: FileType) -> Vec
             u(cfg.num_kv_heads()),
         ),
     ];
+    // `llama_cpp_rope_scaling` has refused what llama.cpp cannot compute.
     if let Some(r) = &cfg.rope_scaling {
-        match r.kind.as_str() {
-            "linear" | "yarn" => {
-                m.push(("minicpm.rope.scaling.type".into(), s(&r.kind)));
-                m.push(("minicpm.rope.scaling.factor".into(), f(r.factor)));
-                if let Some(o) = r.original_max_position_embeddings {
-                    m.push(("minicpm.rope.scaling.original_context_length".into(), u(o)));
-                }
-            }
-            // llama.cpp has no dynamic NTK (its converter drops it): keep it for ourselves only.
-            other => {
-                m.push((HF_ROPE_TYPE.into(), s(other)));
-                m.push((HF_ROPE_FACTOR.into(), f(r.factor)));
-                if let Some(o) = r.original_max_position_embeddings {
-                    m.push((HF_ROPE_ORIGINAL.into(), u(o)));
-                }
-            }
+        m.push(("minicpm.rope.scaling.type".into(), s(&r.kind)));
+        m.push(("minicpm.rope.scaling.factor".into(), f(r.factor)));
+        if let Some(o) = r.original_max_position_embeddings {
+            m.push(("minicpm.rope.scaling.original_context_length".into(), u(o)));
         }
     }
     m.extend([
@@ -93,6 +78,35 @@ pub fn model_metadata(cfg: &ModelConfig, name: &str, file_type: FileType) -> Vec
         ("general.quantization_version".into(), Value::U32(2)),
     ]);
     m
+}
+
+/// Why llama.cpp could not run a model with this RoPE scaling, if it could not. It computes
+/// linear scaling, and YaRN with the paper's defaults (its ramp between 32 and 1 rotations,
+/// truncated to whole dimensions, and the temperature `0.1 ln(factor) + 1`), but has no dynamic
+/// NTK: a file that silently ran without it would answer differently past the trained context.
+fn unsupported_rope_scaling(r: &RopeScaling) -> Option<String> {
+    match r.kind.as_str() {
+        "linear" => None,
+        "dynamic" => Some(
+            "dynamic NTK scaling cannot be exported: llama.cpp has no equivalent (export a \
+             config with linear or yarn scaling, or a larger rope_theta, instead)"
+                .into(),
+        ),
+        "yarn" => {
+            let custom = [
+                ("attention_factor", r.attention_factor.is_some()),
+                ("beta_fast", r.beta_fast.is_some_and(|b| b != 32.0)),
+                ("beta_slow", r.beta_slow.is_some_and(|b| b != 1.0)),
+                ("mscale", r.mscale.is_some()),
+                ("mscale_all_dim", r.mscale_all_dim.is_some()),
+                ("truncate", r.truncate == Some(false)),
+            ];
+            custom.iter().find(|(_, set)| *set).map(|(key, _)| {
+                format!("yarn with {key} set cannot be exported: llama.cpp uses YaRN's defaults")
+            })
+        }
+        other => Some(format!("type {other:?} is not supported")),
+    }
 }
 
 /// One tensor in its GGUF name, layout and type; `values` are HF's, row-major.
@@ -216,6 +230,9 @@ pub fn build_from(
             "hidden_act",
             "llama.cpp's minicpm runs silu only",
         ));
+    }
+    if let Some(msg) = cfg.rope_scaling.as_ref().and_then(unsupported_rope_scaling) {
+        return Err(unsupported("rope_scaling", &msg));
     }
     let eos = cfg.eos_token_id.as_slice().first().copied().unwrap_or(2);
     let mut metadata = model_metadata(cfg, name, file_type);

@@ -165,20 +165,13 @@ fn check_round_trip(cfg: &ModelConfig, file_type: FileType) {
 
 #[test]
 fn every_type_round_trips_tied_and_untied() {
-    let dynamic = RopeScaling {
-        kind: "dynamic".into(),
-        factor: 4.0,
-        original_max_position_embeddings: None,
-    };
+    let mut yarn = RopeScaling::new("yarn", 4.0);
+    yarn.original_max_position_embeddings = Some(64);
     for file_type in FileType::ALL {
         check_round_trip(&config(true, None), file_type);
-        check_round_trip(&config(false, Some(dynamic.clone())), file_type);
+        check_round_trip(&config(false, Some(yarn.clone())), file_type);
     }
-    let linear = RopeScaling {
-        kind: "linear".into(),
-        factor: 2.0,
-        original_max_position_embeddings: None,
-    };
+    let linear = RopeScaling::new("linear", 2.0);
     check_round_trip(&config(true, Some(linear)), FileType::F16);
 }
 
@@ -286,5 +279,26 @@ fn requantising_an_f32_file_equals_quantising_the_directory() {
         let again = super::requantize::rebuild(&src, "m", ty).unwrap();
         assert_eq!(again.tensors, direct.tensors, "{ty:?}");
         assert_eq!(again.metadata, direct.metadata, "{ty:?}");
+    }
+}
+
+#[test]
+fn export_refuses_rope_scalings_llama_cpp_cannot_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut custom_yarn = RopeScaling::new("yarn", 4.0);
+    custom_yarn.attention_factor = Some(1.5);
+    for (scaling, culprit) in [
+        (RopeScaling::new("dynamic", 4.0), "dynamic NTK"),
+        (custom_yarn, "attention_factor"),
+    ] {
+        let dir = tmp.path().join(&scaling.kind);
+        hf_dir(&config(false, Some(scaling)), &dir);
+        let out = tmp.path().join("model.gguf");
+        let e = export(&dir, &out, "tiny", FileType::F32)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rope_scaling") && e.contains(culprit), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+        assert!(!out.exists(), "nothing written");
     }
 }

@@ -2,10 +2,12 @@
 //! and values for up to `capacity` positions. Decoding writes one position per token in place;
 //! nothing is concatenated or reallocated while generating.
 //!
-//! Keys are stored after RoPE. The rotation is computed per forward pass from the config and the
-//! sequence's length (docs/MODEL.md section 1), so a different RoPE base, as dynamic NTK scaling
-//! uses past the trained context, applies to the tokens that arrive under it, exactly as the
-//! training forward's cache does.
+//! Keys are stored after RoPE. Where the rotation depends on the sequence's length (dynamic NTK
+//! scaling past the trained context, docs/MODEL.md section 13), the cache also keeps every key as
+//! projected, and the forward pass rotates a sequence's cached keys again whenever its length
+//! changes their frequencies: attention then sees exactly the keys a full recomputation of the
+//! sequence at its current length would (transformers' generate keeps each key at the base it
+//! was first rotated with).
 
 use super::kernels::panels::{ColumnBuf, Panels, LANES};
 
@@ -25,6 +27,14 @@ pub struct KvCache {
     lens: Vec<usize>,
     keys: ColumnBuf,
     values: ColumnBuf,
+    unrotated: Option<Unrotated>,
+}
+
+/// The keys before RoPE, in the layout of the rotated ones, and for each slot the sequence
+/// length whose frequencies its cached keys were rotated with.
+struct Unrotated {
+    keys: ColumnBuf,
+    rotated_for: Vec<usize>,
 }
 
 /// A cache the system cannot give the address space for (a server's `--slots` × `--context`
@@ -50,21 +60,25 @@ impl KvCache {
         slots: usize,
         capacity: usize,
     ) -> KvCache {
-        KvCache::try_new(layers, kv_heads, head_dim, slots, capacity)
+        KvCache::try_new(layers, kv_heads, head_dim, slots, capacity, false)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// [`KvCache::new`], or why it cannot be had.
+    /// [`KvCache::new`], or why it cannot be had; `keep_unrotated` keeps the keys before RoPE as
+    /// well, for a model whose rotation depends on the sequence's length.
     pub fn try_new(
         layers: usize,
         kv_heads: usize,
         head_dim: usize,
         slots: usize,
         capacity: usize,
+        keep_unrotated: bool,
     ) -> Result<KvCache, CacheError> {
         let heads = slots as u128 * layers as u128 * kv_heads as u128;
+        let key_copies = 1 + keep_unrotated as u128;
         let columns = heads
-            * (key_columns(capacity, head_dim) as u128 + value_columns(capacity, head_dim) as u128);
+            * (key_copies * key_columns(capacity, head_dim) as u128
+                + value_columns(capacity, head_dim) as u128);
         let error = |source| CacheError {
             slots,
             capacity,
@@ -79,6 +93,13 @@ impl KvCache {
         };
         let keys = buf(key_columns(capacity, head_dim)).map_err(error)?;
         let values = buf(value_columns(capacity, head_dim)).map_err(error)?;
+        let unrotated = match keep_unrotated {
+            true => Some(Unrotated {
+                keys: buf(key_columns(capacity, head_dim)).map_err(error)?,
+                rotated_for: vec![0; slots],
+            }),
+            false => None,
+        };
         Ok(KvCache {
             layers,
             kv_heads,
@@ -87,7 +108,24 @@ impl KvCache {
             lens: vec![0; slots],
             keys,
             values,
+            unrotated,
         })
+    }
+
+    /// Whether the cache keeps the keys before RoPE (see the module's documentation).
+    pub fn keeps_unrotated(&self) -> bool {
+        self.unrotated.is_some()
+    }
+
+    /// The sequence length whose frequencies the cached keys of `slot` are rotated with.
+    pub(crate) fn rotated_for(&self, slot: usize) -> Option<usize> {
+        self.unrotated.as_ref().map(|u| u.rotated_for[slot])
+    }
+
+    pub(crate) fn set_rotated_for(&mut self, slot: usize, len: usize) {
+        if let Some(u) = &mut self.unrotated {
+            u.rotated_for[slot] = len;
+        }
     }
 
     pub fn slots(&self) -> usize {
@@ -111,7 +149,11 @@ impl KvCache {
 
     /// Bytes held, keys and values together.
     pub fn bytes(&self) -> usize {
-        std::mem::size_of_val(self.keys.get()) + std::mem::size_of_val(self.values.get())
+        let unrotated = self
+            .unrotated
+            .as_ref()
+            .map_or(0, |u| size_of_val(u.keys.get()));
+        size_of_val(self.keys.get()) + size_of_val(self.values.get()) + unrotated
     }
 
     pub(crate) fn advance(&mut self, slot: usize, by: usize) {
@@ -163,19 +205,77 @@ impl KvCache {
         v: &[f32],
     ) {
         let hd = self.head_dim;
-        let kc = key_columns(self.capacity, self.head_dim);
         let vc = value_columns(self.capacity, self.head_dim);
         for h in 0..self.kv_heads {
             let i = self.index(slot, layer, h);
-            let keys = &mut self.keys.get_mut()[i * kc + (position / LANES) * hd..][..hd];
-            for (column, &x) in keys.iter_mut().zip(&k[h * hd..(h + 1) * hd]) {
-                column.0[position % LANES] = x;
-            }
+            let key = self.key_at(i, position);
+            write_key(&mut self.keys, key, position, &k[h * hd..(h + 1) * hd]);
             let values = &mut self.values.get_mut()[i * vc..(i + 1) * vc];
             for (d, &x) in v[h * hd..(h + 1) * hd].iter().enumerate() {
                 values[(d / LANES) * self.capacity + position].0[d % LANES] = x;
             }
         }
+    }
+
+    /// Keeps the keys of `slot` at `position` in `layer` as projected, before RoPE (a cache
+    /// that keeps them only).
+    pub(crate) fn write_unrotated(
+        &mut self,
+        slot: usize,
+        layer: usize,
+        position: usize,
+        k: &[f32],
+    ) {
+        let hd = self.head_dim;
+        for h in 0..self.kv_heads {
+            let key = self.key_at(self.index(slot, layer, h), position);
+            let u = self
+                .unrotated
+                .as_mut()
+                .expect("a cache that keeps unrotated keys");
+            write_key(&mut u.keys, key, position, &k[h * hd..(h + 1) * hd]);
+        }
+    }
+
+    /// Rotates the first `len` cached keys of `slot`, in every layer, again from the keys
+    /// before RoPE: `rotate(position, key)` turns one head's key in place.
+    pub(crate) fn rotate_again(
+        &mut self,
+        slot: usize,
+        len: usize,
+        rotate: impl Fn(usize, &mut [f32]),
+    ) {
+        let hd = self.head_dim;
+        let mut key = vec![0f32; hd];
+        for layer in 0..self.layers {
+            for h in 0..self.kv_heads {
+                let i = self.index(slot, layer, h);
+                for position in 0..len {
+                    let at = self.key_at(i, position);
+                    let u = self
+                        .unrotated
+                        .as_ref()
+                        .expect("a cache that keeps unrotated keys");
+                    for (x, column) in key.iter_mut().zip(&u.keys.get()[at..at + hd]) {
+                        *x = column.0[position % LANES];
+                    }
+                    rotate(position, &mut key);
+                    write_key(&mut self.keys, at, position, &key);
+                }
+            }
+        }
+    }
+
+    /// The first column of the key of KV head index `i` at `position`.
+    fn key_at(&self, i: usize, position: usize) -> usize {
+        i * key_columns(self.capacity, self.head_dim) + (position / LANES) * self.head_dim
+    }
+}
+
+/// Writes one head's key into its `head_dim` columns from `at`, in `position`'s lane.
+fn write_key(keys: &mut ColumnBuf, at: usize, position: usize, key: &[f32]) {
+    for (column, &x) in keys.get_mut()[at..at + key.len()].iter_mut().zip(key) {
+        column.0[position % LANES] = x;
     }
 }
 

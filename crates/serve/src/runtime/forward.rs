@@ -9,6 +9,7 @@ use super::model::{FeedForward, InferenceModel, Layer, Mlp};
 use super::rope::Rotation;
 use super::Matrix;
 use minicpm_model::moe::Routing;
+use minicpm_model::rope::{same_frequencies, Frequencies};
 use rayon::prelude::*;
 
 /// New tokens for the sequence in cache slot `slot`; their positions continue after the
@@ -227,10 +228,7 @@ impl InferenceModel {
             emb.row_f32(tokens[i] as usize, row);
             row.iter_mut().for_each(|v| *v *= scale_emb);
         });
-        let rotations: Vec<Rotation> = places
-            .iter()
-            .map(|p| Rotation::new(cfg, p.position, p.total_len))
-            .collect();
+        let rotations = self.rotations(cache, places);
         let runs = attention::runs(places.iter().map(|p| (p.slot, p.position)));
         let block = Block {
             places,
@@ -243,6 +241,36 @@ impl InferenceModel {
             self.mlp_block(layer, &mut x, &mut scratch);
         }
         x
+    }
+
+    /// Each new token's rotation, from the frequencies of its sequence's length after this pass.
+    /// Where those depend on the length (dynamic NTK), a sequence's cached keys rotated with
+    /// other frequencies are rotated again first (see [`KvCache`]).
+    fn rotations(&self, cache: &mut KvCache, places: &[Place]) -> Vec<Rotation> {
+        let cfg = &self.config;
+        let mut rotations = Vec::with_capacity(places.len());
+        let mut freqs: Option<Frequencies> = None;
+        for (i, p) in places.iter().enumerate() {
+            let starts_sequence = i == 0 || places[i - 1].slot != p.slot;
+            if !starts_sequence {
+                let f = freqs.as_ref().expect("set at the sequence's first place");
+                rotations.push(Rotation::new(f, p.position));
+                continue;
+            }
+            let f = Frequencies::new(cfg, p.total_len);
+            if let Some(before) = cache.rotated_for(p.slot) {
+                if p.position > 0 && !same_frequencies(cfg, before, p.total_len) {
+                    let (hd, layout) = (cfg.head_dim(), self.rope_layout);
+                    cache.rotate_again(p.slot, p.position, |position, key| {
+                        Rotation::new(&f, position).apply(key, hd, layout)
+                    });
+                }
+                cache.set_rotated_for(p.slot, p.total_len);
+            }
+            rotations.push(Rotation::new(&f, p.position));
+            freqs = Some(f);
+        }
+        rotations
     }
 
     fn attention_block(
@@ -264,6 +292,12 @@ impl InferenceModel {
         let layout = self.rope_layout;
         let q_dim = s.q.len() / n;
         let kv_dim = s.k.len() / n;
+        if cache.keeps_unrotated() {
+            for (t, p) in places.iter().enumerate() {
+                let k = &s.k[t * kv_dim..(t + 1) * kv_dim];
+                cache.write_unrotated(p.slot, index, p.position, k);
+            }
+        }
         for_each_row(&mut s.q, q_dim, |t, row| {
             rotations[t].apply(row, hd, layout)
         });

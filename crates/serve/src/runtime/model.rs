@@ -200,6 +200,7 @@ impl InferenceModel {
             cfg.head_dim(),
             slots,
             capacity,
+            minicpm_model::rope::depends_on_length(cfg),
         )
     }
 }

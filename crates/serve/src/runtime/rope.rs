@@ -3,8 +3,7 @@
 //! (`minicpm_model::rope`), so both rotate by the same f32 values.
 
 use super::source::RopeLayout;
-use minicpm_model::rope::{angle, inv_freq, position_scale};
-use minicpm_model::ModelConfig;
+use minicpm_model::rope::Frequencies;
 
 /// cos and sin of every frequency for one position.
 pub struct Rotation {
@@ -13,15 +12,10 @@ pub struct Rotation {
 }
 
 impl Rotation {
-    /// The rotation at `position` of a sequence that will hold `total_len` tokens after this
-    /// forward pass (dynamic NTK chooses its base from that length, as HF does).
-    pub fn new(cfg: &ModelConfig, position: usize, total_len: usize) -> Rotation {
-        let freqs = inv_freq(cfg, total_len);
-        let scale = position_scale(cfg);
-        let (sin, cos) = freqs
-            .iter()
-            .map(|&f| angle(position, scale, f).sin_cos())
-            .unzip();
+    /// The rotation at `position` with `freqs`, those of the length the sequence will have
+    /// after this forward pass (dynamic NTK chooses its base from that length, as HF does).
+    pub fn new(freqs: &Frequencies, position: usize) -> Rotation {
+        let (cos, sin) = freqs.cos_sin(position).unzip();
         Rotation { cos, sin }
     }
 
