@@ -6,8 +6,15 @@
 //! queries and keys into scratch rows, then works through blocks of query rows, multiplying only
 //! against the keys at or before the block (the causal triangle) with the `gemm` crate.
 //!
-//! The forward pass keeps the softmax probabilities `[batch, heads, len, len]` for the backward
-//! pass, which saves recomputing the scores and their exponentials.
+//! Memory is linear in the length, as in flash attention: a task holds the scores of one block of
+//! query rows at a time (`BLOCK x len`), and the forward pass keeps only each row's softmax
+//! statistics (its maximum score and the reciprocal of its sum of exponentials, `[batch, heads,
+//! len, 2]`). The backward pass recomputes each block's probabilities from them with the same
+//! operations in the same order, so they are bit-identical to the forward pass's.
+//!
+//! Rows of up to [`KEEP_PROBABILITIES_UP_TO`] tokens keep the probabilities `[batch, heads, len,
+//! len]` instead: there they take no more memory than a layer's other activations at MiniCPM's
+//! shapes, and the backward pass saves the recomputation (5% of a d256 step at 256 tokens).
 
 use super::strided_gemm::{gemm, View};
 use super::vector_math;
@@ -125,8 +132,22 @@ fn blocks(len: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |r0| (r0, BLOCK.min(len - r0)))
 }
 
-/// Returns the output `[batch, len, heads, head_dim]` and the probabilities
-/// `[batch, heads, len, len]` (zero above the diagonal).
+/// The longest rows whose probabilities the forward pass keeps for the backward pass.
+pub const KEEP_PROBABILITIES_UP_TO: usize = 512;
+
+/// Per query row, what the backward pass needs to recompute its probabilities: the row's maximum
+/// score and the reciprocal of the sum of its exponentials.
+pub const STATS: usize = 2;
+
+/// What the forward pass keeps for the backward pass: each query row's softmax statistics
+/// `[batch, heads, len, STATS]`, and for rows of up to [`KEEP_PROBABILITIES_UP_TO`] tokens the
+/// probabilities `[batch, heads, len, len]` (zero above the diagonal; empty for longer rows).
+pub struct Softmax {
+    pub stats: Vec<f32>,
+    pub probs: Vec<f32>,
+}
+
+/// Returns the output `[batch, len, heads, head_dim]` and what the backward pass needs.
 pub fn forward(
     dims: Dims,
     q: &[f32],
@@ -134,7 +155,7 @@ pub fn forward(
     v: &[f32],
     rope: &Rope,
     scale: f32,
-) -> (Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, Softmax) {
     let Dims {
         batch,
         len,
@@ -142,39 +163,40 @@ pub fn forward(
         kv_heads,
         head_dim: hd,
     } = dims;
+    let keep = len <= KEEP_PROBABILITIES_UP_TO;
     let mut out = vec![0f32; batch * len * heads * hd];
-    let mut probs = vec![0f32; batch * heads * len * len];
-    let (out_ptr, probs_ptr) = (Shared::new(&mut out), Shared::new(&mut probs));
+    let mut stats = vec![0f32; batch * heads * len * STATS];
+    let mut probs = vec![0f32; if keep { batch * heads * len * len } else { 0 }];
+    let ptrs = (
+        Shared::new(&mut out),
+        Shared::new(&mut stats),
+        Shared::new(&mut probs),
+    );
     (0..batch * kv_heads).into_par_iter().for_each(|task| {
         let (b, kvh) = (task / kv_heads, task % kv_heads);
-        // SAFETY: this task writes only the output rows and probability planes of its own heads.
-        let (out, probs) = unsafe { (out_ptr.slice(), probs_ptr.slice()) };
+        // SAFETY: this task writes only the output rows, statistics and probability planes of
+        // its own heads.
+        let (out, stats, probs) = unsafe { (ptrs.0.slice(), ptrs.1.slice(), ptrs.2.slice()) };
         let rope = rope.row(b, len, hd);
         let mut kr = vec![0f32; len * hd];
         let mut qr = vec![0f32; len * hd];
+        let mut scratch = vec![0f32; if keep { 0 } else { BLOCK.min(len) * len }];
         rope.rotate(k, dims.base(b, kvh, kv_heads), dims.kv_row(), hd, &mut kr);
         let v_base = dims.base(b, kvh, kv_heads);
         for h in kvh * dims.group()..(kvh + 1) * dims.group() {
             rope.rotate(q, dims.base(b, h, heads), dims.q_row(), hd, &mut qr);
-            let p_base = (b * heads + h) * len * len;
+            let s_base = (b * heads + h) * len * STATS;
             for (r0, rows) in blocks(len) {
                 let keys = r0 + rows;
-                let p_off = p_base + r0 * len;
-                gemm(
-                    rows,
-                    keys,
-                    hd,
-                    probs,
-                    p_off,
-                    len,
-                    false,
-                    View::rows(&qr, r0 * hd, hd),
-                    View::rows(&kr, 0, hd).t(),
-                    scale,
-                );
+                let p: &mut [f32] = match keep {
+                    true => &mut probs[((b * heads + h) * len + r0) * len..][..rows * len],
+                    false => &mut scratch,
+                };
+                block_scores(rows, keys, len, &qr, &kr, r0, hd, scale, p);
                 for i in 0..rows {
-                    let row = &mut probs[p_off + i * len..][..keys];
-                    causal_softmax(row, rope.first(r0 + i), r0 + i + 1);
+                    let row = &mut p[i * len..][..keys];
+                    let (max, inv_sum) = causal_softmax(row, rope.first(r0 + i), r0 + i + 1);
+                    stats[s_base + (r0 + i) * STATS..][..STATS].copy_from_slice(&[max, inv_sum]);
                 }
                 gemm(
                     rows,
@@ -184,30 +206,70 @@ pub fn forward(
                     dims.base(b, h, heads) + r0 * dims.q_row(),
                     dims.q_row(),
                     false,
-                    View::rows(probs, p_off, len),
+                    View::rows(p, 0, len),
                     View::rows(v, v_base, dims.kv_row()),
                     1.0,
                 );
             }
         }
     });
-    (out, probs)
+    (out, Softmax { stats, probs })
+}
+
+/// The scaled scores `Qr[r0..r0+rows] Kr[..keys]^T` into the first `rows` rows of `p` (row
+/// stride `len`). The forward and backward passes both call this, so their scores agree bit for
+/// bit.
+#[allow(clippy::too_many_arguments)]
+fn block_scores(
+    rows: usize,
+    keys: usize,
+    len: usize,
+    qr: &[f32],
+    kr: &[f32],
+    r0: usize,
+    hd: usize,
+    scale: f32,
+    p: &mut [f32],
+) {
+    gemm(
+        rows,
+        keys,
+        hd,
+        p,
+        0,
+        len,
+        false,
+        View::rows(qr, r0 * hd, hd),
+        View::rows(kr, 0, hd).t(),
+        scale,
+    );
 }
 
 /// Softmax over the scores `first..end` of `row`; the rest (future keys, and keys of an earlier
-/// sequence packed in the same row) become 0.
-fn causal_softmax(row: &mut [f32], first: usize, end: usize) {
+/// sequence packed in the same row) become 0. Returns the maximum and `1 / sum` it used.
+fn causal_softmax(row: &mut [f32], first: usize, end: usize) -> (f32, f32) {
     let (before, row) = row.split_at_mut(first);
     before.fill(0.0);
     let (live, masked) = row.split_at_mut(end - first);
     let max = vector_math::max(live);
-    let sum = vector_math::exp_shifted_sum(live, max);
-    vector_math::scale(live, 1.0 / sum);
+    let inv_sum = 1.0 / vector_math::exp_shifted_sum(live, max);
+    vector_math::scale(live, inv_sum);
+    masked.fill(0.0);
+    (max, inv_sum)
+}
+
+/// [`causal_softmax`] again from its statistics: the same exponentials and the same product.
+fn recomputed_softmax(row: &mut [f32], first: usize, end: usize, max: f32, inv_sum: f32) {
+    let (before, row) = row.split_at_mut(first);
+    before.fill(0.0);
+    let (live, masked) = row.split_at_mut(end - first);
+    vector_math::exp_shifted_sum(live, max);
+    vector_math::scale(live, inv_sum);
     masked.fill(0.0);
 }
 
-/// Gradients `(dq, dk, dv)` in the layouts of `q`, `k` and `v`, given the probabilities from
-/// [`forward`] and the output gradient `grad_out` (layout of the output).
+/// Gradients `(dq, dk, dv)` in the layouts of `q`, `k` and `v`, given what [`forward`] kept
+/// (`stats`, and `probs` unless empty) and the output gradient `grad_out` (layout of the output).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     dims: Dims,
@@ -216,6 +278,7 @@ pub fn backward(
     v: &[f32],
     rope: &Rope,
     scale: f32,
+    stats: &[f32],
     probs: &[f32],
     grad_out: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
@@ -244,16 +307,32 @@ pub fn backward(
         let mut dqr = vec![0f32; len * hd];
         // Accumulated over the group's query heads and the query blocks, so they start at zero.
         let mut dkr = vec![0f32; len * hd];
-        let mut ds = vec![0f32; BLOCK * len];
+        let kept = !probs.is_empty();
+        let mut scratch = vec![0f32; if kept { 0 } else { BLOCK.min(len) * len }];
+        let mut ds = vec![0f32; BLOCK.min(len) * len];
         let kv_base = dims.base(b, kvh, kv_heads);
         rope.rotate(k, kv_base, dims.kv_row(), hd, &mut kr);
         for h in kvh * dims.group()..(kvh + 1) * dims.group() {
             let q_base = dims.base(b, h, heads);
             rope.rotate(q, q_base, dims.q_row(), hd, &mut qr);
-            let p_base = (b * heads + h) * len * len;
+            let s_base = (b * heads + h) * len * STATS;
             for (r0, rows) in blocks(len) {
                 let keys = r0 + rows;
-                let p = View::rows(probs, p_base + r0 * len, len);
+                let p: &[f32] = match kept {
+                    true => &probs[((b * heads + h) * len + r0) * len..][..rows * len],
+                    false => {
+                        block_scores(rows, keys, len, &qr, &kr, r0, hd, scale, &mut scratch);
+                        for i in 0..rows {
+                            let [max, inv_sum] = stats[s_base + (r0 + i) * STATS..][..STATS] else {
+                                unreachable!("STATS values per row")
+                            };
+                            let row = &mut scratch[i * len..][..keys];
+                            recomputed_softmax(row, rope.first(r0 + i), r0 + i + 1, max, inv_sum);
+                        }
+                        &scratch
+                    }
+                };
+                let pv = View::rows(p, 0, len);
                 let g = View::rows(grad_out, q_base + r0 * dims.q_row(), dims.q_row());
                 // dV[..keys] += P^T dO
                 gemm(
@@ -264,7 +343,7 @@ pub fn backward(
                     kv_base,
                     dims.kv_row(),
                     true,
-                    p.t(),
+                    pv.t(),
                     g,
                     1.0,
                 );
@@ -282,7 +361,7 @@ pub fn backward(
                     1.0,
                 );
                 for i in 0..rows {
-                    let pr = &probs[p_base + (r0 + i) * len..][..keys];
+                    let pr = &p[i * len..][..keys];
                     let dr = &mut ds[i * len..][..keys];
                     let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
                     for (d, &pv) in dr.iter_mut().zip(pr) {

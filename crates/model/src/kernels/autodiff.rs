@@ -1,5 +1,6 @@
 //! The autodiff route of the fused kernels: each forward pass keeps what its backward pass needs
-//! (for attention: the inputs and the softmax probabilities) and registers that backward pass.
+//! (for attention: the inputs and each query row's softmax statistics) and registers that
+//! backward pass.
 
 use super::flex_tensor;
 use super::{attention_cpu, attention_dims, attention_flex, attention_scale, first_keys};
@@ -15,8 +16,10 @@ use burn::backend::{Autodiff, Flex};
 #[derive(Debug)]
 struct AttentionBackward;
 
-/// q, k, v, cos, sin, first_key and the probabilities of the forward pass.
+/// q, k, v, cos, sin, first_key, and the softmax statistics and (short rows only) the
+/// probabilities of the forward pass.
 type Saved = (
+    FlexTensor,
     FlexTensor,
     FlexTensor,
     FlexTensor,
@@ -30,7 +33,7 @@ impl Backward<Flex, 3> for AttentionBackward {
     type State = Saved;
 
     fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (q, k, v, cos, sin, first_key, probs) = ops.state;
+        let (q, k, v, cos, sin, first_key, stats, probs) = ops.state;
         let grad_out = grads.consume::<Flex>(&ops.node);
         let dims = attention_dims(&q, &k);
         let (cos_v, sin_v) = (host_values(&cos), host_values(&sin));
@@ -46,6 +49,7 @@ impl Backward<Flex, 3> for AttentionBackward {
             &host_values(&v),
             &rope,
             attention_scale(&dims),
+            &host_values(&stats),
             &host_values(&probs),
             &host_values(&grad_out),
         );
@@ -77,8 +81,8 @@ impl<C: CheckpointStrategy> FusedKernels for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (out, probs) = attention_flex(&q, &k, &v, &cos, &sin, &first);
-                prep.finish((q, k, v, cos, sin, first, probs), out)
+                let (out, [stats, probs]) = attention_flex(&q, &k, &v, &cos, &sin, &first);
+                prep.finish((q, k, v, cos, sin, first, stats, probs), out)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(attention_flex(&q, &k, &v, &cos, &sin, &first).0)

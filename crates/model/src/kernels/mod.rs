@@ -252,7 +252,8 @@ fn attention_scale(dims: &attention_cpu::Dims) -> f32 {
     1.0 / (dims.head_dim as f32).sqrt()
 }
 
-/// Forward pass on CPU tensors: the output and the probabilities for the backward pass.
+/// Forward pass on CPU tensors: the output, and the softmax statistics and probabilities
+/// ([`attention_cpu::Softmax`]) for the backward pass.
 fn attention_flex(
     q: &FlexTensor,
     k: &FlexTensor,
@@ -260,7 +261,7 @@ fn attention_flex(
     cos: &FlexTensor,
     sin: &FlexTensor,
     first_key: &FlexTensor,
-) -> (FlexTensor, FlexTensor) {
+) -> (FlexTensor, [FlexTensor; 2]) {
     let dims = attention_dims(q, k);
     let (cos, sin, first) = (host_values(cos), host_values(sin), first_keys(first_key));
     let rope = attention_cpu::Rope {
@@ -268,7 +269,7 @@ fn attention_flex(
         sin: &sin,
         first_key: &first,
     };
-    let (out, probs) = attention_cpu::forward(
+    let (out, softmax) = attention_cpu::forward(
         dims,
         &host_values(q),
         &host_values(k),
@@ -277,6 +278,13 @@ fn attention_flex(
         attention_scale(&dims),
     );
     let q_shape = q.layout().shape().to_vec();
-    let probs_shape = vec![dims.batch, dims.heads, dims.len, dims.len];
-    (flex_tensor(out, q_shape), flex_tensor(probs, probs_shape))
+    let stats_shape = vec![dims.batch, dims.heads, dims.len, attention_cpu::STATS];
+    let probs_shape = vec![softmax.probs.len()];
+    (
+        flex_tensor(out, q_shape),
+        [
+            flex_tensor(softmax.stats, stats_shape),
+            flex_tensor(softmax.probs, probs_shape),
+        ],
+    )
 }
