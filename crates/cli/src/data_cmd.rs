@@ -53,6 +53,8 @@ pub enum DataCommand {
     /// Preference pairs for DPO from conversations: the reference answer as chosen, a model's
     /// own sampled answer (or another conversation's) as rejected.
     Pairs(crate::pairs_cmd::PairsArgs),
+    /// Passkey-retrieval documents for training (prompt and answer), as JSONL for `prepare`.
+    Passkey(crate::passkey_docs_cmd::PasskeyDocsArgs),
 }
 
 #[derive(Args)]

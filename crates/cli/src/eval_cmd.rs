@@ -17,10 +17,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EvalArgs {
+    #[command(subcommand)]
+    pub test: Option<EvalTest>,
     /// An HF model directory, a checkpoint, a run or a GGUF file.
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, required = true)]
+    model: Option<PathBuf>,
     /// A task: a .jsonl file of multiple-choice or text documents, a .txt text, or a token-shard
     /// directory (bits per byte as `perplexity` measures it). Repeatable.
     #[arg(long = "task", required = true, value_name = "FILE")]
@@ -40,6 +43,15 @@ pub struct EvalArgs {
     /// Tokens per forward pass: requests times the longest of them.
     #[arg(long, default_value_t = 2048)]
     batch_tokens: usize,
+}
+
+/// Tests of their own, beside the task files.
+#[derive(clap::Subcommand)]
+pub enum EvalTest {
+    /// Passkey retrieval: a number hidden at a depth in filler text, asked for at the end,
+    /// at each length and depth (accuracy table and heat map), with held-out bits per byte at
+    /// each length.
+    Passkey(crate::eval_passkey_cmd::PasskeyArgs),
 }
 
 /// What one `--task` names.
@@ -165,6 +177,10 @@ fn table(report: &EvalReport, vocab: usize) -> String {
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
+    if let Some(EvalTest::Passkey(p)) = a.test {
+        return crate::eval_passkey_cmd::run(p);
+    }
+    let model_path = a.model.clone().context("--model is required")?;
     anyhow::ensure!(a.limit != Some(0), "--limit must be positive");
     // A long evaluation must not end in an unwritable report.
     if let Some(dir) = a.json.as_ref().and_then(|p| p.parent()) {
@@ -180,14 +196,14 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let tasks = read_tasks(&a.tasks, a.limit)?;
-    let loaded = inference::load(&a.model, a.threads)?;
+    let loaded = inference::load(&model_path, a.threads)?;
     let model = &loaded.files.model;
     let opts = EvalOptions {
         add_bos: !a.no_bos,
         batch_tokens: a.batch_tokens,
     };
     let mut report = EvalReport {
-        model: a.model.display().to_string(),
+        model: model_path.display().to_string(),
         tasks: Vec::new(),
     };
     for (source, path) in tasks.iter().zip(&a.tasks) {

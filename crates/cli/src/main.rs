@@ -11,8 +11,10 @@ mod data_cmd;
 mod decay_cmd;
 mod demo;
 mod eval_cmd;
+mod eval_passkey_cmd;
 mod eval_tasks_cmd;
 mod export_cmd;
+mod extend_cmd;
 mod finetune_cmd;
 mod fma_peak;
 mod gemm_peak;
@@ -20,6 +22,7 @@ mod generate_cmd;
 mod inference;
 mod info;
 mod pairs_cmd;
+mod passkey_docs_cmd;
 mod perplexity_cmd;
 mod plot_cmd;
 mod quantize_cmd;
@@ -55,6 +58,9 @@ enum Command {
     /// Make a dense checkpoint a mixture of experts (each MLP copied into every expert), then
     /// continue its run.
     Upcycle(upcycle_cmd::UpcycleArgs),
+    /// Extend a checkpoint's context: a new run on longer rows with RoPE changed (ABF, NTK,
+    /// linear, YaRN or none), optionally an untied head and long documents mixed in.
+    Extend(extend_cmd::ExtendArgs),
     /// Supervised fine-tuning on conversations: the loss on the assistant's turns only.
     Sft(finetune_cmd::SftArgs),
     /// Direct preference optimisation (or IPO) on preference pairs, from an SFT model.
@@ -155,6 +161,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train(a),
         Command::Decay(a) => decay_cmd::run(a),
         Command::Upcycle(a) => upcycle_cmd::run(a),
+        Command::Extend(a) => extend_cmd::run(a),
         Command::Sft(a) => finetune_cmd::sft(a),
         Command::Dpo(a) => finetune_cmd::dpo(a),
         Command::Runs { dir } => runs_cmd::run(&dir),
@@ -179,6 +186,7 @@ fn main() -> ExitCode {
         Command::Data(data_cmd::DataCommand::EvalTasks(a)) => eval_tasks_cmd::run(a),
         Command::Data(data_cmd::DataCommand::Conversations(a)) => conversations_cmd::run(a),
         Command::Data(data_cmd::DataCommand::Pairs(a)) => pairs_cmd::run(a),
+        Command::Data(data_cmd::DataCommand::Passkey(a)) => passkey_docs_cmd::run(a),
     };
     match result {
         Ok(code) => code,

@@ -366,3 +366,137 @@ fn an_upcycled_run_continues_on_the_parents_tokens() {
     assert!(e.contains("already a mixture of experts"), "{e}");
     assert!(!dir.path().join("x").exists() && !dir.path().join("y").exists());
 }
+
+/// The held-out loss `minicpm perplexity` reports for `model` in rows of `seq_len`.
+fn held_out_loss(model: &Path, valid: &Path, seq_len: usize) -> f64 {
+    let out = run_ok(
+        bin()
+            .args(["perplexity", "--json", "--seq-len", &seq_len.to_string()])
+            .arg("--model")
+            .arg(model)
+            .arg("--data")
+            .arg(valid),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["loss"].as_f64().unwrap()
+}
+
+/// A context extension starts from its parent's weights (an untied head that copies the
+/// embedding, with RoPE unchanged, is the same model), trains rows of the new length with the
+/// new RoPE, chains into a curriculum (ABF, then NTK on top), is measured by the passkey test,
+/// and refuses what it cannot do.
+#[test]
+fn an_extended_run_starts_from_its_parent_and_trains_longer_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let cfg = stable_config(dir.path(), 10, "");
+    let run = dir.path().join("run");
+    run_ok(train_new(&cfg, &run).args(["--set", "train.keep_checkpoints=0"]));
+    let from = run.join("checkpoints/step-0000010");
+    let extend = |from: &Path, out: &Path, args: &[&str]| {
+        let mut c = bin();
+        c.args(["extend", "--quiet", "--from"])
+            .arg(from)
+            .arg("--out")
+            .arg(out)
+            .args(args);
+        c
+    };
+
+    let same = dir.path().join("same");
+    let args = [
+        "--length", "64", "--rope", "none", "--untie", "--tokens", "512",
+    ];
+    run_ok(extend(&from, &same, &args).arg("--no-train"));
+    let start = same.join("checkpoints/step-0000000");
+    let cfg = RunConfig::load(&same.join("run.toml"), &[]).unwrap();
+    assert!(!cfg.model.tie_word_embeddings);
+    let valid = dir.path().join("valid");
+    let (parent, untied) = (
+        held_out_loss(&from, &valid, 16),
+        held_out_loss(&start, &valid, 16),
+    );
+    assert!((parent - untied).abs() < 1e-6, "{parent} vs {untied}");
+
+    let abf = dir.path().join("abf");
+    let args = [
+        "--length",
+        "64",
+        "--rope",
+        "abf:theta=1e6",
+        "--tokens",
+        "1024",
+    ];
+    run_ok(&mut extend(&from, &abf, &args));
+    let cfg = RunConfig::load(&abf.join("run.toml"), &[]).unwrap();
+    let t = &cfg.train;
+    assert_eq!(
+        (t.seq_len, t.micro_batch, t.batch_tokens, t.steps),
+        (64, 1, 128, 8)
+    );
+    assert_eq!(cfg.model.rope_theta, 1e6);
+    let origin = cfg.extended.expect("the run records its origin");
+    assert_eq!(
+        (origin.step, origin.from_length, origin.length),
+        (10, 16, 64)
+    );
+    assert_eq!(origin.rope, "abf:theta=1000000");
+    let records = read(&abf.join("metrics.jsonl")).unwrap();
+    assert_eq!(records.last().map(|r| r.step), Some(7), "updates 0..8");
+    let trained = abf.join("checkpoints/step-0000008");
+    assert!(held_out_loss(&trained, &valid, 64).is_finite());
+
+    let ntk = dir.path().join("ntk");
+    let args = [
+        "--length",
+        "256",
+        "--rope",
+        "ntk:factor=4",
+        "--tokens",
+        "256",
+    ];
+    run_ok(extend(&trained, &ntk, &args).arg("--no-train"));
+    let cfg = RunConfig::load(&ntk.join("run.toml"), &[]).unwrap();
+    let scaling = cfg.model.rope_scaling.as_ref().unwrap();
+    assert_eq!((scaling.kind.as_str(), scaling.factor), ("dynamic", 4.0));
+    assert_eq!(
+        (cfg.model.max_position_embeddings, cfg.model.rope_theta),
+        (64, 1e6)
+    );
+
+    let pk = dir.path().join("passkey");
+    let out = run_ok(
+        bin()
+            .args(["eval", "passkey", "--lengths", "250,300", "--depths", "2"])
+            .args(["--trials", "2", "--digits", "3", "--model"])
+            .arg(&ntk)
+            .arg("--out")
+            .arg(&pk),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("passkey retrieval"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pk.join("passkey.json")).unwrap()).unwrap();
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4);
+    // Dynamic NTK has no context limit: every cell is measured.
+    assert!(cells.iter().all(|c| c["accuracy"].is_number()), "{cells:?}");
+    assert!(pk.join("passkey.png").is_file());
+
+    let ntk_start = ntk.join("checkpoints/step-0000000");
+    let args = [
+        "--length",
+        "512",
+        "--rope",
+        "yarn:factor=2",
+        "--tokens",
+        "512",
+    ];
+    let e = run_bad(&mut extend(&ntk_start, &dir.path().join("x"), &args));
+    assert!(e.contains("already scales RoPE"), "{e}");
+    let e = run_bad(&mut extend(&from, &abf, &args));
+    assert!(e.contains("exists"), "{e}");
+    let args = ["--length", "64", "--rope", "ntk", "--tokens", "64"];
+    let e = run_bad(&mut extend(&from, &dir.path().join("y"), &args));
+    assert!(e.contains("ntk:factor=VALUE"), "{e}");
+    assert!(!dir.path().join("x").exists() && !dir.path().join("y").exists());
+}

@@ -17,6 +17,7 @@ pub mod inputs;
 mod memo;
 pub mod mixture;
 pub mod parquet_input;
+pub mod passkey;
 pub mod pre_tokens;
 pub mod prepare;
 mod read_ahead;

@@ -4,6 +4,7 @@
 
 use crate::branch::{AutoBranches, BranchOrigin};
 use crate::error::InvalidSetting;
+use crate::extend::ExtendOrigin;
 use crate::finetune::{FinetuneConfig, FinetuneKind};
 use crate::optimizer::OptimConfig;
 use crate::schedule::ScheduleConfig;
@@ -183,6 +184,9 @@ pub struct RunConfig {
     /// Set in an upcycled mixture-of-experts run: the dense checkpoint it was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upcycled: Option<UpcycleOrigin>,
+    /// Set in a context-extension run: the checkpoint it was made from and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended: Option<ExtendOrigin>,
     /// Set in a fine-tuning run (SFT or DPO): the model it starts from and its data; the
     /// `data` section's shards are then unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]

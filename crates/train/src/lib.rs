@@ -12,6 +12,7 @@ pub mod coord_check;
 pub mod diagnostics;
 pub mod dpo;
 pub mod error;
+pub mod extend;
 pub mod finetune;
 #[cfg(test)]
 mod finetune_parity;

@@ -5,6 +5,7 @@
 
 pub mod choice;
 pub mod encode;
+pub mod passkey;
 pub mod report;
 pub mod rolling;
 

@@ -1,0 +1,79 @@
+//! `minicpm extend`: a checkpoint made into a run on longer rows, with RoPE changed for the new
+//! length (docs/MODEL.md section 13), then trained.
+
+use crate::util;
+use anyhow::Context;
+use clap::Args;
+use minicpm_train::extend::{self, ExtendSpec, RopeChange};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ExtendArgs {
+    /// The checkpoint to extend: runs/<run>/checkpoints/step-N.
+    #[arg(long)]
+    from: PathBuf,
+    /// Tokens per training row of the new run.
+    #[arg(long)]
+    length: usize,
+    /// How RoPE changes: none, abf:theta=X (a larger base), ntk:factor=F (dynamic NTK past the
+    /// parent's context), linear:factor=F or yarn:factor=F.
+    #[arg(long)]
+    rope: RopeChange,
+    /// Training tokens of the new run (rounded up to whole updates).
+    #[arg(long)]
+    tokens: u64,
+    /// Give the LM head its own weights, starting as a copy of the embedding.
+    #[arg(long)]
+    untie: bool,
+    /// A token-shard directory of long documents, mixed into every phase of the data.
+    #[arg(long, value_name = "DIR")]
+    long_data: Option<PathBuf>,
+    /// The long documents' share of the mixture; the parent's sources share the rest.
+    #[arg(long, default_value_t = 0.5, requires = "long_data")]
+    long_share: f64,
+    /// The new run directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Override a value of the new run's config, e.g. --set optim.lr=0.005 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Make the run without training it (`minicpm train --resume <out>` trains it).
+    #[arg(long)]
+    no_train: bool,
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(a: ExtendArgs) -> anyhow::Result<ExitCode> {
+    if !a.from.exists() {
+        anyhow::bail!("{}: no such checkpoint", a.from.display());
+    }
+    let spec = ExtendSpec {
+        length: a.length,
+        rope: a.rope.clone(),
+        untie: a.untie,
+        tokens: a.tokens,
+        long_data: a.long_data.clone().map(|d| (d, a.long_share)),
+    };
+    let dir = extend::create(&a.from, &spec, &a.out)?;
+    let config_path = dir.join(minicpm_train::trainer::RUN_CONFIG_FILE);
+    let config = minicpm_train::RunConfig::load(&config_path, &a.set)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    if !a.set.is_empty() {
+        minicpm_model::safetensors_io::write_atomic(&config_path, config.to_toml().as_bytes())?;
+    }
+    eprintln!(
+        "extended {} into {}: rows of {} tokens, rope {}, {} updates of {} tokens",
+        a.from.display(),
+        dir.display(),
+        config.train.seq_len,
+        a.rope,
+        config.train.steps,
+        config.train.batch_tokens
+    );
+    if a.no_train {
+        return Ok(ExitCode::SUCCESS);
+    }
+    util::train_and_report(dir, config, true, !a.quiet)
+}

@@ -1,0 +1,426 @@
+//! Context extension (docs/MODEL.md section 13), MiniCPM-128K's recipe as a command: a
+//! checkpoint becomes a new run that trains on longer rows, with RoPE changed for the new length
+//! (none, ABF, dynamic NTK, linear or YaRN), optionally an untied LM head, and optionally a
+//! long-document source mixed into the data.
+//!
+//! The new run directory holds one checkpoint at update 0: the parent's weights under the new
+//! config, fresh AdamW moments, a fresh data cursor and the parent's seed. Its `run.toml` is the
+//! parent's with the new model and `[train]` lengths, a WSD schedule over the extra tokens and an
+//! `[extended]` record of its origin; `minicpm train --resume` trains it like any run. A length
+//! curriculum is a chain of extensions, each from the last checkpoint of the one before (ABF to
+//! 4x, then NTK to 16x, as MiniCPM went to 32K with ABF and on to 128K with NTK).
+
+use crate::branch::run_of_checkpoint;
+use crate::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FILE};
+use crate::config::RunConfig;
+use crate::error::{InvalidSetting, TrainError};
+use crate::open_run::RUN_CONFIG_FILE;
+use crate::schedule::{DecayFn, ScheduleConfig};
+use burn::tensor::Device;
+use minicpm_data::mixture::MixtureCursor;
+use minicpm_model::config::RopeScaling;
+use minicpm_model::named::named_tensors;
+use minicpm_model::params::tensor_shapes;
+use minicpm_model::safetensors_io::{write_atomic, write_f32, F32Tensor};
+use minicpm_model::{hf, mup, MiniCpm, ModelConfig, ModelError, Weights};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// How RoPE changes for the longer context.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeChange {
+    /// No change: the model extrapolates to positions it never saw.
+    None,
+    /// ABF: a larger `rope_theta`.
+    Abf { theta: f64 },
+    /// Dynamic NTK scaling by `factor` past the parent's `max_position_embeddings`.
+    Ntk { factor: f64 },
+    /// Linear position interpolation by `factor`.
+    Linear { factor: f64 },
+    /// YaRN by `factor` over the parent's `max_position_embeddings`.
+    Yarn { factor: f64 },
+}
+
+impl std::str::FromStr for RopeChange {
+    type Err = String;
+
+    /// `none`, `abf:theta=1e6`, `ntk:factor=4`, `linear:factor=4` or `yarn:factor=4`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
+        let value = |key: &str| -> Result<f64, String> {
+            let v = arg
+                .strip_prefix(key)
+                .and_then(|r| r.strip_prefix('='))
+                .ok_or_else(|| format!("--rope {kind}:{key}=VALUE, got {s:?}"))?;
+            v.parse::<f64>()
+                .map_err(|_| format!("--rope {s:?}: {v:?} is not a number"))
+        };
+        let change = match kind {
+            "none" if arg.is_empty() => RopeChange::None,
+            "abf" => RopeChange::Abf {
+                theta: value("theta")?,
+            },
+            "ntk" => RopeChange::Ntk {
+                factor: value("factor")?,
+            },
+            "linear" => RopeChange::Linear {
+                factor: value("factor")?,
+            },
+            "yarn" => RopeChange::Yarn {
+                factor: value("factor")?,
+            },
+            _ => {
+                return Err(format!(
+                    "--rope {s:?}: use none, abf:theta=X, ntk:factor=F, linear:factor=F or \
+                     yarn:factor=F"
+                ))
+            }
+        };
+        Ok(change)
+    }
+}
+
+impl std::fmt::Display for RopeChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RopeChange::None => write!(f, "none"),
+            RopeChange::Abf { theta } => write!(f, "abf:theta={theta}"),
+            RopeChange::Ntk { factor } => write!(f, "ntk:factor={factor}"),
+            RopeChange::Linear { factor } => write!(f, "linear:factor={factor}"),
+            RopeChange::Yarn { factor } => write!(f, "yarn:factor={factor}"),
+        }
+    }
+}
+
+/// What an extended run came from, recorded in its `run.toml` as `[extended]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendOrigin {
+    /// The checkpoint, as given.
+    pub checkpoint: String,
+    /// Its update count and training tokens.
+    pub step: u64,
+    pub tokens: u64,
+    /// The parent's row length and the new one.
+    pub from_length: usize,
+    pub length: usize,
+    /// The RoPE change, as `--rope` takes it.
+    pub rope: String,
+    pub untied: bool,
+}
+
+/// How to extend.
+#[derive(Debug, Clone)]
+pub struct ExtendSpec {
+    /// Tokens per row of the new run.
+    pub length: usize,
+    pub rope: RopeChange,
+    /// Give the LM head its own weights (a copy of the embedding) where they were tied.
+    pub untie: bool,
+    /// Training tokens of the new run (rounded up to whole updates).
+    pub tokens: u64,
+    /// A token-shard directory of long documents and its share of every mixture phase.
+    pub long_data: Option<(PathBuf, f64)>,
+}
+
+/// The parent's model config changed for `spec`, the parent having trained on rows of
+/// `trained` tokens. `max_position_embeddings` becomes the context the new run trains at, except
+/// under dynamic NTK, which reads it as the trained context past which the base grows (and YaRN
+/// keeps that as its `original_max_position_embeddings`).
+pub fn extended_model(
+    parent: &ModelConfig,
+    trained: usize,
+    spec: &ExtendSpec,
+) -> Result<ModelConfig, String> {
+    let mut cfg = parent.clone();
+    cfg.max_position_embeddings = spec.length;
+    match spec.rope {
+        RopeChange::None => {}
+        RopeChange::Abf { theta } => {
+            if !(theta.is_finite() && theta > 0.0) {
+                return Err(format!("abf:theta={theta} must be a positive number"));
+            }
+            cfg.rope_theta = theta;
+        }
+        RopeChange::Ntk { factor } => {
+            cfg.rope_scaling = Some(RopeScaling::new("dynamic", factor));
+            cfg.max_position_embeddings = trained;
+        }
+        RopeChange::Linear { factor } => {
+            cfg.rope_scaling = Some(RopeScaling::new("linear", factor))
+        }
+        RopeChange::Yarn { factor } => {
+            let mut yarn = RopeScaling::new("yarn", factor);
+            yarn.original_max_position_embeddings = Some(trained);
+            cfg.rope_scaling = Some(yarn);
+        }
+    }
+    if parent.rope_scaling.is_some() && spec.rope != RopeChange::None {
+        return Err(format!(
+            "the parent already scales RoPE ({}); extend it with --rope none, or from a \
+             checkpoint without scaling",
+            serde_json::to_string(&parent.rope_scaling).unwrap_or_default()
+        ));
+    }
+    if spec.untie {
+        cfg.tie_word_embeddings = false;
+    }
+    Ok(cfg)
+}
+
+/// The parent's run config made into the extended run's.
+fn extended_run(
+    parent: &RunConfig,
+    spec: &ExtendSpec,
+    origin: ExtendOrigin,
+) -> Result<RunConfig, TrainError> {
+    let usage = |m: String| TrainError::from(InvalidSetting::new("extend", m));
+    let mut cfg = parent.clone();
+    cfg.model = extended_model(&parent.model, parent.train.seq_len, spec).map_err(usage)?;
+    let t = &mut cfg.train;
+    // The same tokens per micro-batch where they make at least one row, and per update.
+    let row_tokens = (parent.train.micro_batch * parent.train.seq_len) as u64;
+    t.micro_batch = (row_tokens / spec.length as u64).max(1) as usize;
+    t.seq_len = spec.length;
+    let micro = (t.micro_batch * t.seq_len) as u64;
+    t.batch_tokens = parent.train.batch_tokens.div_ceil(micro) * micro;
+    t.steps = spec.tokens.div_ceil(t.batch_tokens).max(1);
+    t.eval_every = (t.steps / 4).max(1);
+    t.checkpoint_every = 0;
+    t.log_every = t.log_every.min(t.steps).max(1);
+    cfg.schedule = ScheduleConfig::Wsd {
+        warmup_steps: (t.steps / 20).max(1),
+        decay_fraction: Some(0.2),
+        decay_steps: None,
+        decay: DecayFn::Exp,
+        half_life: None,
+        floor: 0.0,
+        decay_from: None,
+    };
+    if let Some((dir, share)) = &spec.long_data {
+        if !(0.0 < *share && *share <= 1.0) {
+            return Err(usage(format!("--long-share {share} must be in (0, 1]")));
+        }
+        let (sources, weights) = parent.data.resolved_mixture()?;
+        if sources.contains_key("long") {
+            return Err(usage(
+                "the parent's data already has a source named `long`".into(),
+            ));
+        }
+        cfg.data.train = None;
+        cfg.data.sources = sources;
+        cfg.data.sources.insert("long".into(), dir.clone());
+        cfg.data.mixture = weights
+            .into_iter()
+            .map(|(phase, w)| {
+                let total: f64 = w.values().sum();
+                let mut mixed: BTreeMap<String, f64> = w
+                    .into_iter()
+                    .map(|(name, x)| (name, x / total * (1.0 - share)))
+                    .collect();
+                mixed.insert("long".into(), *share);
+                (phase, mixed)
+            })
+            .collect();
+    }
+    cfg.branches = None;
+    cfg.branch = None;
+    cfg.extended = Some(origin);
+    cfg.validate("extend")?;
+    Ok(cfg)
+}
+
+/// The parent's weights under `cfg`: every tensor copied, an untied head from the embedding.
+fn extended_weights(parent: &MiniCpm, cfg: &ModelConfig, device: &Device) -> MiniCpm {
+    let tensors: HashMap<String, F32Tensor> = named_tensors(parent)
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let mut source = |name: &str, shape: &[usize]| -> Result<Vec<f32>, std::convert::Infallible> {
+        let from = match tensors.contains_key(name) {
+            true => name,
+            false => "model.embed_tokens.weight",
+        };
+        let t = &tensors[from];
+        assert_eq!(t.shape, shape, "{name} copies {from} of the same shape");
+        Ok(t.data.clone())
+    };
+    match MiniCpm::new(&mut Weights::new(&mut source, device), cfg) {
+        Ok(m) => m,
+        Err(never) => match never {},
+    }
+}
+
+/// Zero AdamW moments for every tensor of `cfg`, at step 0.
+fn fresh_moments(cfg: &ModelConfig) -> (Vec<F32Tensor>, HashMap<String, String>) {
+    let mut out = Vec::new();
+    for (name, shape) in tensor_shapes(cfg) {
+        let n: usize = shape.iter().product();
+        for suffix in ["exp_avg", "exp_avg_sq"] {
+            out.push(F32Tensor {
+                name: format!("{name}.{suffix}"),
+                shape: vec![n],
+                data: vec![0.0; n],
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    (out, HashMap::from([("steps".to_string(), "0".to_string())]))
+}
+
+/// Makes the extended run `out` from `checkpoint` (`<run>/checkpoints/step-N`).
+pub fn create(checkpoint: &Path, spec: &ExtendSpec, out: &Path) -> Result<PathBuf, TrainError> {
+    let usage = |m: String| TrainError::from(InvalidSetting::new("extend", m));
+    let abs = checkpoint
+        .canonicalize()
+        .map_err(|e| ModelError::io(checkpoint, e))?;
+    if !abs.join(STATE_FILE).is_file() {
+        return Err(usage(format!(
+            "{}: not a checkpoint (no {STATE_FILE})",
+            checkpoint.display()
+        )));
+    }
+    let run = run_of_checkpoint(&abs).ok_or_else(|| {
+        usage(format!(
+            "{}: a checkpoint lives in <run>/checkpoints/step-N",
+            checkpoint.display()
+        ))
+    })?;
+    if out.exists() {
+        return Err(usage(format!(
+            "{}: exists; extending writes a new run directory",
+            out.display()
+        )));
+    }
+    if spec.length == 0 || spec.tokens == 0 {
+        return Err(usage("--length and --tokens must be positive".into()));
+    }
+    let parent = RunConfig::load(&run.join(RUN_CONFIG_FILE), &[])?;
+    let state = checkpoint::read_state(&abs)?;
+    let origin = ExtendOrigin {
+        checkpoint: checkpoint.display().to_string(),
+        step: state.step,
+        tokens: state.tokens,
+        from_length: parent.train.seq_len,
+        length: spec.length,
+        rope: spec.rope.to_string(),
+        untied: spec.untie && parent.model.tie_word_embeddings,
+    };
+    let cfg = extended_run(&parent, spec, origin)?;
+
+    let device = Device::flex();
+    let parent_model = mup::resolve(&parent.model, parent.parametrization);
+    let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
+    let weights = hf::load_weights(&abs, &parent_model, &device)?;
+    let model = extended_weights(&weights, &model_cfg, &device);
+    let (moments, meta) = fresh_moments(&model_cfg);
+    let fresh = TrainerState {
+        step: 0,
+        tokens: 0,
+        data_cursor: MixtureCursor::default(),
+        seed: state.seed,
+        wall_time_s: 0.0,
+    };
+
+    // Assembled under a hidden name beside `out` and renamed into place: the run directory is
+    // complete or absent.
+    let name = out
+        .file_name()
+        .ok_or_else(|| usage(format!("{}: not a directory name", out.display())))?;
+    let tmp = out.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    }
+    let ckpt = checkpoint::checkpoints_dir(&tmp).join(checkpoint::step_dir_name(0));
+    hf::save(&model, &ckpt)?;
+    write_f32(&ckpt.join(OPTIMIZER_FILE), &moments, Some(meta))?;
+    let state_json = serde_json::to_string_pretty(&fresh).expect("a trainer state serialises");
+    write_atomic(&ckpt.join(STATE_FILE), state_json.as_bytes())?;
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        let src = abs.join(file);
+        if src.is_file() {
+            let bytes = std::fs::read(&src).map_err(|e| ModelError::io(&src, e))?;
+            write_atomic(&ckpt.join(file), &bytes)?;
+        }
+    }
+    write_atomic(&tmp.join(RUN_CONFIG_FILE), cfg.to_toml().as_bytes())?;
+    std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
+    Ok(out.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parent() -> ModelConfig {
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 50, "hidden_size": 32, "intermediate_size": 48,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 128
+        }))
+        .unwrap()
+    }
+
+    fn spec(rope: &str) -> ExtendSpec {
+        ExtendSpec {
+            length: 2048,
+            rope: rope.parse().unwrap(),
+            untie: false,
+            tokens: 1,
+            long_data: None,
+        }
+    }
+
+    #[test]
+    fn each_rope_change_sets_the_config_transformers_reads() {
+        let p = parent();
+        let extend = |p: &ModelConfig, rope: &str| extended_model(p, 128, &spec(rope));
+        let none = extend(&p, "none").unwrap();
+        assert_eq!((none.max_position_embeddings, none.rope_theta), (2048, 1e4));
+        let abf = extend(&p, "abf:theta=1e6").unwrap();
+        assert_eq!((abf.max_position_embeddings, abf.rope_theta), (2048, 1e6));
+        let ntk = extend(&p, "ntk:factor=16").unwrap();
+        let why = "dynamic NTK scales past the trained context";
+        assert_eq!(ntk.max_position_embeddings, 128, "{why}");
+        assert_eq!(ntk.rope_scaling, Some(RopeScaling::new("dynamic", 16.0)));
+        let yarn = extend(&p, "yarn:factor=16").unwrap();
+        assert_eq!(yarn.max_position_embeddings, 2048);
+        let r = yarn.rope_scaling.unwrap();
+        let original = (r.kind.as_str(), r.original_max_position_embeddings);
+        assert_eq!(original, ("yarn", Some(128)));
+        let untied = ExtendSpec {
+            untie: true,
+            ..spec("none")
+        };
+        assert!(
+            !extended_model(&p, 128, &untied)
+                .unwrap()
+                .tie_word_embeddings
+        );
+        // ABF, then NTK on top (the curriculum's second stage); but not two scalings.
+        assert!(extend(&abf, "ntk:factor=4").is_ok());
+        let e = extend(&ntk, "yarn:factor=2").unwrap_err();
+        assert!(e.contains("already scales RoPE"), "{e}");
+    }
+
+    #[test]
+    fn rope_changes_parse_and_print_alike_and_bad_ones_are_named() {
+        for s in [
+            "none",
+            "abf:theta=1000000",
+            "ntk:factor=4",
+            "linear:factor=2",
+            "yarn:factor=8",
+        ] {
+            assert_eq!(s.parse::<RopeChange>().unwrap().to_string(), s);
+        }
+        for (bad, culprit) in [
+            ("ntk", "ntk:factor=VALUE"),
+            ("abf:theta=big", "\"big\" is not a number"),
+            ("rope2", "use none, abf"),
+        ] {
+            let e = bad.parse::<RopeChange>().unwrap_err();
+            assert!(e.contains(culprit), "{bad}: {e}");
+        }
+    }
+}
