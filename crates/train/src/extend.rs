@@ -10,11 +10,10 @@
 //! curriculum is a chain of extensions, each from the last checkpoint of the one before (ABF to
 //! 4x, then NTK to 16x, as MiniCPM went to 32K with ABF and on to 128K with NTK).
 
-use crate::branch::run_of_checkpoint;
 use crate::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FILE};
 use crate::config::RunConfig;
+use crate::derived_run;
 use crate::error::{InvalidSetting, TrainError};
-use crate::open_run::RUN_CONFIG_FILE;
 use crate::schedule::{DecayFn, ScheduleConfig};
 use burn::tensor::Device;
 use minicpm_data::mixture::MixtureCursor;
@@ -22,7 +21,7 @@ use minicpm_model::config::RopeScaling;
 use minicpm_model::named::named_tensors;
 use minicpm_model::params::tensor_shapes;
 use minicpm_model::safetensors_io::{write_atomic, write_f32, F32Tensor};
-use minicpm_model::{hf, mup, MiniCpm, ModelConfig, ModelError, Weights};
+use minicpm_model::{hf, mup, MiniCpm, ModelConfig, Weights};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -271,48 +270,27 @@ fn fresh_moments(cfg: &ModelConfig) -> (Vec<F32Tensor>, HashMap<String, String>)
 
 /// Makes the extended run `out` from `checkpoint` (`<run>/checkpoints/step-N`).
 pub fn create(checkpoint: &Path, spec: &ExtendSpec, out: &Path) -> Result<PathBuf, TrainError> {
-    let usage = |m: String| TrainError::from(InvalidSetting::new("extend", m));
-    let abs = checkpoint
-        .canonicalize()
-        .map_err(|e| ModelError::io(checkpoint, e))?;
-    if !abs.join(STATE_FILE).is_file() {
-        return Err(usage(format!(
-            "{}: not a checkpoint (no {STATE_FILE})",
-            checkpoint.display()
-        )));
-    }
-    let run = run_of_checkpoint(&abs).ok_or_else(|| {
-        usage(format!(
-            "{}: a checkpoint lives in <run>/checkpoints/step-N",
-            checkpoint.display()
-        ))
-    })?;
-    if out.exists() {
-        return Err(usage(format!(
-            "{}: exists; extending writes a new run directory",
-            out.display()
-        )));
-    }
     if spec.length == 0 || spec.tokens == 0 {
-        return Err(usage("--length and --tokens must be positive".into()));
+        let msg = "--length and --tokens must be positive";
+        return Err(InvalidSetting::new("extend", msg).into());
     }
-    let parent = RunConfig::load(&run.join(RUN_CONFIG_FILE), &[])?;
-    let state = checkpoint::read_state(&abs)?;
+    let parent = derived_run::open_parent(checkpoint, out, "extend")?;
+    let state = checkpoint::read_state(&parent.checkpoint)?;
     let origin = ExtendOrigin {
         checkpoint: checkpoint.display().to_string(),
         step: state.step,
         tokens: state.tokens,
-        from_length: parent.train.seq_len,
+        from_length: parent.config.train.seq_len,
         length: spec.length,
         rope: spec.rope.to_string(),
-        untied: spec.untie && parent.model.tie_word_embeddings,
+        untied: spec.untie && parent.config.model.tie_word_embeddings,
     };
-    let cfg = extended_run(&parent, spec, origin)?;
+    let cfg = extended_run(&parent.config, spec, origin)?;
 
     let device = Device::flex();
-    let parent_model = mup::resolve(&parent.model, parent.parametrization);
+    let parent_model = mup::resolve(&parent.config.model, parent.config.parametrization);
     let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
-    let weights = hf::load_weights(&abs, &parent_model, &device)?;
+    let weights = hf::load_weights(&parent.checkpoint, &parent_model, &device)?;
     let model = extended_weights(&weights, &model_cfg, &device);
     let (moments, meta) = fresh_moments(&model_cfg);
     let fresh = TrainerState {
@@ -322,31 +300,12 @@ pub fn create(checkpoint: &Path, spec: &ExtendSpec, out: &Path) -> Result<PathBu
         seed: state.seed,
         wall_time_s: 0.0,
     };
-
-    // Assembled under a hidden name beside `out` and renamed into place: the run directory is
-    // complete or absent.
-    let name = out
-        .file_name()
-        .ok_or_else(|| usage(format!("{}: not a directory name", out.display())))?;
-    let tmp = out.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    }
-    let ckpt = checkpoint::checkpoints_dir(&tmp).join(checkpoint::step_dir_name(0));
-    hf::save(&model, &ckpt)?;
-    write_f32(&ckpt.join(OPTIMIZER_FILE), &moments, Some(meta))?;
-    let state_json = serde_json::to_string_pretty(&fresh).expect("a trainer state serialises");
-    write_atomic(&ckpt.join(STATE_FILE), state_json.as_bytes())?;
-    for file in ["tokenizer.json", "tokenizer_config.json"] {
-        let src = abs.join(file);
-        if src.is_file() {
-            let bytes = std::fs::read(&src).map_err(|e| ModelError::io(&src, e))?;
-            write_atomic(&ckpt.join(file), &bytes)?;
-        }
-    }
-    write_atomic(&tmp.join(RUN_CONFIG_FILE), cfg.to_toml().as_bytes())?;
-    std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
-    Ok(out.to_path_buf())
+    derived_run::write_run(out, &parent, &cfg, 0, |ckpt| {
+        hf::save(&model, ckpt)?;
+        write_f32(&ckpt.join(OPTIMIZER_FILE), &moments, Some(meta))?;
+        let state_json = serde_json::to_string_pretty(&fresh).expect("a trainer state serialises");
+        write_atomic(&ckpt.join(STATE_FILE), state_json.as_bytes())
+    })
 }
 
 #[cfg(test)]

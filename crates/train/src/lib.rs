@@ -9,6 +9,7 @@ pub mod cadence;
 pub mod checkpoint;
 pub mod config;
 pub mod coord_check;
+pub mod derived_run;
 pub mod diagnostics;
 pub mod dpo;
 pub mod error;

@@ -10,11 +10,9 @@
 //! uses stays valid for every tensor), or with zero moments (`fresh`). The router always starts
 //! with zero moments.
 
-use crate::branch::run_of_checkpoint;
 use crate::checkpoint::{self, OPTIMIZER_FILE, STATE_FILE};
-use crate::config::RunConfig;
+use crate::derived_run;
 use crate::error::{InvalidSetting, TrainError};
-use crate::open_run::RUN_CONFIG_FILE;
 use burn::tensor::Device;
 use minicpm_model::init::init_values;
 use minicpm_model::mup::{self, TensorRole};
@@ -146,37 +144,17 @@ fn upcycle_moments(
 /// Makes the upcycled run `out` from the dense `checkpoint` (`<run>/checkpoints/step-N`).
 pub fn create(checkpoint: &Path, spec: &UpcycleSpec, out: &Path) -> Result<PathBuf, TrainError> {
     let usage = |m: String| TrainError::from(InvalidSetting::new("upcycle", m));
-    let abs = checkpoint
-        .canonicalize()
-        .map_err(|e| ModelError::io(checkpoint, e))?;
-    if !abs.join(STATE_FILE).is_file() {
-        return Err(usage(format!(
-            "{}: not a checkpoint (no {STATE_FILE})",
-            checkpoint.display()
-        )));
-    }
-    let run = run_of_checkpoint(&abs).ok_or_else(|| {
-        usage(format!(
-            "{}: a checkpoint lives in <run>/checkpoints/step-N",
-            checkpoint.display()
-        ))
-    })?;
-    if out.exists() {
-        return Err(usage(format!(
-            "{}: exists; upcycling writes a new run directory",
-            out.display()
-        )));
-    }
-    let parent = RunConfig::load(&run.join(RUN_CONFIG_FILE), &[])?;
-    if parent.model.moe().is_some() {
+    let parent = derived_run::open_parent(checkpoint, out, "upcycle")?;
+    let abs = &parent.checkpoint;
+    if parent.config.model.moe().is_some() {
         return Err(usage(format!(
             "{}: already a mixture of experts",
             checkpoint.display()
         )));
     }
-    let state = checkpoint::read_state(&abs)?;
-    let mut cfg = parent.clone();
-    cfg.model = moe_config(&parent.model, spec.experts, spec.top_k);
+    let state = checkpoint::read_state(abs)?;
+    let mut cfg = parent.config.clone();
+    cfg.model = moe_config(&parent.config.model, spec.experts, spec.top_k);
     cfg.branches = None;
     cfg.upcycled = Some(UpcycleOrigin {
         checkpoint: checkpoint.display().to_string(),
@@ -187,36 +165,21 @@ pub fn create(checkpoint: &Path, spec: &UpcycleSpec, out: &Path) -> Result<PathB
     cfg.validate("upcycle")?;
 
     let device = Device::flex();
-    let dense_cfg = mup::resolve(&parent.model, parent.parametrization);
+    let dense_cfg = mup::resolve(&parent.config.model, parent.config.parametrization);
     let moe_cfg = mup::resolve(&cfg.model, cfg.parametrization);
-    let dense = hf::load_weights(&abs, &dense_cfg, &device)?;
+    let dense = hf::load_weights(abs, &dense_cfg, &device)?;
     let seed = spec.seed.unwrap_or(cfg.seed);
     let moe = upcycle_model(&dense, &moe_cfg, cfg.parametrization, seed, &device);
     let dense_opt = TensorFile::open(&abs.join(OPTIMIZER_FILE))?;
     let (moments, meta) = upcycle_moments(&dense_opt, &moe_cfg, spec.expert_moments)?;
-
-    // Assembled under a hidden name beside `out` and renamed into place: the run directory is
-    // complete or absent.
-    let name = out
-        .file_name()
-        .ok_or_else(|| usage(format!("{}: not a directory name", out.display())))?;
-    let tmp = out.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    }
-    let ckpt = checkpoint::checkpoints_dir(&tmp).join(checkpoint::step_dir_name(state.step));
-    hf::save(&moe, &ckpt)?;
-    write_f32(&ckpt.join(OPTIMIZER_FILE), &moments, Some(meta))?;
-    for file in [STATE_FILE, "tokenizer.json", "tokenizer_config.json"] {
-        let src = abs.join(file);
-        if src.is_file() {
-            let bytes = std::fs::read(&src).map_err(|e| ModelError::io(&src, e))?;
-            write_atomic(&ckpt.join(file), &bytes)?;
-        }
-    }
-    write_atomic(&tmp.join(RUN_CONFIG_FILE), cfg.to_toml().as_bytes())?;
-    std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
-    Ok(out.to_path_buf())
+    derived_run::write_run(out, &parent, &cfg, state.step, |ckpt| {
+        hf::save(&moe, ckpt)?;
+        write_f32(&ckpt.join(OPTIMIZER_FILE), &moments, Some(meta))?;
+        // The parent's trainer state: the run continues on its tokens.
+        let state_file = abs.join(STATE_FILE);
+        let bytes = std::fs::read(&state_file).map_err(|e| ModelError::io(&state_file, e))?;
+        write_atomic(&ckpt.join(STATE_FILE), &bytes)
+    })
 }
 
 #[cfg(test)]
