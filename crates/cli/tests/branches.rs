@@ -427,8 +427,15 @@ fn an_extended_run_starts_from_its_parent_and_trains_longer_rows() {
         "--tokens",
         "1024",
     ];
-    run_ok(&mut extend(&from, &abf, &args));
+    let long_data = ["--long-data", "long", "--long-share", "0.25"].map(str::to_string);
+    let long_data = long_data.map(|a| match a.as_str() {
+        "long" => dir.path().join("valid").display().to_string(),
+        _ => a,
+    });
+    run_ok(extend(&from, &abf, &args).args(&long_data));
     let cfg = RunConfig::load(&abf.join("run.toml"), &[]).unwrap();
+    let mixture = &cfg.data.mixture["stable"];
+    assert_eq!((mixture["long"], mixture["train"]), (0.25, 0.75));
     let t = &cfg.train;
     assert_eq!(
         (t.seq_len, t.micro_batch, t.batch_tokens, t.steps),
@@ -455,8 +462,13 @@ fn an_extended_run_starts_from_its_parent_and_trains_longer_rows() {
         "--tokens",
         "256",
     ];
-    run_ok(extend(&trained, &ntk, &args).arg("--no-train"));
+    // The curriculum's second stage draws on the same long documents, at a new share.
+    let mut half = long_data.clone();
+    half[3] = "0.5".into();
+    run_ok(extend(&trained, &ntk, &args).args(&half).arg("--no-train"));
     let cfg = RunConfig::load(&ntk.join("run.toml"), &[]).unwrap();
+    let mixture = &cfg.data.mixture["stable"];
+    assert_eq!((mixture["long"], mixture["train"]), (0.5, 0.5));
     let scaling = cfg.model.rope_scaling.as_ref().unwrap();
     assert_eq!((scaling.kind.as_str(), scaling.factor), ("dynamic", 4.0));
     assert_eq!(
@@ -495,6 +507,9 @@ fn an_extended_run_starts_from_its_parent_and_trains_longer_rows() {
     assert!(e.contains("already scales RoPE"), "{e}");
     let e = run_bad(&mut extend(&from, &abf, &args));
     assert!(e.contains("exists"), "{e}");
+    let other = ["--long-data", "elsewhere"];
+    let e = run_bad(extend(&trained, &dir.path().join("x"), &args).args(other));
+    assert!(e.contains("has a source `long` of its own"), "{e}");
     let args = ["--length", "64", "--rope", "ntk", "--tokens", "64"];
     let e = run_bad(&mut extend(&from, &dir.path().join("y"), &args));
     assert!(e.contains("ntk:factor=VALUE"), "{e}");

@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+/// The name of the long-document source in an extended run's mixture.
+pub const LONG_SOURCE: &str = "long";
+
 /// How RoPE changes for the longer context.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RopeChange {
@@ -202,23 +205,31 @@ fn extended_run(
             return Err(usage(format!("--long-share {share} must be in (0, 1]")));
         }
         let (sources, weights) = parent.data.resolved_mixture()?;
-        if sources.contains_key("long") {
-            return Err(usage(
-                "the parent's data already has a source named `long`".into(),
-            ));
+        // A parent that is itself an extension (a curriculum's earlier stage) has the source
+        // already: the same directory takes the new share.
+        if let Some(had) = sources.get(LONG_SOURCE).filter(|&had| had != dir) {
+            return Err(usage(format!(
+                "the parent's data has a source `{LONG_SOURCE}` of its own ({}), not {}",
+                had.display(),
+                dir.display()
+            )));
         }
         cfg.data.train = None;
         cfg.data.sources = sources;
-        cfg.data.sources.insert("long".into(), dir.clone());
+        cfg.data.sources.insert(LONG_SOURCE.into(), dir.clone());
         cfg.data.mixture = weights
             .into_iter()
             .map(|(phase, w)| {
-                let total: f64 = w.values().sum();
-                let mut mixed: BTreeMap<String, f64> = w
+                let others: Vec<(String, f64)> = w
+                    .into_iter()
+                    .filter(|(name, _)| name != LONG_SOURCE)
+                    .collect();
+                let total: f64 = others.iter().map(|(_, x)| x).sum();
+                let mut mixed: BTreeMap<String, f64> = others
                     .into_iter()
                     .map(|(name, x)| (name, x / total * (1.0 - share)))
                     .collect();
-                mixed.insert("long".into(), *share);
+                mixed.insert(LONG_SOURCE.into(), *share);
                 (phase, mixed)
             })
             .collect();
