@@ -5,9 +5,10 @@
 //! Keys are stored after RoPE. Where the rotation depends on the sequence's length (dynamic NTK
 //! scaling past the trained context, docs/MODEL.md section 13), the cache also keeps every key as
 //! projected, and the forward pass rotates a sequence's cached keys again whenever its length
-//! changes their frequencies: attention then sees exactly the keys a full recomputation of the
-//! sequence at its current length would (transformers' generate keeps each key at the base it
-//! was first rotated with).
+//! changes their frequencies, so that queries and keys always turn alike (transformers' generate
+//! keeps each key at the base it was first rotated with). In the first layer this gives exactly
+//! the keys of a full recomputation at the current length; deeper layers' keys still derive from
+//! hidden states computed at the earlier lengths, as with any cache.
 
 use super::kernels::panels::{ColumnBuf, Panels, LANES};
 
