@@ -49,7 +49,7 @@ pub struct PasskeyArgs {
     threads: usize,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Lengths(Vec<usize>);
 
 fn parse_lengths(s: &str) -> Result<Lengths, String> {
