@@ -55,14 +55,12 @@ pub fn run(a: ExtendArgs) -> anyhow::Result<ExitCode> {
         untie: a.untie,
         tokens: a.tokens,
         long_data: a.long_data.clone().map(|d| (d, a.long_share)),
+        overrides: a.set.clone(),
     };
     let dir = extend::create(&a.from, &spec, &a.out)?;
     let config_path = dir.join(minicpm_train::trainer::RUN_CONFIG_FILE);
-    let config = minicpm_train::RunConfig::load(&config_path, &a.set)
+    let config = minicpm_train::RunConfig::load(&config_path, &[])
         .with_context(|| format!("reading {}", config_path.display()))?;
-    if !a.set.is_empty() {
-        minicpm_model::safetensors_io::write_atomic(&config_path, config.to_toml().as_bytes())?;
-    }
     eprintln!(
         "extended {} into {}: rows of {} tokens, rope {}, {} updates of {} tokens",
         a.from.display(),

@@ -513,5 +513,10 @@ fn an_extended_run_starts_from_its_parent_and_trains_longer_rows() {
     let args = ["--length", "64", "--rope", "ntk", "--tokens", "64"];
     let e = run_bad(&mut extend(&from, &dir.path().join("y"), &args));
     assert!(e.contains("ntk:factor=VALUE"), "{e}");
-    assert!(!dir.path().join("x").exists() && !dir.path().join("y").exists());
+    let args = ["--length", "64", "--rope", "none", "--tokens", "64"];
+    let e = run_bad(extend(&from, &dir.path().join("z"), &args).args(["--set", "train.nope=1"]));
+    assert!(e.contains("nope"), "{e}");
+    for left in ["x", "y", "z"] {
+        assert!(!dir.path().join(left).exists(), "{left} was written");
+    }
 }

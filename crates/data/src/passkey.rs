@@ -38,11 +38,16 @@ impl Passkey {
     /// Whether `continuation` (the text generated after the prompt) answers with the key: its
     /// first word is the key's digits, no more.
     pub fn is_answered_by(&self, continuation: &str) -> bool {
-        continuation
-            .trim_start()
-            .strip_prefix(&self.key)
-            .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+        answers(&self.key, continuation)
     }
+}
+
+/// Whether `continuation` answers with `key`: its first word is the key's digits, no more.
+pub fn answers(key: &str, continuation: &str) -> bool {
+    continuation
+        .trim_start()
+        .strip_prefix(key)
+        .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// A random key of `digits` decimal digits, the first not 0.

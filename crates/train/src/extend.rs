@@ -124,6 +124,9 @@ pub struct ExtendSpec {
     pub tokens: u64,
     /// A token-shard directory of long documents and its share of every mixture phase.
     pub long_data: Option<(PathBuf, f64)>,
+    /// `--set key=value` overrides of the new run's config, applied (and checked) before
+    /// anything is written.
+    pub overrides: Vec<String>,
 }
 
 /// The parent's model config changed for `spec`, the parent having trained on rows of
@@ -237,8 +240,7 @@ fn extended_run(
     cfg.branches = None;
     cfg.branch = None;
     cfg.extended = Some(origin);
-    cfg.validate("extend")?;
-    Ok(cfg)
+    Ok(RunConfig::parse(&cfg.to_toml(), "extend", &spec.overrides)?)
 }
 
 /// The parent's weights under `cfg`: every tensor copied, an untied head from the embedding.
@@ -338,6 +340,7 @@ mod tests {
             untie: false,
             tokens: 1,
             long_data: None,
+            overrides: Vec::new(),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::EvalError;
 use crate::runtime::generate::Request;
-use crate::runtime::{InferenceModel, RuntimeError};
+use crate::runtime::InferenceModel;
 use crate::sampling::SamplingParams;
 use minicpm_data::passkey::{self, Passkey};
 use minicpm_data::TextTokenizer;
@@ -38,13 +38,7 @@ impl PasskeyCell {
         let answered: Vec<bool> = self
             .answers
             .iter()
-            .map(|(key, got)| {
-                let p = Passkey {
-                    prompt: String::new(),
-                    key: key.clone(),
-                };
-                got.as_deref().map(|g| p.is_answered_by(g))
-            })
+            .map(|(key, got)| got.as_deref().map(|g| passkey::answers(key, g)))
             .collect::<Option<_>>()?;
         Some(answered.iter().filter(|&&a| a).count() as f64 / answered.len().max(1) as f64)
     }
@@ -110,12 +104,7 @@ fn answer(
     let per_call = (opts.batch_tokens / longest.max(1)).max(1);
     let mut answers = Vec::with_capacity(prompts.len());
     for group in requests.chunks(per_call) {
-        let generated = match model.generate(group, |_, _| true) {
-            Ok(g) => g,
-            Err(RuntimeError::PromptTooLong { .. }) => vec![Vec::new(); group.len()],
-            Err(e) => return Err(e.into()),
-        };
-        for ids in generated {
+        for ids in model.generate(group, |_, _| true)? {
             answers.push(Some(tokenizer.decode(&ids)?));
         }
     }
