@@ -184,7 +184,7 @@ impl<'a> Report<'a> {
             self.achieved_flops() / 1e9
         );
         s += &format!(
-            "GEMM peak      {:.1} GFLOP/s (backend matmul, measured now)\n",
+            "GEMM peak      {:.1} GFLOP/s (the linear layer's product, measured now)\n",
             self.gemm_flops / 1e9
         );
         let mfu_gemm = 100.0 * self.achieved_flops() / self.gemm_flops;

@@ -31,12 +31,7 @@ impl Linear {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, t, d_in] = x.dims();
-        let w = self.weight.val();
-        let d_out = w.dims()[0];
-        x.reshape([b * t, d_in])
-            .matmul(w.transpose())
-            .reshape([b, t, d_out])
+        kernels::linear(x, self.weight.val())
     }
 }
 

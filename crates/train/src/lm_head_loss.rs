@@ -11,7 +11,8 @@
 
 use burn::tensor::{Tensor, TensorData};
 use minicpm_data::IGNORE;
-use minicpm_model::kernels::vector_math;
+use minicpm_model::kernels::strided_gemm::{gemm_on_pool, View};
+use minicpm_model::kernels::{vector_math, HostTensor};
 use rayon::prelude::*;
 
 /// Logits per chunk, in elements (16 MiB of f32): large enough that the matmuls run at full
@@ -82,27 +83,38 @@ fn chunked(
     let [n, d] = hidden.dims();
     let v = weight.dims()[0];
     assert_eq!(targets.len(), n, "one target per hidden state");
+    assert_eq!(
+        weight.dims()[1],
+        d,
+        "the head's inputs match the hidden size"
+    );
     if let TokenWeights::Each(w) = weights {
         assert_eq!(w.len(), n, "one weight per hidden state");
     }
     let device = hidden.device();
+    let inner_device = hidden.clone().inner().device();
     let need_grads = hidden.is_autodiff() || weight.is_autodiff();
-    let h = hidden.clone().inner();
-    let w = weight.clone().inner();
-    let inner_device = h.device();
+    let host = |t: &Tensor<2>| {
+        HostTensor::new(t.clone().inner()).expect("the chunked LM head runs on CPU tensors")
+    };
+    let (h, w) = (host(&hidden), host(&weight));
+    let (h, w) = (h.values(), w.values());
     let inv_n = 1.0 / n as f32;
 
     let mut loss_sum = 0.0f64;
-    let mut grad_hidden = Vec::new();
-    let mut grad_weight: Option<Tensor<2>> = None;
+    // One logits buffer for every chunk; the gradients are written in place: each chunk's rows
+    // of the hidden states' gradient, and its sum into the head weight's.
+    let mut logits = vec![0f32; rows.min(n) * v];
+    let (mut grad_hidden, mut grad_weight) = match need_grads {
+        true => (vec![0f32; n * d], vec![0f32; v * d]),
+        false => (vec![], vec![]),
+    };
+    let w_rows = View::rows(&w, 0, d);
     for start in (0..n).step_by(rows) {
         let len = rows.min(n - start);
-        let h_chunk = h.clone().narrow(0, start, len);
-        let logits = h_chunk.clone().matmul(w.clone().transpose());
-        let mut data = logits.into_data();
-        let values = data
-            .as_mut_slice::<f32>()
-            .expect("the head computes in f32");
+        let values = &mut logits[..len * v];
+        let h_chunk = View::rows(&h, start * d, d);
+        gemm_on_pool(len, v, d, values, 0, v, false, h_chunk, w_rows.t(), 1.0);
         let scale = match weights {
             TokenWeights::Mean => RowScale::All(inv_n),
             TokenWeights::Each(w) => RowScale::Each(&w[start..start + len]),
@@ -116,13 +128,11 @@ fn chunked(
             nll.as_deref_mut().map(|o| &mut o[start..start + len]),
         );
         if need_grads {
-            let dlogits = Tensor::<2>::from_data(data, &inner_device);
-            grad_hidden.push(dlogits.clone().matmul(w.clone()));
-            let dw = dlogits.transpose().matmul(h_chunk);
-            grad_weight = Some(match grad_weight {
-                Some(acc) => acc + dw,
-                None => dw,
-            });
+            let dlogits = View::rows(values, 0, v);
+            let gh = &mut grad_hidden;
+            gemm_on_pool(len, d, v, gh, start * d, d, false, dlogits, w_rows, 1.0);
+            let gw = &mut grad_weight;
+            gemm_on_pool(v, d, len, gw, 0, d, start > 0, dlogits.t(), h_chunk, 1.0);
         }
     }
     let loss = match weights {
@@ -130,15 +140,20 @@ fn chunked(
         TokenWeights::Each(_) => loss_sum as f32,
     };
     let value = Tensor::<1>::from_data(TensorData::new(vec![loss], [1]), &device);
-    match (need_grads, grad_weight) {
-        (true, Some(gw)) => with_gradients(
-            value,
-            vec![
-                (hidden, Tensor::cat(grad_hidden, 0)),
-                (weight, gw.reshape([v, d])),
-            ],
-        ),
-        _ => value,
+    match need_grads {
+        true => {
+            let tensor = |values, shape: [usize; 2]| {
+                Tensor::<2>::from_data(TensorData::new(values, shape), &inner_device)
+            };
+            with_gradients(
+                value,
+                vec![
+                    (hidden, tensor(grad_hidden, [n, d])),
+                    (weight, tensor(grad_weight, [v, d])),
+                ],
+            )
+        }
+        false => value,
     }
 }
 

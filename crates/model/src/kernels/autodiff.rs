@@ -4,7 +4,7 @@
 
 use super::flex_tensor;
 use super::{attention_cpu, attention_dims, attention_flex, attention_scale, first_keys};
-use super::{host_values, moe_cpu, rms_norm, swiglu, FusedKernels};
+use super::{host_values, linear, moe_cpu, rms_norm, swiglu, FusedKernels};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -87,6 +87,22 @@ impl<C: CheckpointStrategy> FusedKernels for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(attention_flex(&q, &k, &v, &cos, &sin, &first).0)
             }
+        }
+    }
+
+    fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let nodes = [x.node(), weight.node()];
+        let (x, weight) = (x.into_primitive(), weight.into_primitive());
+        match linear::LinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = linear::forward_flex(&x, &weight);
+                prep.finish((x, weight), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(linear::forward_flex(&x, &weight)),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Fused CPU kernels for training, exposed to burn as a backend extension (`FusedKernels`) with
 //! hand-written backward passes, and the one place that chooses between them and the unfused
-//! [`reference`] compositions: the model calls [`rms_norm`], [`swiglu`] and
+//! [`reference`] compositions: the model calls [`linear`], [`rms_norm`], [`swiglu`] and
 //! [`rope_causal_attention`], which run fused when the tensors live on the CPU backend.
 //!
 //! Each kernel replaces a chain of generic tensor operations whose intermediate results autodiff
@@ -9,10 +9,11 @@
 
 pub mod attention_cpu;
 mod autodiff;
+pub mod linear;
 pub mod moe_cpu;
 pub mod reference;
 pub mod rms_norm;
-mod strided_gemm;
+pub mod strided_gemm;
 pub mod swiglu;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,9 @@ pub trait FusedKernels: Backend {
         sin: FloatTensor<Self>,
         first_key: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// The bias-free linear layer `x [.., d_in] * weight^T` with `weight [d_out, d_in]`.
+    fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// RMSNorm of `x [.., d]` with `weight [d]`: `x * rsqrt(mean(x^2) + eps) * weight`.
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
@@ -73,6 +77,10 @@ impl FusedKernels for Flex {
         attention_flex(&q, &k, &v, &cos, &sin, &first_key).0
     }
 
+    fn linear(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        linear::forward_flex(&x, &weight)
+    }
+
     fn rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
         rms_norm::forward_flex(&x, &weight, eps).0
     }
@@ -96,6 +104,15 @@ impl FusedKernels for Flex {
 /// Whether the fused kernels can run on `device` (the CPU backend, with or without autodiff).
 pub fn available(device: &Device) -> bool {
     device.clone().inner() == Device::flex()
+}
+
+/// The bias-free linear layer `x [.., d_in] * weight^T`, `weight [d_out, d_in]`: direct GEMM
+/// calls on the CPU ([`linear`](mod@linear)), burn's matmul elsewhere.
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+    match available(&x.device()) {
+        true => fused::linear(x, weight),
+        false => reference::linear(x, weight),
+    }
 }
 
 /// RMSNorm of `x [batch, len, d]` with `weight [d]`: fused on the CPU, the reference elsewhere.
@@ -178,6 +195,14 @@ pub(crate) mod fused {
         ))
     }
 
+    /// [`FusedKernels::linear`].
+    pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+        Tensor::from_dispatch(<Dispatch as FusedKernels>::linear(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+        ))
+    }
+
     /// [`FusedKernels::rms_norm`].
     pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
         Tensor::from_dispatch(<Dispatch as FusedKernels>::rms_norm(
@@ -212,6 +237,22 @@ pub(crate) mod fused {
             w3.into_dispatch(),
             w2.into_dispatch(),
         ))
+    }
+}
+
+/// A CPU tensor without autodiff, for arithmetic on its values in host memory (the chunked LM
+/// head and its loss).
+pub struct HostTensor(FlexTensor);
+
+impl HostTensor {
+    /// `t`'s own storage, when it is a CPU tensor without autodiff.
+    pub fn new<const D: usize>(t: Tensor<D>) -> Option<Self> {
+        t.try_into_primitive::<Flex>().ok().map(HostTensor)
+    }
+
+    /// The contiguous f32 elements (copied only when the tensor is a strided view).
+    pub fn values(&self) -> std::borrow::Cow<'_, [f32]> {
+        host_values(&self.0)
     }
 }
 

@@ -9,6 +9,17 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor, TensorData};
 
+/// The bias-free linear layer `x [.., d_in] * weight^T` with `weight [d_out, d_in]`.
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+    let dims = x.dims();
+    let d_in = dims[D - 1];
+    let mut out = dims;
+    out[D - 1] = weight.dims()[0];
+    x.reshape([dims.iter().product::<usize>() / d_in.max(1), d_in])
+        .matmul(weight.transpose())
+        .reshape(out)
+}
+
 /// RMSNorm: `x * rsqrt(mean(x^2) + eps) * weight`.
 pub fn rms_norm(x: Tensor<3>, weight: Tensor<1>, eps: f64) -> Tensor<3> {
     let inv_rms = x

@@ -38,6 +38,10 @@ impl<'a> View<'a> {
     }
 }
 
+/// Products of at least this many multiply-adds are split over the thread pool; smaller ones
+/// lose more to synchronisation than they gain (the threshold burn's CPU backend uses too).
+const PARALLEL_MULTIPLY_ADDS: usize = 192 * 192 * 192;
+
 /// `dst[m x n] = (accumulate ? dst : 0) + scale * a[m x k] * b[k x n]` on one thread, `dst` given
 /// by its offset and row stride in `out` (columns contiguous).
 #[allow(clippy::too_many_arguments)]
@@ -53,22 +57,145 @@ pub fn gemm(
     b: View,
     scale: f32,
 ) {
+    let dst = (out, dst_offset, dst_row_stride);
+    into_slice(
+        m,
+        n,
+        k,
+        dst,
+        accumulate,
+        a,
+        b,
+        scale,
+        gemm::Parallelism::None,
+    );
+}
+
+/// [`gemm`] on the thread pool when the product is large enough to split: the training step's
+/// full-size products written into part of a larger buffer (the LM head's chunks).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_on_pool(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+    dst_offset: usize,
+    dst_row_stride: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+    scale: f32,
+) {
+    let dst = (out, dst_offset, dst_row_stride);
+    into_slice(m, n, k, dst, accumulate, a, b, scale, parallelism(m, n, k));
+}
+
+/// [`gemm`] with the destination `(out, offset, row stride)` and the threading given.
+#[allow(clippy::too_many_arguments)]
+fn into_slice(
+    m: usize,
+    n: usize,
+    k: usize,
+    (out, offset, row_stride): (&mut [f32], usize, usize),
+    accumulate: bool,
+    a: View,
+    b: View,
+    scale: f32,
+    parallelism: gemm::Parallelism,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    let dst = View::rows(&[], dst_offset, dst_row_stride);
+    let dst = View::rows(&[], offset, row_stride);
     assert!(
-        a.fits(m, k) && b.fits(k, n) && View { data: out, ..dst }.fits(m, n),
-        "gemm operands out of bounds"
+        View { data: out, ..dst }.fits(m, n),
+        "gemm destination out of bounds"
     );
-    // SAFETY: the assertion above keeps every addressed element inside its slice, `out` is
-    // borrowed mutably so it aliases neither input, and the call runs on this thread only.
+    // SAFETY: the destination lies inside `out` (asserted above), which is borrowed mutably so it
+    // aliases neither input, and is initialised, so reading it to accumulate is sound.
+    unsafe {
+        let dst = out.as_mut_ptr().add(offset);
+        run(
+            m,
+            n,
+            k,
+            dst,
+            row_stride,
+            accumulate,
+            a,
+            b,
+            scale,
+            parallelism,
+        )
+    }
+}
+
+/// `a[m x k] * b[k x n]` as a new row-major matrix, on the thread pool when large enough. The
+/// output is written once, by the product itself: no zero-filling pass before it.
+pub fn product(m: usize, n: usize, k: usize, a: View, b: View) -> Vec<f32> {
+    let len = m * n;
+    if k == 0 {
+        return vec![0.0; len];
+    }
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: `out` has room for the `m x n` destination and aliases neither input. Without
+    // `accumulate` the product writes every destination element and reads none, so the vector's
+    // elements are all initialised when its length is set.
+    unsafe {
+        run(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            n,
+            false,
+            a,
+            b,
+            1.0,
+            parallelism(m, n, k),
+        );
+        out.set_len(len);
+    }
+    out
+}
+
+fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+    match m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MULTIPLY_ADDS {
+        true => gemm::Parallelism::Rayon(0),
+        false => gemm::Parallelism::None,
+    }
+}
+
+/// The one call into the `gemm` crate.
+///
+/// # Safety
+/// `dst` must address an `m x n` matrix with row stride `dst_row_stride` (columns contiguous)
+/// that aliases neither input and is initialised when `accumulate` is set.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_row_stride: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+    scale: f32,
+    parallelism: gemm::Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(a.fits(m, k) && b.fits(k, n), "gemm operands out of bounds");
+    // SAFETY: the operands lie inside their slices (asserted above); the caller vouches for
+    // the destination.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr().add(dst_offset),
+            dst,
             1,
             dst_row_stride as isize,
             accumulate,
@@ -83,7 +210,7 @@ pub fn gemm(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

@@ -283,3 +283,20 @@ fn fused_swiglu_matches_the_unfused_composition() {
         1e-5,
     );
 }
+
+#[test]
+fn fused_linear_matches_the_unfused_composition() {
+    let device = Device::flex().autodiff();
+    // Large enough for the products to run on the thread pool, with ragged sizes.
+    let x = Tensor::<3>::random([3, 70, 190], Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<2>::random([210, 190], Distribution::Normal(0.0, 0.1), &device);
+    check_binary(x, w, super::fused::linear, super::reference::linear, 1e-4);
+}
+
+#[test]
+fn fused_linear_matches_the_unfused_composition_on_one_thread() {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<2>::random([7, 12], Distribution::Normal(0.0, 0.3), &device);
+    check_binary(x, w, super::fused::linear, super::reference::linear, 1e-5);
+}

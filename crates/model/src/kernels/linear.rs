@@ -1,0 +1,90 @@
+//! The bias-free linear layer `y = x W^T` (the weight in HF's `[out, in]` layout) and its two
+//! gradients, each one direct GEMM call into a buffer of its own.
+//!
+//! Through burn's matmul each output is first a zero-filled byte vector that is then copied into
+//! an aligned allocation (burn-flex 0.22's `FlexTensor::empty`), one serial pass per output, and
+//! autodiff forms the weight gradient as the transpose of `x^T dy`, which later passes copy to
+//! make contiguous. Here each output is written once, by its product, and `dW = dy^T x` lands in
+//! the weight's own layout.
+
+use super::strided_gemm::{product, View};
+use super::{flex_tensor, host_values};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
+
+/// `rows` input vectors of `d_in` values mapped to `d_out` values each.
+#[derive(Clone, Copy, Debug)]
+pub struct Dims {
+    pub rows: usize,
+    pub d_in: usize,
+    pub d_out: usize,
+}
+
+/// `y [rows, d_out] = x [rows, d_in] * w^T` with `w [d_out, d_in]`.
+pub fn forward(x: &[f32], w: &[f32], d: Dims) -> Vec<f32> {
+    let (x, w) = (View::rows(x, 0, d.d_in), View::rows(w, 0, d.d_in));
+    product(d.rows, d.d_out, d.d_in, x, w.t())
+}
+
+/// `dx [rows, d_in] = dy [rows, d_out] * w`.
+pub fn input_gradient(dy: &[f32], w: &[f32], d: Dims) -> Vec<f32> {
+    let (dy, w) = (View::rows(dy, 0, d.d_out), View::rows(w, 0, d.d_in));
+    product(d.rows, d.d_in, d.d_out, dy, w)
+}
+
+/// `dw [d_out, d_in] = dy^T * x`, in the weight's layout.
+pub fn weight_gradient(dy: &[f32], x: &[f32], d: Dims) -> Vec<f32> {
+    let (dy, x) = (View::rows(dy, 0, d.d_out), View::rows(x, 0, d.d_in));
+    product(d.d_out, d.d_in, d.rows, dy.t(), x)
+}
+
+/// The shape of `x [.., d_in]` and `w [d_out, d_in]` as [`Dims`].
+fn dims(x: &FlexTensor, w: &FlexTensor) -> Dims {
+    let (xs, ws) = (x.layout().shape(), w.layout().shape());
+    let d_in = xs[xs.num_dims() - 1];
+    assert_eq!(
+        ws[1], d_in,
+        "linear: the weight's inputs match x's last dimension"
+    );
+    Dims {
+        rows: xs.num_elements() / d_in.max(1),
+        d_in,
+        d_out: ws[0],
+    }
+}
+
+/// [`forward`] on CPU tensors: `x [.., d_in]` to `[.., d_out]`.
+pub fn forward_flex(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+    let d = dims(x, w);
+    let y = forward(&host_values(x), &host_values(w), d);
+    let mut shape = x.layout().shape().to_vec();
+    *shape.last_mut().expect("x has a last dimension") = d.d_out;
+    flex_tensor(y, shape)
+}
+
+#[derive(Debug)]
+pub struct LinearBackward;
+
+impl Backward<Flex, 2> for LinearBackward {
+    /// x and w.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w) = ops.state;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let d = dims(&x, &w);
+        let dy = host_values(&dy);
+        let [px, pw] = ops.parents;
+        if let Some(node) = px {
+            let dx = input_gradient(&dy, &host_values(&w), d);
+            grads.register::<Flex>(node.id, flex_tensor(dx, x.layout().shape().to_vec()));
+        }
+        if let Some(node) = pw {
+            let dw = weight_gradient(&dy, &host_values(&x), d);
+            grads.register::<Flex>(node.id, flex_tensor(dw, w.layout().shape().to_vec()));
+        }
+    }
+}
