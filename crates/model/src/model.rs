@@ -31,7 +31,13 @@ impl Linear {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        kernels::linear(x, self.weight.val())
+        kernels::linear(x, self.weight.val(), 1.0)
+    }
+
+    /// `scale * forward(x)`, the scale applied inside the product (no pass of its own either
+    /// way on the CPU).
+    pub fn forward_scaled(&self, x: Tensor<3>, scale: f64) -> Tensor<3> {
+        kernels::linear(x, self.weight.val(), scale)
     }
 }
 
@@ -94,11 +100,14 @@ impl Attention {
     }
 
     /// `x [batch, len, hidden]`; with a cache, the new tokens attend to the cached ones too.
+    /// The attention's output times `out_scale` (the residual branch's scale, applied by the
+    /// output projection).
     pub fn forward(
         &self,
         x: Tensor<3>,
         rope: &RopeTables,
         cache: Option<&mut LayerCache>,
+        out_scale: f64,
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let (h, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
@@ -106,7 +115,8 @@ impl Attention {
         let k = self.k_proj.forward(x.clone()).reshape([b, t, kv, hd]);
         let v = self.v_proj.forward(x).reshape([b, t, kv, hd]);
         let y = kernels::rope_causal_attention(q, k, v, rope, cache);
-        self.o_proj.forward(y.reshape([b, t, h * hd]))
+        self.o_proj
+            .forward_scaled(y.reshape([b, t, h * hd]), out_scale)
     }
 }
 
@@ -128,10 +138,12 @@ impl Mlp {
         })
     }
 
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// The MLP's output times `out_scale` (applied by the down projection).
+    pub fn forward(&self, x: Tensor<3>, out_scale: f64) -> Tensor<3> {
         let gate = self.gate_proj.forward(x.clone());
         let up = self.up_proj.forward(x);
-        self.down_proj.forward(kernels::swiglu(gate, up))
+        self.down_proj
+            .forward_scaled(kernels::swiglu(gate, up), out_scale)
     }
 }
 
@@ -152,13 +164,13 @@ impl FeedForward {
         })
     }
 
-    /// The output, and the router's side outputs for an MoE layer.
-    pub fn forward(&self, x: Tensor<3>) -> (Tensor<3>, Option<RouterOutput>) {
+    /// The output times `out_scale`, and the router's side outputs for an MoE layer.
+    pub fn forward(&self, x: Tensor<3>, out_scale: f64) -> (Tensor<3>, Option<RouterOutput>) {
         match self {
-            FeedForward::Dense(mlp) => (mlp.forward(x), None),
+            FeedForward::Dense(mlp) => (mlp.forward(x, out_scale), None),
             FeedForward::Moe(moe) => {
                 let (y, router) = moe.forward(x);
-                (y, Some(router))
+                (y.mul_scalar(out_scale), Some(router))
             }
         }
     }
@@ -223,16 +235,12 @@ impl DecoderLayer {
         routers: &mut Vec<RouterOutput>,
     ) -> Tensor<3> {
         let h = self.input_layernorm.forward(x.clone());
-        let a = self
-            .self_attn
-            .forward(h, rope, cache)
-            .mul_scalar(self.residual_scale);
+        let a = self.self_attn.forward(h, rope, cache, self.residual_scale);
         probe(Site::Attention, &a);
         let x = x + a;
         let h = self.post_attention_layernorm.forward(x.clone());
-        let (m, router) = self.mlp.forward(h);
+        let (m, router) = self.mlp.forward(h, self.residual_scale);
         routers.extend(router);
-        let m = m.mul_scalar(self.residual_scale);
         probe(Site::Mlp, &m);
         x + m
     }

@@ -12,7 +12,7 @@
 use burn::tensor::{Tensor, TensorData};
 use minicpm_data::IGNORE;
 use minicpm_model::kernels::strided_gemm::{gemm_on_pool, View};
-use minicpm_model::kernels::{vector_math, HostTensor};
+use minicpm_model::kernels::{vector_math, zeros, HostTensor};
 use rayon::prelude::*;
 
 /// Logits per chunk, in elements (16 MiB of f32): large enough that the matmuls run at full
@@ -104,9 +104,9 @@ fn chunked(
     let mut loss_sum = 0.0f64;
     // One logits buffer for every chunk; the gradients are written in place: each chunk's rows
     // of the hidden states' gradient, and its sum into the head weight's.
-    let mut logits = vec![0f32; rows.min(n) * v];
+    let mut logits = zeros(rows.min(n) * v);
     let (mut grad_hidden, mut grad_weight) = match need_grads {
-        true => (vec![0f32; n * d], vec![0f32; v * d]),
+        true => (zeros(n * d), zeros(v * d)),
         false => (vec![], vec![]),
     };
     let w_rows = View::rows(&w, 0, d);

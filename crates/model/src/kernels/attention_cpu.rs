@@ -17,7 +17,7 @@
 //! shapes, and the backward pass saves the recomputation (5% of a d256 step at 256 tokens).
 
 use super::strided_gemm::{gemm, View};
-use super::vector_math;
+use super::{vector_math, zeros};
 use rayon::prelude::*;
 
 /// Query rows per block: the causal triangle is covered by rectangles this tall.
@@ -164,9 +164,9 @@ pub fn forward(
         head_dim: hd,
     } = dims;
     let keep = len <= KEEP_PROBABILITIES_UP_TO;
-    let mut out = vec![0f32; batch * len * heads * hd];
+    let mut out = zeros(batch * len * heads * hd);
     let mut stats = vec![0f32; batch * heads * len * STATS];
-    let mut probs = vec![0f32; if keep { batch * heads * len * len } else { 0 }];
+    let mut probs = zeros(if keep { batch * heads * len * len } else { 0 });
     let ptrs = (
         Shared::new(&mut out),
         Shared::new(&mut stats),
@@ -289,9 +289,9 @@ pub fn backward(
         kv_heads,
         head_dim: hd,
     } = dims;
-    let mut dq = vec![0f32; q.len()];
-    let mut dk = vec![0f32; k.len()];
-    let mut dv = vec![0f32; v.len()];
+    let mut dq = zeros(q.len());
+    let mut dk = zeros(k.len());
+    let mut dv = zeros(v.len());
     let ptrs = (
         Shared::new(&mut dq),
         Shared::new(&mut dk),

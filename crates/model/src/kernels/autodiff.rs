@@ -90,19 +90,20 @@ impl<C: CheckpointStrategy> FusedKernels for Autodiff<Flex, C> {
         }
     }
 
-    fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
         let nodes = [x.node(), weight.node()];
         let (x, weight) = (x.into_primitive(), weight.into_primitive());
+        let scale = scale as f32;
         match linear::LinearBackward
             .prepare::<C>(nodes)
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let y = linear::forward_flex(&x, &weight);
-                prep.finish((x, weight), y)
+                let y = linear::forward_flex(&x, &weight, scale);
+                prep.finish((x, weight, scale), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(linear::forward_flex(&x, &weight)),
+            OpsKind::UnTracked(prep) => prep.finish(linear::forward_flex(&x, &weight, scale)),
         }
     }
 

@@ -1,5 +1,6 @@
-//! The bias-free linear layer `y = x W^T` (the weight in HF's `[out, in]` layout) and its two
-//! gradients, each one direct GEMM call into a buffer of its own.
+//! The bias-free linear layer `y = s x W^T` (the weight in HF's `[out, in]` layout, `s` a
+//! constant: a residual branch's scale) and its two gradients, each one direct GEMM call into a
+//! buffer of its own, `s` applied inside it.
 //!
 //! Through burn's matmul each output is first a zero-filled byte vector that is then copied into
 //! an aligned allocation (burn-flex 0.22's `FlexTensor::empty`), one serial pass per output, and
@@ -23,22 +24,22 @@ pub struct Dims {
     pub d_out: usize,
 }
 
-/// `y [rows, d_out] = x [rows, d_in] * w^T` with `w [d_out, d_in]`.
-pub fn forward(x: &[f32], w: &[f32], d: Dims) -> Vec<f32> {
+/// `y [rows, d_out] = s * x [rows, d_in] * w^T` with `w [d_out, d_in]`.
+pub fn forward(x: &[f32], w: &[f32], d: Dims, s: f32) -> Vec<f32> {
     let (x, w) = (View::rows(x, 0, d.d_in), View::rows(w, 0, d.d_in));
-    product(d.rows, d.d_out, d.d_in, x, w.t())
+    product(d.rows, d.d_out, d.d_in, x, w.t(), s)
 }
 
-/// `dx [rows, d_in] = dy [rows, d_out] * w`.
-pub fn input_gradient(dy: &[f32], w: &[f32], d: Dims) -> Vec<f32> {
+/// `dx [rows, d_in] = s * dy [rows, d_out] * w`.
+pub fn input_gradient(dy: &[f32], w: &[f32], d: Dims, s: f32) -> Vec<f32> {
     let (dy, w) = (View::rows(dy, 0, d.d_out), View::rows(w, 0, d.d_in));
-    product(d.rows, d.d_in, d.d_out, dy, w)
+    product(d.rows, d.d_in, d.d_out, dy, w, s)
 }
 
-/// `dw [d_out, d_in] = dy^T * x`, in the weight's layout.
-pub fn weight_gradient(dy: &[f32], x: &[f32], d: Dims) -> Vec<f32> {
+/// `dw [d_out, d_in] = s * dy^T * x`, in the weight's layout.
+pub fn weight_gradient(dy: &[f32], x: &[f32], d: Dims, s: f32) -> Vec<f32> {
     let (dy, x) = (View::rows(dy, 0, d.d_out), View::rows(x, 0, d.d_in));
-    product(d.d_out, d.d_in, d.rows, dy.t(), x)
+    product(d.d_out, d.d_in, d.rows, dy.t(), x, s)
 }
 
 /// The shape of `x [.., d_in]` and `w [d_out, d_in]` as [`Dims`].
@@ -57,9 +58,9 @@ fn dims(x: &FlexTensor, w: &FlexTensor) -> Dims {
 }
 
 /// [`forward`] on CPU tensors: `x [.., d_in]` to `[.., d_out]`.
-pub fn forward_flex(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+pub fn forward_flex(x: &FlexTensor, w: &FlexTensor, s: f32) -> FlexTensor {
     let d = dims(x, w);
-    let y = forward(&host_values(x), &host_values(w), d);
+    let y = forward(&host_values(x), &host_values(w), d, s);
     let mut shape = x.layout().shape().to_vec();
     *shape.last_mut().expect("x has a last dimension") = d.d_out;
     flex_tensor(y, shape)
@@ -69,21 +70,21 @@ pub fn forward_flex(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
 pub struct LinearBackward;
 
 impl Backward<Flex, 2> for LinearBackward {
-    /// x and w.
-    type State = (FlexTensor, FlexTensor);
+    /// x, w and the scale.
+    type State = (FlexTensor, FlexTensor, f32);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, w) = ops.state;
+        let (x, w, s) = ops.state;
         let dy = grads.consume::<Flex>(&ops.node);
         let d = dims(&x, &w);
         let dy = host_values(&dy);
         let [px, pw] = ops.parents;
         if let Some(node) = px {
-            let dx = input_gradient(&dy, &host_values(&w), d);
+            let dx = input_gradient(&dy, &host_values(&w), d, s);
             grads.register::<Flex>(node.id, flex_tensor(dx, x.layout().shape().to_vec()));
         }
         if let Some(node) = pw {
-            let dw = weight_gradient(&dy, &host_values(&x), d);
+            let dw = weight_gradient(&dy, &host_values(&x), d, s);
             grads.register::<Flex>(node.id, flex_tensor(dw, w.layout().shape().to_vec()));
         }
     }

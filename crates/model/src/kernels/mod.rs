@@ -42,8 +42,8 @@ pub trait FusedKernels: Backend {
         first_key: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// The bias-free linear layer `x [.., d_in] * weight^T` with `weight [d_out, d_in]`.
-    fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// The bias-free linear layer `scale * x [.., d_in] * weight^T` with `weight [d_out, d_in]`.
+    fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
 
     /// RMSNorm of `x [.., d]` with `weight [d]`: `x * rsqrt(mean(x^2) + eps) * weight`.
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
@@ -77,8 +77,8 @@ impl FusedKernels for Flex {
         attention_flex(&q, &k, &v, &cos, &sin, &first_key).0
     }
 
-    fn linear(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        linear::forward_flex(&x, &weight)
+    fn linear(x: FlexTensor, weight: FlexTensor, scale: f64) -> FlexTensor {
+        linear::forward_flex(&x, &weight, scale as f32)
     }
 
     fn rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
@@ -106,12 +106,13 @@ pub fn available(device: &Device) -> bool {
     device.clone().inner() == Device::flex()
 }
 
-/// The bias-free linear layer `x [.., d_in] * weight^T`, `weight [d_out, d_in]`: direct GEMM
-/// calls on the CPU ([`linear`](mod@linear)), burn's matmul elsewhere.
-pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+/// The bias-free linear layer `scale * x [.., d_in] * weight^T`, `weight [d_out, d_in]`: direct
+/// GEMM calls on the CPU, the scale applied inside them ([`linear`](mod@linear)); burn's matmul
+/// elsewhere.
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, scale: f64) -> Tensor<D> {
     match available(&x.device()) {
-        true => fused::linear(x, weight),
-        false => reference::linear(x, weight),
+        true => fused::linear(x, weight, scale),
+        false => reference::linear(x, weight, scale),
     }
 }
 
@@ -196,10 +197,11 @@ pub(crate) mod fused {
     }
 
     /// [`FusedKernels::linear`].
-    pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+    pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, scale: f64) -> Tensor<D> {
         Tensor::from_dispatch(<Dispatch as FusedKernels>::linear(
             x.into_dispatch(),
             weight.into_dispatch(),
+            scale,
         ))
     }
 
@@ -254,6 +256,23 @@ impl HostTensor {
     pub fn values(&self) -> std::borrow::Cow<'_, [f32]> {
         host_values(&self.0)
     }
+}
+
+/// Elements zeroed per task in [`zeros`].
+const ZERO_CHUNK: usize = 64 * 1024;
+
+/// A zero-filled vector of `len` floats, filled on the thread pool. The kernels' outputs are
+/// allocated on the calling thread just before a parallel pass, and `vec![0.0; len]` would zero
+/// them (and take their page faults) there while the pool waits; here that work is shared.
+pub fn zeros(len: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()
+        .par_chunks_mut(ZERO_CHUNK)
+        .for_each(|c| c.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: every element up to `len` was written just above.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// The contiguous f32 elements of a CPU tensor (copied only when it is a strided view).

@@ -9,15 +9,20 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor, TensorData};
 
-/// The bias-free linear layer `x [.., d_in] * weight^T` with `weight [d_out, d_in]`.
-pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+/// The bias-free linear layer `scale * x [.., d_in] * weight^T` with `weight [d_out, d_in]`.
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, scale: f64) -> Tensor<D> {
     let dims = x.dims();
     let d_in = dims[D - 1];
     let mut out = dims;
     out[D - 1] = weight.dims()[0];
-    x.reshape([dims.iter().product::<usize>() / d_in.max(1), d_in])
+    let y = x
+        .reshape([dims.iter().product::<usize>() / d_in.max(1), d_in])
         .matmul(weight.transpose())
-        .reshape(out)
+        .reshape(out);
+    match scale == 1.0 {
+        true => y,
+        false => y.mul_scalar(scale),
+    }
 }
 
 /// RMSNorm: `x * rsqrt(mean(x^2) + eps) * weight`.

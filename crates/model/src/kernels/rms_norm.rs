@@ -6,7 +6,7 @@
 //! dy * x * r`.
 
 use super::flex_tensor;
-use super::host_values;
+use super::{host_values, zeros};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
@@ -20,7 +20,7 @@ const ROWS_PER_TASK: usize = 32;
 /// The normalised rows and each row's `rsqrt(mean(x^2) + eps)`.
 pub fn forward(x: &[f32], weight: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
     let d = weight.len();
-    let mut y = vec![0f32; x.len()];
+    let mut y = zeros(x.len());
     let mut inv = vec![0f32; x.len() / d];
     y.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(inv.par_chunks_mut(ROWS_PER_TASK))
@@ -44,7 +44,7 @@ pub fn forward(x: &[f32], weight: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
 /// Gradients of the input and the weight.
 pub fn backward(x: &[f32], weight: &[f32], inv: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let d = weight.len();
-    let mut dx = vec![0f32; x.len()];
+    let mut dx = zeros(x.len());
     let dw = dx
         .par_chunks_mut(d * ROWS_PER_TASK)
         .zip(x.par_chunks(d * ROWS_PER_TASK))

@@ -130,9 +130,9 @@ fn into_slice(
     }
 }
 
-/// `a[m x k] * b[k x n]` as a new row-major matrix, on the thread pool when large enough. The
-/// output is written once, by the product itself: no zero-filling pass before it.
-pub fn product(m: usize, n: usize, k: usize, a: View, b: View) -> Vec<f32> {
+/// `scale * a[m x k] * b[k x n]` as a new row-major matrix, on the thread pool when large
+/// enough. The output is written once, by the product itself: no zero-filling pass before it.
+pub fn product(m: usize, n: usize, k: usize, a: View, b: View, scale: f32) -> Vec<f32> {
     let len = m * n;
     if k == 0 {
         return vec![0.0; len];
@@ -151,7 +151,7 @@ pub fn product(m: usize, n: usize, k: usize, a: View, b: View) -> Vec<f32> {
             false,
             a,
             b,
-            1.0,
+            scale,
             parallelism(m, n, k),
         );
         out.set_len(len);

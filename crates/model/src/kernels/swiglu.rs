@@ -4,7 +4,7 @@
 //! kept, and the backward pass is `dgate = dy * up * s * (1 + gate * (1 - s))`,
 //! `dup = dy * gate * s`, with `s = sigmoid(gate)`.
 
-use super::{flex_tensor, host_values, vector_math};
+use super::{flex_tensor, host_values, vector_math, zeros};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
@@ -16,7 +16,7 @@ use rayon::prelude::*;
 const CHUNK: usize = 16 * 1024;
 
 pub fn forward(gate: &[f32], up: &[f32]) -> Vec<f32> {
-    let mut y = vec![0f32; gate.len()];
+    let mut y = zeros(gate.len());
     y.par_chunks_mut(CHUNK)
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
         .for_each(|(y, (g, u))| {
@@ -27,8 +27,8 @@ pub fn forward(gate: &[f32], up: &[f32]) -> Vec<f32> {
 
 /// Gradients of the gate and the up projection.
 pub fn backward(gate: &[f32], up: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let mut dgate = vec![0f32; gate.len()];
-    let mut dup = vec![0f32; gate.len()];
+    let mut dgate = zeros(gate.len());
+    let mut dup = zeros(gate.len());
     dgate
         .par_chunks_mut(CHUNK)
         .zip(dup.par_chunks_mut(CHUNK))

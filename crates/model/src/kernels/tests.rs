@@ -290,7 +290,15 @@ fn fused_linear_matches_the_unfused_composition() {
     // Large enough for the products to run on the thread pool, with ragged sizes.
     let x = Tensor::<3>::random([3, 70, 190], Distribution::Normal(0.0, 1.0), &device);
     let w = Tensor::<2>::random([210, 190], Distribution::Normal(0.0, 0.1), &device);
-    check_binary(x, w, super::fused::linear, super::reference::linear, 1e-4);
+    // A residual branch's scale, applied inside the products.
+    let s = 0.37;
+    check_binary(
+        x,
+        w,
+        |x, w| super::fused::linear(x, w, s),
+        |x, w| super::reference::linear(x, w, s),
+        1e-4,
+    );
 }
 
 #[test]
@@ -298,5 +306,11 @@ fn fused_linear_matches_the_unfused_composition_on_one_thread() {
     let device = Device::flex().autodiff();
     let x = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &device);
     let w = Tensor::<2>::random([7, 12], Distribution::Normal(0.0, 0.3), &device);
-    check_binary(x, w, super::fused::linear, super::reference::linear, 1e-5);
+    check_binary(
+        x,
+        w,
+        |x, w| super::fused::linear(x, w, 1.0),
+        |x, w| super::reference::linear(x, w, 1.0),
+        1e-5,
+    );
 }
