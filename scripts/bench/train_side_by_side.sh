@@ -7,7 +7,11 @@
 #   scripts/bench/train_side_by_side.sh d256|d512|CONFIG.toml [STEPS] [WARMUP]
 #
 # Environment: MINICPM (the binary; default: a release build made here), PYTHON (default: the
-# reference venv, scripts/reference/setup.sh), THREADS (default 2).
+# reference venv, scripts/reference/setup.sh), THREADS (default 2), ROUNDS (default 1): the three
+# columns run in turn ROUNDS times, each round's ratio is against that round's faster PyTorch,
+# and the last line gives the median and range of the ratios. This machine's speed drifts by
+# tens of percent within minutes, so one round's ratio says little; alternating rounds sample
+# the drift alike for every column.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -28,29 +32,44 @@ if [ -z "${MINICPM:-}" ]; then
 fi
 
 export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
-echo "== $(date -u +%FT%TZ), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-echo "== minicpm bench train --config $config --steps $steps --warmup $warmup" >&2
-ours="$("$MINICPM" bench train --config "$config" --steps "$steps" --warmup "$warmup" --json)"
+rounds="${ROUNDS:-1}"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "error: ROUNDS=$rounds: expected a positive whole number" >&2; exit 2; }
 torch_step() {
     echo "== pytorch: train_torch.py --model $1 --config $config --steps $steps --warmup $warmup --threads $threads" >&2
     "$python" "$root/scripts/bench/train_torch.py" --model "$1" --config "$config" \
         --steps "$steps" --warmup "$warmup" --threads "$threads" --json
 }
-granite="$(torch_step granite)"
-plain="$(torch_step plain)"
+results=()
+for round in $(seq "$rounds"); do
+    echo "== round $round of $rounds, $(date -u +%FT%TZ), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    echo "== minicpm bench train --config $config --steps $steps --warmup $warmup" >&2
+    results+=("$("$MINICPM" bench train --config "$config" --steps "$steps" --warmup "$warmup" --json)")
+    results+=("$(torch_step granite)")
+    results+=("$(torch_step plain)")
+done
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-"$python" - "$ours" "$granite" "$plain" <<'PY'
-import json, sys
-ours, granite, plain = (json.loads(a) for a in sys.argv[1:])
+"$python" - "${results[@]}" <<'PY'
+import json, statistics, sys
+runs = [json.loads(a) for a in sys.argv[1:]]
 mib = lambda b: b / 2**20
-for name, r in (("minicpm", ours), ("pytorch granite", granite), ("pytorch plain", plain)):
-    print(f"{name:<16} {r['tokens_per_s']:8.0f} tok/s  peak RSS {mib(r['peak_rss_bytes']):6.0f} MiB  "
-          f"MFU {100 * r['mfu']:.1f}% of {r['gemm_peak_flops'] / 1e9:.0f} GFLOP/s GEMM")
-print(f"{'':<16} FMA peak {ours['fma_peak_flops'] / 1e9:.0f} GFLOP/s ({ours['fma_isa']}): "
-      f"minicpm MFU {100 * ours['mfu_fma']:.1f}%, pytorch plain {100 * plain['achieved_flops'] / ours['fma_peak_flops']:.1f}%")
-fastest = max((granite, plain), key=lambda r: r["tokens_per_s"])
-name = "plain" if fastest is plain else "granite"
-print(f"ratio against the fastest pytorch ({name}): {ours['tokens_per_s'] / fastest['tokens_per_s']:.2f}x tokens/s, "
-      f"{ours['peak_rss_bytes'] / fastest['peak_rss_bytes']:.2f}x peak memory")
+ratios = []
+for i in range(0, len(runs), 3):
+    ours, granite, plain = runs[i:i + 3]
+    if len(runs) > 3:
+        print(f"-- round {i // 3 + 1}")
+    for name, r in (("minicpm", ours), ("pytorch granite", granite), ("pytorch plain", plain)):
+        print(f"{name:<16} {r['tokens_per_s']:8.0f} tok/s  peak RSS {mib(r['peak_rss_bytes']):6.0f} MiB  "
+              f"MFU {100 * r['mfu']:.1f}% of {r['gemm_peak_flops'] / 1e9:.0f} GFLOP/s GEMM")
+    print(f"{'':<16} FMA peak {ours['fma_peak_flops'] / 1e9:.0f} GFLOP/s ({ours['fma_isa']}): "
+          f"minicpm MFU {100 * ours['mfu_fma']:.1f}%, pytorch plain {100 * plain['achieved_flops'] / ours['fma_peak_flops']:.1f}%")
+    fastest = max((granite, plain), key=lambda r: r["tokens_per_s"])
+    name = "plain" if fastest is plain else "granite"
+    ratio = ours['tokens_per_s'] / fastest['tokens_per_s']
+    ratios.append(ratio)
+    print(f"ratio against the fastest pytorch ({name}): {ratio:.2f}x tokens/s, "
+          f"{ours['peak_rss_bytes'] / fastest['peak_rss_bytes']:.2f}x peak memory")
+if len(ratios) > 1:
+    print(f"over {len(ratios)} rounds: median {statistics.median(ratios):.2f}x, "
+          f"range {min(ratios):.2f}-{max(ratios):.2f}x")
 PY
