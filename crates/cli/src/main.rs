@@ -21,6 +21,7 @@ mod gemm_peak;
 mod generate_cmd;
 mod inference;
 mod info;
+mod launch;
 mod pairs_cmd;
 mod passkey_docs_cmd;
 mod perplexity_cmd;
@@ -157,6 +158,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(code) = launch::refuse_several_ranks() {
+        return code;
+    }
     let result = match cli.command {
         Command::Train(a) => train(a),
         Command::Decay(a) => decay_cmd::run(a),

@@ -888,3 +888,30 @@ fn data_eval_tasks_writes_held_out_sets_and_names_what_it_cannot_fetch() {
     );
     assert!(e.contains("absent/corpus/wordnet.jsonl"), "{e}");
 }
+
+/// Started as one rank of several (here as Open MPI's `mpirun -np 2` would start it), training
+/// refuses before it writes anything: rank 0 says why in one line, and every rank exits 2.
+#[test]
+fn several_ranks_of_one_launch_refuse_to_train_the_same_run() {
+    let (dir, cfg) = setup(12);
+    let run = dir.path().join("run");
+    let line = run_bad(
+        train_new(&cfg, &run)
+            .env("OMPI_COMM_WORLD_SIZE", "2")
+            .env("OMPI_COMM_WORLD_RANK", "0"),
+    );
+    assert!(
+        line.contains("rank 0 of 2") && line.contains("OMPI_COMM_WORLD_SIZE"),
+        "{line}"
+    );
+    let out = train_new(&cfg, &run)
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .env("OMPI_COMM_WORLD_RANK", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stderr.is_empty(), "only rank 0 speaks");
+    assert!(!run.exists(), "nothing written");
+    // The same command as one process trains.
+    run_ok(&mut train_new(&cfg, &run));
+}
