@@ -26,10 +26,12 @@ pub struct ExtendArgs {
     /// Give the LM head its own weights, starting as a copy of the embedding.
     #[arg(long)]
     untie: bool,
-    /// A token-shard directory of long documents, mixed into every phase of the data.
+    /// A token-shard directory of long documents (whole books, passkey documents), mixed into
+    /// every phase of the data; repeat for several, each its own source.
     #[arg(long, value_name = "DIR")]
-    long_data: Option<PathBuf>,
-    /// The long documents' share of the mixture; the parent's sources share the rest.
+    long_data: Vec<PathBuf>,
+    /// The long documents' share of the mixture, split evenly between the --long-data sources;
+    /// the parent's sources share the rest.
     #[arg(long, default_value_t = 0.5, requires = "long_data")]
     long_share: f64,
     /// The new run directory.
@@ -54,7 +56,8 @@ pub fn run(a: ExtendArgs) -> anyhow::Result<ExitCode> {
         rope: a.rope.clone(),
         untie: a.untie,
         tokens: a.tokens,
-        long_data: a.long_data.clone().map(|d| (d, a.long_share)),
+        long_data: a.long_data.clone(),
+        long_share: a.long_share,
         overrides: a.set.clone(),
     };
     let dir = extend::create(&a.from, &spec, &a.out)?;

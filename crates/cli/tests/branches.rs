@@ -476,6 +476,35 @@ fn an_extended_run_starts_from_its_parent_and_trains_longer_rows() {
         (64, 1e6)
     );
 
+    // Several long sources (say whole books and passkey documents) share the long share evenly.
+    let books = dir.path().join("books");
+    std::fs::create_dir(&books).unwrap();
+    for f in std::fs::read_dir(&valid).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, books.join(f.file_name().unwrap())).unwrap();
+    }
+    let two = dir.path().join("two");
+    let args = ["--length", "64", "--rope", "none", "--tokens", "128"];
+    let long = [&long_data[1], "--long-data", &books.display().to_string()];
+    let long = [
+        "--long-data",
+        long[0],
+        long[1],
+        long[2],
+        "--long-share",
+        "0.5",
+    ];
+    run_ok(extend(&from, &two, &args).args(long).arg("--no-train"));
+    let cfg = RunConfig::load(&two.join("run.toml"), &[]).unwrap();
+    let mixture = &cfg.data.mixture["stable"];
+    let shares = (mixture["long"], mixture["long-2"], mixture["train"]);
+    assert_eq!(shares, (0.25, 0.25, 0.5));
+    assert_eq!(cfg.data.sources["long-2"], books);
+    let twice = ["--long-data", long[1], "--long-data", long[1]];
+    let e = run_bad(extend(&from, &dir.path().join("w"), &args).args(twice));
+    assert!(e.contains("given twice"), "{e}");
+    assert!(!dir.path().join("w").exists());
+
     let pk = dir.path().join("passkey");
     let out = run_ok(
         bin()

@@ -122,8 +122,11 @@ pub struct ExtendSpec {
     pub untie: bool,
     /// Training tokens of the new run (rounded up to whole updates).
     pub tokens: u64,
-    /// A token-shard directory of long documents and its share of every mixture phase.
-    pub long_data: Option<(PathBuf, f64)>,
+    /// Token-shard directories of long documents (whole books, passkey documents), each a
+    /// source of its own: [`LONG_SOURCE`], then `long-2`, `long-3`, ...
+    pub long_data: Vec<PathBuf>,
+    /// The long sources' share of every mixture phase, split evenly between them.
+    pub long_share: f64,
     /// `--set key=value` overrides of the new run's config, applied (and checked) before
     /// anything is written.
     pub overrides: Vec<String>,
@@ -203,36 +206,41 @@ fn extended_run(
         floor: 0.0,
         decay_from: None,
     };
-    if let Some((dir, share)) = &spec.long_data {
-        if !(0.0 < *share && *share <= 1.0) {
+    if !spec.long_data.is_empty() {
+        let share = spec.long_share;
+        if !(0.0 < share && share <= 1.0) {
             return Err(usage(format!("--long-share {share} must be in (0, 1]")));
         }
-        let (sources, weights) = parent.data.resolved_mixture()?;
-        // A parent that is itself an extension (a curriculum's earlier stage) has the source
-        // already: the same directory takes the new share.
-        if let Some(had) = sources.get(LONG_SOURCE).filter(|&had| had != dir) {
-            return Err(usage(format!(
-                "the parent's data has a source `{LONG_SOURCE}` of its own ({}), not {}",
-                had.display(),
-                dir.display()
-            )));
+        let (mut sources, weights) = parent.data.resolved_mixture()?;
+        let long = long_sources(&spec.long_data)?;
+        for (name, dir) in &long {
+            // A parent that is itself an extension (a curriculum's earlier stage) has the
+            // source already: the same directory takes the new share.
+            if let Some(had) = sources.get(name).filter(|&had| had != dir) {
+                return Err(usage(format!(
+                    "the parent's data has a source `{name}` of its own ({}), not {}",
+                    had.display(),
+                    dir.display()
+                )));
+            }
+            sources.insert(name.clone(), dir.clone());
         }
+        let each = share / long.len() as f64;
         cfg.data.train = None;
         cfg.data.sources = sources;
-        cfg.data.sources.insert(LONG_SOURCE.into(), dir.clone());
         cfg.data.mixture = weights
             .into_iter()
             .map(|(phase, w)| {
                 let others: Vec<(String, f64)> = w
                     .into_iter()
-                    .filter(|(name, _)| name != LONG_SOURCE)
+                    .filter(|(name, _)| !long.contains_key(name))
                     .collect();
                 let total: f64 = others.iter().map(|(_, x)| x).sum();
                 let mut mixed: BTreeMap<String, f64> = others
                     .into_iter()
                     .map(|(name, x)| (name, x / total * (1.0 - share)))
                     .collect();
-                mixed.insert(LONG_SOURCE.into(), *share);
+                mixed.extend(long.keys().map(|name| (name.clone(), each)));
                 (phase, mixed)
             })
             .collect();
@@ -241,6 +249,23 @@ fn extended_run(
     cfg.branch = None;
     cfg.extended = Some(origin);
     Ok(RunConfig::parse(&cfg.to_toml(), "extend", &spec.overrides)?)
+}
+
+/// The long sources' names for `dirs`, in order: [`LONG_SOURCE`], `long-2`, `long-3`, ...
+fn long_sources(dirs: &[PathBuf]) -> Result<BTreeMap<String, PathBuf>, TrainError> {
+    let mut named = BTreeMap::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        if dirs[..i].contains(dir) {
+            let m = format!("--long-data {} is given twice", dir.display());
+            return Err(InvalidSetting::new("extend", m).into());
+        }
+        let name = match i {
+            0 => LONG_SOURCE.to_string(),
+            _ => format!("{LONG_SOURCE}-{}", i + 1),
+        };
+        named.insert(name, dir.clone());
+    }
+    Ok(named)
 }
 
 /// The parent's weights under `cfg`: every tensor copied, an untied head from the embedding.
@@ -339,7 +364,8 @@ mod tests {
             rope: rope.parse().unwrap(),
             untie: false,
             tokens: 1,
-            long_data: None,
+            long_data: vec![],
+            long_share: 0.5,
             overrides: Vec::new(),
         }
     }
