@@ -504,6 +504,14 @@ fn an_extended_run_starts_from_its_parent_and_trains_longer_rows() {
     let e = run_bad(extend(&from, &dir.path().join("w"), &args).args(twice));
     assert!(e.contains("given twice"), "{e}");
     assert!(!dir.path().join("w").exists());
+    let missing = dir.path().join("no-such-shards");
+    let e = run_bad(
+        extend(&from, &dir.path().join("w"), &args)
+            .arg("--long-data")
+            .arg(&missing),
+    );
+    assert!(e.contains("no-such-shards"), "{e}");
+    assert!(!dir.path().join("w").exists());
 
     let pk = dir.path().join("passkey");
     let out = run_ok(

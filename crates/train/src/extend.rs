@@ -14,6 +14,7 @@ use crate::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FILE};
 use crate::config::RunConfig;
 use crate::derived_run;
 use crate::error::{InvalidSetting, TrainError};
+use crate::run_data::RunData;
 use crate::schedule::{DecayFn, ScheduleConfig};
 use burn::tensor::Device;
 use minicpm_data::mixture::MixtureCursor;
@@ -324,6 +325,12 @@ pub fn create(checkpoint: &Path, spec: &ExtendSpec, out: &Path) -> Result<PathBu
         untied: spec.untie && parent.config.model.tie_word_embeddings,
     };
     let cfg = extended_run(&parent.config, spec, origin)?;
+    if cfg.finetune.is_none() {
+        // The data opens as training will open it, before anything is written: a missing or
+        // foreign --long-data directory, or a source too short for rows of --length, is refused
+        // here rather than after the run exists.
+        RunData::open(&cfg, cfg.model.vocab_size)?;
+    }
 
     let device = Device::flex();
     let parent_model = mup::resolve(&parent.config.model, parent.config.parametrization);
