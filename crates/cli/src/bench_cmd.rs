@@ -8,9 +8,10 @@ use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use minicpm_train::bench::{self, BenchResult};
 use minicpm_train::flops;
-use minicpm_train::RunConfig;
+use minicpm_train::{Collective, RunConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 #[derive(Subcommand)]
@@ -52,9 +53,9 @@ pub struct TrainBenchArgs {
     device: String,
 }
 
-pub fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
+pub fn run(c: BenchCommand, world: Option<Rc<dyn Collective>>) -> anyhow::Result<ExitCode> {
     match c {
-        BenchCommand::Train(a) => train(a),
+        BenchCommand::Train(a) => train(a, world.as_deref()),
         BenchCommand::Generate(a) => crate::bench_generate::run(a),
         BenchCommand::RandomModel(a) => crate::bench_model::run(a),
         BenchCommand::Matmul(a) => crate::bench_matmul::run(a),
@@ -70,13 +71,23 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-fn train(a: TrainBenchArgs) -> anyhow::Result<ExitCode> {
-    let cfg = RunConfig::load(&a.config, &a.set)?;
+/// `bench train`, alone or on every rank of `world` (`mpirun -np N minicpm bench train`), where
+/// rank 0 reports the launch's throughput and its own memory and phase times, the all-reduce
+/// among them; the one-process peaks (GEMM, FMA) and MFU are left out.
+fn train(a: TrainBenchArgs, world: Option<&dyn Collective>) -> anyhow::Result<ExitCode> {
+    let cfg = RunConfig::load(&a.config, &a.set);
+    let cfg = match world {
+        Some(w) => minicpm_train::collective::agree(w, cfg)?,
+        None => cfg?,
+    };
     let device = bench_device(&a.device)?;
     let m = &cfg.model;
     let t = &cfg.train;
-    eprintln!(
-        "bench: d{} L{} heads {} d_ff {} vocab {}, {} x {} tokens per micro-batch, {} per update, {} warm-up + {} timed updates, {} threads",
+    let speaks = minicpm_train::collective::leads(world);
+    let ranks = world.map_or(String::new(), |w| format!(" on each of {} ranks", w.size()));
+    if speaks {
+        eprintln!(
+        "bench: d{} L{} heads {} d_ff {} vocab {}, {} x {} tokens per micro-batch, {} per update, {} warm-up + {} timed updates, {} threads{ranks}",
         m.hidden_size,
         m.num_hidden_layers,
         m.num_attention_heads,
@@ -89,18 +100,25 @@ fn train(a: TrainBenchArgs) -> anyhow::Result<ExitCode> {
         a.steps,
         rayon_threads(),
     );
-    let result = bench::run(&cfg, a.steps, a.warmup, &device)?;
+    }
+    let result = bench::run(&cfg, a.steps, a.warmup, &device, world)?;
+    if !speaks {
+        return Ok(ExitCode::SUCCESS);
+    }
     // The GEMM peak at the MLP's shape (tokens x hidden x d_ff), the step's commonest product.
-    let gemm = gemm_peak::measure(
-        &device.clone().inner(),
-        t.micro_batch * t.seq_len,
-        m.hidden_size,
-        m.intermediate_size,
-        Duration::from_secs(2),
-    );
+    let gemm = world.is_none().then(|| {
+        gemm_peak::measure(
+            &device.clone().inner(),
+            t.micro_batch * t.seq_len,
+            m.hidden_size,
+            m.intermediate_size,
+            Duration::from_secs(2),
+        )
+    });
     // The CPU's FMA peak, so that MFU is also quoted against what no library can beat (a GPU's
     // peak is the card's datasheet figure: docs/PERFORMANCE.md).
-    let fma = (a.device == "cpu").then(|| fma_peak::measure(Duration::from_secs(1)));
+    let fma =
+        (a.device == "cpu" && world.is_none()).then(|| fma_peak::measure(Duration::from_secs(1)));
     let report = Report::new(&cfg, &result, gemm, fma, peak_rss_bytes());
     eprint!("{}", report.text());
     if a.json {
@@ -131,7 +149,8 @@ fn rayon_threads() -> usize {
 struct Report<'a> {
     result: &'a BenchResult,
     flops_per_token: f64,
-    gemm_flops: f64,
+    /// `None` across ranks, where one process's peak is not the launch's.
+    gemm_flops: Option<f64>,
     fma: Option<FmaPeak>,
     peak_rss: Option<u64>,
 }
@@ -140,7 +159,7 @@ impl<'a> Report<'a> {
     fn new(
         cfg: &RunConfig,
         result: &'a BenchResult,
-        gemm_flops: f64,
+        gemm_flops: Option<f64>,
         fma: Option<FmaPeak>,
         peak_rss: Option<u64>,
     ) -> Self {
@@ -183,13 +202,15 @@ impl<'a> Report<'a> {
             "achieved       {:.1} GFLOP/s\n",
             self.achieved_flops() / 1e9
         );
-        s += &format!(
-            "GEMM peak      {:.1} GFLOP/s (the linear layer's product, measured now)\n",
-            self.gemm_flops / 1e9
-        );
-        let mfu_gemm = 100.0 * self.achieved_flops() / self.gemm_flops;
-        match &self.fma {
-            Some(fma) => {
+        if let Some(gemm) = self.gemm_flops {
+            s += &format!(
+                "GEMM peak      {:.1} GFLOP/s (the linear layer's product, measured now)\n",
+                gemm / 1e9
+            );
+        }
+        let mfu_gemm = self.gemm_flops.map(|g| 100.0 * self.achieved_flops() / g);
+        match (&self.fma, mfu_gemm) {
+            (Some(fma), Some(mfu_gemm)) => {
                 s += &format!(
                     "FMA peak       {:.1} GFLOP/s (f32 FMA loop, {} x {} threads, measured now)\n",
                     fma.flops / 1e9,
@@ -201,7 +222,10 @@ impl<'a> Report<'a> {
                     100.0 * self.achieved_flops() / fma.flops
                 );
             }
-            None => s += &format!("MFU            {mfu_gemm:.1}% of the GEMM peak\n"),
+            (None, Some(mfu_gemm)) => {
+                s += &format!("MFU            {mfu_gemm:.1}% of the GEMM peak\n")
+            }
+            _ => {}
         }
         s += &format!(
             "peak memory    {}\n",
@@ -214,6 +238,9 @@ impl<'a> Report<'a> {
         s += &format!("  forward      {}\n", share(p.forward));
         s += &format!("  backward     {}\n", share(p.backward));
         s += &format!("  optimizer    {}\n", share(p.optimizer));
+        if !p.reduce.is_zero() {
+            s += &format!("  all-reduce   {}\n", share(p.reduce));
+        }
         s += &format!("last loss      {:.4}\n", r.last_loss);
         s
     }
@@ -227,7 +254,7 @@ impl<'a> Report<'a> {
             "flops_per_token": self.flops_per_token,
             "achieved_flops": self.achieved_flops(),
             "gemm_peak_flops": self.gemm_flops,
-            "mfu": self.achieved_flops() / self.gemm_flops,
+            "mfu": self.gemm_flops.map(|g| self.achieved_flops() / g),
             "fma_peak_flops": self.fma.as_ref().map(|f| f.flops),
             "fma_isa": self.fma.as_ref().map(|f| f.isa),
             "mfu_fma": self.fma.as_ref().map(|f| self.achieved_flops() / f.flops),
@@ -237,6 +264,7 @@ impl<'a> Report<'a> {
                 "forward": ms(r.phases.forward),
                 "backward": ms(r.phases.backward),
                 "optimizer": ms(r.phases.optimizer),
+                "reduce": ms(r.phases.reduce),
             },
             "last_loss": r.last_loss,
         })

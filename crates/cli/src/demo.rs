@@ -226,7 +226,7 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
 /// Trains (or resumes, or finds finished) the run `out` of `cfg`; false when interrupted.
 fn stage(out: &Path, cfg: RunConfig) -> anyhow::Result<bool> {
     let resume = out.join(minicpm_train::trainer::RUN_CONFIG_FILE).exists();
-    let outcome = util::run_training(out.to_path_buf(), cfg, resume, true)?;
+    let outcome = util::run_training(out.to_path_buf(), cfg, resume, true, None)?;
     util::report(&outcome);
     Ok(!outcome.interrupted)
 }

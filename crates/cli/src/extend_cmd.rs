@@ -76,5 +76,5 @@ pub fn run(a: ExtendArgs) -> anyhow::Result<ExitCode> {
     if a.no_train {
         return Ok(ExitCode::SUCCESS);
     }
-    util::train_and_report(dir, config, true, !a.quiet)
+    util::train_and_report(dir, config, true, !a.quiet, None)
 }

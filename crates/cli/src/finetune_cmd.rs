@@ -227,5 +227,5 @@ pub fn dpo(a: DpoArgs) -> anyhow::Result<ExitCode> {
 
 fn launch(a: &FinetuneArgs, cfg: RunConfig) -> anyhow::Result<ExitCode> {
     let cfg = cfg.with_overrides("the fine-tuning config", &a.set)?;
-    util::train_and_report(a.out.clone(), cfg, false, !a.quiet)
+    util::train_and_report(a.out.clone(), cfg, false, !a.quiet, None)
 }

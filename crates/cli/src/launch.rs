@@ -1,10 +1,14 @@
-//! Whether this process was started as one of several ranks (`mpirun -np N`, `srun -n N`).
+//! Whether this process was started as one of several ranks (`mpirun -np N`, `srun -n N`), and
+//! joining them.
 //!
-//! minicpm runs as one process: N copies of one `train` would each train the same run and write
-//! the same checkpoints and metrics over each other. So a process that finds itself one rank of
-//! several refuses to start, rank 0 saying why in one line and every rank exiting with status 2.
+//! `minicpm train` started as N ranks trains one run across them (docs/MODEL.md section 14) when
+//! minicpm is built with `--features mpi`, and `minicpm bench train` measures that. Any other command, or a build without MPI, refuses: N
+//! copies of one process would each do the same work and write the same files over each other.
+//! Rank 0 says why in one line, and every rank exits with status 2.
 
+use minicpm_train::{Collective, TrainError};
 use std::process::ExitCode;
+use std::rc::Rc;
 
 /// The launchers' variables for (world size, this process's rank): Open MPI's, the PMI ones
 /// (MPICH, Intel MPI, Slurm's PMI), and Slurm's own for the job step `srun` started.
@@ -38,17 +42,96 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> Option<Rank> {
     })
 }
 
-/// `Some(exit status)` when this process is one rank of several: rank 0 prints the reason.
-pub fn refuse_several_ranks() -> Option<ExitCode> {
-    let r = detect(|name| std::env::var(name).ok())?;
-    if r.rank == 0 {
-        eprintln!(
-            "error: started as rank 0 of {} ({}={}); minicpm runs as one process and does not \
-             train across processes: launch it once, without mpirun or srun -n",
-            r.size, r.variable, r.size
+/// This process's launch: alone, or one rank of several that train together.
+pub struct Launch {
+    rank: Option<Rank>,
+    #[cfg(feature = "mpi")]
+    world: Option<Rc<crate::mpi_world::MpiWorld>>,
+}
+
+impl Launch {
+    /// The launch as the environment tells; a process started as one rank of several joins
+    /// the others when `command` (its name, for the error) can run across ranks, and refuses
+    /// otherwise with `Err(exit status)`.
+    pub fn join(command: &str, across_ranks: bool) -> Result<Launch, ExitCode> {
+        let Some(rank) = detect(|name| std::env::var(name).ok()) else {
+            return Ok(Launch {
+                rank: None,
+                #[cfg(feature = "mpi")]
+                world: None,
+            });
+        };
+        let refuse = |why: String| {
+            if rank.rank == 0 {
+                eprintln!(
+                    "error: started as rank 0 of {} ({}={}): {why}",
+                    rank.size, rank.variable, rank.size
+                );
+            }
+            Err(ExitCode::from(2))
+        };
+        if !across_ranks {
+            return refuse(format!(
+                "only `minicpm train` (and `bench train`) runs across ranks; run `minicpm \
+                 {command}` once, without mpirun or srun -n"
+            ));
+        }
+        #[cfg(not(feature = "mpi"))]
+        return refuse(
+            "this minicpm was built without MPI and trains as one process; build it with \
+             `cargo build --release --features mpi` to train across ranks"
+                .into(),
         );
+        #[cfg(feature = "mpi")]
+        match crate::mpi_world::MpiWorld::join() {
+            Ok(world) => Ok(Launch {
+                rank: Some(rank),
+                world: Some(Rc::new(world)),
+            }),
+            Err(e) => refuse(format!("{e:#}")),
+        }
     }
-    Some(ExitCode::from(2))
+
+    /// The ranks as the trainer's collective; `None` alone.
+    pub fn world(&self) -> Option<Rc<dyn Collective>> {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            return Some(w.clone() as Rc<dyn Collective>);
+        }
+        None
+    }
+
+    /// Ends the command after `error` (one line). Alone, or after a failure every rank agreed on
+    /// (the trainer's [`TrainError::OnRank`]), rank 0 prints it and every rank exits 2; a failure
+    /// of this rank alone is printed by it and ends every rank of the launch.
+    pub fn fail(&self, error: &anyhow::Error, line: &str) -> ExitCode {
+        let Some(rank) = &self.rank else {
+            eprintln!("error: {line}");
+            return ExitCode::from(2);
+        };
+        let agreed = matches!(
+            error.downcast_ref::<TrainError>(),
+            Some(TrainError::OnRank { .. } | TrainError::Distribution(_))
+        );
+        if agreed {
+            if rank.rank == 0 {
+                eprintln!("error: {line}");
+            }
+            return ExitCode::from(2);
+        }
+        eprintln!("error: rank {} of {}: {line}", rank.rank, rank.size);
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            w.abort(2);
+        }
+        ExitCode::from(2)
+    }
+}
+
+/// Whether the environment says this process is a rank other than 0 of a launch (read before
+/// the command line, to keep the other ranks' logs quiet).
+pub fn is_other_rank() -> bool {
+    detect(|name| std::env::var(name).ok()).is_some_and(|r| r.rank != 0)
 }
 
 #[cfg(test)]

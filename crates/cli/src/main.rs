@@ -22,6 +22,8 @@ mod generate_cmd;
 mod inference;
 mod info;
 mod launch;
+#[cfg(feature = "mpi")]
+mod mpi_world;
 mod pairs_cmd;
 mod passkey_docs_cmd;
 mod perplexity_cmd;
@@ -135,10 +137,15 @@ struct TrainArgs {
 }
 
 fn main() -> ExitCode {
+    // The ranks of a launch other than rank 0 log warnings only: rank 0 speaks for the run.
+    let level = match launch::is_other_rank() {
+        true => "warn",
+        false => "info",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
         )
         .with_target(false)
         .without_time()
@@ -158,11 +165,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(code) = launch::refuse_several_ranks() {
-        return code;
-    }
+    let name = std::env::args().nth(1).unwrap_or_default();
+    let across_ranks = matches!(
+        cli.command,
+        Command::Train(_) | Command::Bench(bench_cmd::BenchCommand::Train(_))
+    );
+    let launch = match launch::Launch::join(&name, across_ranks) {
+        Ok(launch) => launch,
+        Err(code) => return code,
+    };
     let result = match cli.command {
-        Command::Train(a) => train(a),
+        Command::Train(a) => train(a, &launch),
         Command::Decay(a) => decay_cmd::run(a),
         Command::Upcycle(a) => upcycle_cmd::run(a),
         Command::Extend(a) => extend_cmd::run(a),
@@ -178,7 +191,7 @@ fn main() -> ExitCode {
         Command::Quantize(a) => quantize_cmd::run(a),
         Command::Info { path } => info::run(&path),
         Command::Demo(a) => demo::run(a),
-        Command::Bench(c) => bench_cmd::run(c),
+        Command::Bench(c) => bench_cmd::run(c, launch.world()),
         Command::ScalingLaw(c) => scaling_cmd::run(c),
         Command::Windtunnel(c) => windtunnel::run(c),
         Command::Export(c) => export_cmd::run(c),
@@ -194,14 +207,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            // One line, naming the culprit; bad input exits 2.
-            eprintln!(
-                "error: {}",
-                minicpm_model::strict::one_line(&error_chain(&e))
-            );
-            ExitCode::from(2)
-        }
+        // One line, naming the culprit; bad input exits 2.
+        Err(e) => launch.fail(&e, &minicpm_model::strict::one_line(&error_chain(&e))),
     }
 }
 
@@ -217,8 +224,21 @@ fn error_chain(e: &anyhow::Error) -> String {
     msg
 }
 
-fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
-    let (run_dir, config, resume) = match (&a.out, &a.resume) {
+fn train(a: TrainArgs, launch: &launch::Launch) -> anyhow::Result<ExitCode> {
+    let args = train_args(&a);
+    // Across ranks, bad arguments are one error agreed by every rank, said once by rank 0.
+    let (run_dir, config, resume) = match launch.world() {
+        Some(w) => {
+            minicpm_train::collective::agree(w.as_ref(), args.map_err(|e| format!("{e:#}")))?
+        }
+        None => args?,
+    };
+    util::train_and_report(run_dir, config, resume, !a.quiet, launch.world())
+}
+
+/// The run directory, config and whether it resumes, from `train`'s arguments.
+fn train_args(a: &TrainArgs) -> anyhow::Result<(PathBuf, minicpm_train::RunConfig, bool)> {
+    Ok(match (&a.out, &a.resume) {
         (Some(out), None) => {
             let path = a
                 .config
@@ -242,6 +262,5 @@ fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
             )
         }
         _ => anyhow::bail!("give --out for a new run or --resume RUN_DIR to continue one"),
-    };
-    util::train_and_report(run_dir, config, resume, !a.quiet)
+    })
 }

@@ -350,6 +350,7 @@ mod tests {
             eval_rewards: None,
             expert_load: None,
             router_entropy: None,
+            reduce_s: None,
         }
     }
 

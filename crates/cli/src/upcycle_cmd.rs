@@ -62,5 +62,5 @@ pub fn run(a: UpcycleArgs) -> anyhow::Result<ExitCode> {
     let config_path = dir.join(minicpm_train::trainer::RUN_CONFIG_FILE);
     let config = minicpm_train::RunConfig::load(&config_path, &[])
         .with_context(|| format!("reading {}", config_path.display()))?;
-    util::train_and_report(dir, config, true, !a.quiet)
+    util::train_and_report(dir, config, true, !a.quiet, None)
 }

@@ -4,8 +4,9 @@
 use burn::tensor::Device;
 use minicpm_model::hf;
 use minicpm_train::checkpoint;
-use minicpm_train::{TrainOptions, TrainOutcome};
+use minicpm_train::{Collective, TrainOptions, TrainOutcome};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -42,11 +43,13 @@ pub(crate) fn stop_flag() -> Arc<AtomicBool> {
     .clone()
 }
 
+/// Trains `run_dir` in this process, or on every rank of `world`.
 pub fn run_training(
     run_dir: PathBuf,
     config: minicpm_train::RunConfig,
     resume: bool,
     progress: bool,
+    world: Option<Rc<dyn Collective>>,
 ) -> anyhow::Result<TrainOutcome> {
     let opts = TrainOptions {
         run_dir,
@@ -55,6 +58,7 @@ pub fn run_training(
         stop: stop_flag(),
         progress,
         device: training_device(),
+        world,
     };
     Ok(minicpm_train::train(opts)?)
 }
@@ -65,9 +69,13 @@ pub fn train_and_report(
     config: minicpm_train::RunConfig,
     resume: bool,
     progress: bool,
+    world: Option<Rc<dyn Collective>>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let outcome = run_training(run_dir, config, resume, progress)?;
-    report(&outcome);
+    let speaks = minicpm_train::collective::leads(world.as_deref());
+    let outcome = run_training(run_dir, config, resume, progress, world)?;
+    if speaks {
+        report(&outcome);
+    }
     Ok(match outcome.interrupted {
         true => std::process::ExitCode::from(130),
         false => std::process::ExitCode::SUCCESS,

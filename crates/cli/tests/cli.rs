@@ -4,6 +4,8 @@
 
 mod common;
 mod finetune;
+#[cfg(feature = "mpi")]
+mod ranks;
 mod server;
 
 use common::*;
@@ -889,29 +891,52 @@ fn data_eval_tasks_writes_held_out_sets_and_names_what_it_cannot_fetch() {
     assert!(e.contains("absent/corpus/wordnet.jsonl"), "{e}");
 }
 
-/// Started as one rank of several (here as Open MPI's `mpirun -np 2` would start it), training
-/// refuses before it writes anything: rank 0 says why in one line, and every rank exits 2.
+/// Started as one rank of several (here as Open MPI's `mpirun -np 2` would start it), a command
+/// that does not run across ranks refuses before it writes anything, and so does training in a
+/// build without MPI: rank 0 says why in one line, and every rank exits 2.
 #[test]
-fn several_ranks_of_one_launch_refuse_to_train_the_same_run() {
+fn several_ranks_of_one_launch_refuse_what_they_cannot_share() {
     let (dir, cfg) = setup(12);
-    let run = dir.path().join("run");
-    let line = run_bad(
-        train_new(&cfg, &run)
-            .env("OMPI_COMM_WORLD_SIZE", "2")
-            .env("OMPI_COMM_WORLD_RANK", "0"),
-    );
+    let as_rank = |cmd: &mut Command, rank: &str| {
+        cmd.env("OMPI_COMM_WORLD_SIZE", "2")
+            .env("OMPI_COMM_WORLD_RANK", rank)
+            .output()
+            .unwrap()
+    };
+    let info = || {
+        let mut c = bin();
+        c.arg("info").arg(&cfg);
+        c
+    };
+    let out = as_rank(&mut info(), "0");
+    let line = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{line}");
     assert!(
-        line.contains("rank 0 of 2") && line.contains("OMPI_COMM_WORLD_SIZE"),
+        line.contains("rank 0 of 2 (OMPI_COMM_WORLD_SIZE=2)") && line.contains("`minicpm info`"),
         "{line}"
     );
-    let out = train_new(&cfg, &run)
-        .env("OMPI_COMM_WORLD_SIZE", "2")
-        .env("OMPI_COMM_WORLD_RANK", "1")
-        .output()
-        .unwrap();
+    let out = as_rank(&mut info(), "1");
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stderr.is_empty(), "only rank 0 speaks");
-    assert!(!run.exists(), "nothing written");
-    // The same command as one process trains.
-    run_ok(&mut train_new(&cfg, &run));
+
+    #[cfg(not(feature = "mpi"))]
+    {
+        let run = dir.path().join("run");
+        let line = run_bad(
+            train_new(&cfg, &run)
+                .env("OMPI_COMM_WORLD_SIZE", "2")
+                .env("OMPI_COMM_WORLD_RANK", "0"),
+        );
+        assert!(
+            line.contains("rank 0 of 2") && line.contains("--features mpi"),
+            "{line}"
+        );
+        let out = as_rank(&mut train_new(&cfg, &run), "1");
+        assert_eq!(out.status.code(), Some(2));
+        assert!(out.stderr.is_empty(), "only rank 0 speaks");
+        assert!(!run.exists(), "nothing written");
+        // The same command as one process trains.
+        run_ok(&mut train_new(&cfg, &run));
+    }
+    drop(dir);
 }

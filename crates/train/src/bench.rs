@@ -5,6 +5,7 @@
 //! is needed and the cost is the model's alone. The device is synchronised at every phase
 //! boundary, so the phase times also hold on asynchronous backends.
 
+use crate::collective::Collective;
 use crate::config::RunConfig;
 use crate::error::{InvalidSetting, TrainError};
 use crate::loss::LanguageModel;
@@ -79,15 +80,26 @@ pub(crate) fn token_bound(vocab_size: usize) -> Result<u32, TrainError> {
 }
 
 /// Runs `warmup` untimed and then `steps` timed training updates of `cfg`'s model on `device`
-/// (an autodiff device).
+/// (an autodiff device), on this process or shared by the ranks of `world` (every rank draws the
+/// same tokens and computes its share of the micro-batches, as in training).
 pub fn run(
     cfg: &RunConfig,
     steps: u64,
     warmup: u64,
     device: &Device,
+    world: Option<&dyn Collective>,
 ) -> Result<BenchResult, TrainError> {
     if steps == 0 {
         return Err(InvalidSetting::new("--steps", "--steps must be positive").into());
+    }
+    if let Some(w) = world.filter(|w| cfg.accumulation() % w.size() as u64 != 0) {
+        return Err(TrainError::Distribution(format!(
+            "{} ranks cannot share the {} micro-batches of an update: run a number of ranks \
+             that divides {}",
+            w.size(),
+            cfg.accumulation(),
+            cfg.accumulation()
+        )));
     }
     let t = &cfg.train;
     let vocab = token_bound(cfg.model.vocab_size)?;
@@ -104,6 +116,7 @@ pub fn run(
         }
         let mut step = Step::new(&objective, device);
         step.timer = Some(&mut phases);
+        step.world = world;
         let batches: Vec<Batch> = step.timed(Phase::Data, |_| {
             (0..cfg.accumulation())
                 .map(|_| tokens.batch(t.micro_batch, t.seq_len, vocab))

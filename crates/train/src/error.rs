@@ -41,4 +41,14 @@ pub enum TrainError {
     Locked(PathBuf),
     #[error("{}: cannot resume: the model config changed: {diff}", .path.display())]
     ConfigChanged { path: PathBuf, diff: String },
+    /// A step that every rank of a data-parallel run took failed on `rank` (collective.rs).
+    #[error("rank {rank} of {size}: {message}")]
+    OnRank {
+        rank: usize,
+        size: usize,
+        message: String,
+    },
+    /// What one process does alone cannot be spread over the ranks as asked.
+    #[error("{0}")]
+    Distribution(String),
 }

@@ -7,8 +7,10 @@ pub mod branch;
 pub mod branch_policy;
 pub mod cadence;
 pub mod checkpoint;
+pub mod collective;
 pub mod config;
 pub mod coord_check;
+pub mod data_parallel;
 pub mod derived_run;
 pub mod diagnostics;
 pub mod dpo;
@@ -32,6 +34,7 @@ pub mod step;
 pub mod trainer;
 pub mod upcycle;
 
+pub use collective::Collective;
 pub use config::RunConfig;
 pub use error::{InvalidSetting, TrainError};
 pub use step::{GradientHook, Objective, Step};

@@ -42,6 +42,10 @@ pub struct Record {
     /// MoE: per layer, the mean entropy (nats) of the router's softmax on held-out tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_entropy: Option<Vec<f32>>,
+    /// Data parallelism: seconds per update spent summing gradients and gathering losses over
+    /// the ranks, the mean over the updates since the previous record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduce_s: Option<f64>,
 }
 
 /// Mean implicit rewards `beta * (log pi - log ref)` of preference pairs' answers.

@@ -1,8 +1,13 @@
 //! Opening a run directory to train: a new run from its config, or an existing one resumed from
 //! its latest checkpoint with the weights, the optimizer state and the data cursor exactly as
 //! they were saved, its data opened and checked. The run is locked while it trains.
+//!
+//! Several ranks training one run ([`open_on`]) open it one after another: rank 0 as one process
+//! would, writing what a new run writes; then the others read what it opened, and every rank
+//! checks that all run the same program, config and weights.
 
 use crate::checkpoint::{self, TrainerState};
+use crate::collective::{agree, fingerprint, same_everywhere, Collective};
 use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::finetune::{FinetuneConfig, FinetuneKind, PairData, SftData};
@@ -28,7 +33,8 @@ pub struct OpenRun {
     pub resumed_from: Option<PathBuf>,
     /// Held while the run trains: a second process on the same run (a sweep started twice, a
     /// resume while the run still trains) stops with an error instead of interleaving writes.
-    _lock: std::fs::File,
+    /// Only the process that writes the run holds it.
+    _lock: Option<std::fs::File>,
 }
 
 /// Opens `run`: a new run of `config`, or with `resume` the run's latest checkpoint (its own
@@ -39,26 +45,108 @@ pub fn open(
     resume: bool,
     device: &Device,
 ) -> Result<(OpenRun, RunInputs), TrainError> {
-    let run_toml = run.join(RUN_CONFIG_FILE);
-    let cfg = match (config, resume) {
-        (Some(c), _) => c.clone(),
-        (None, true) => RunConfig::load(&run_toml, &[])?,
-        (None, false) => return Err(TrainError::NoConfig),
+    open_as(run, config, resume, device, true)
+}
+
+/// [`open`] by every rank of `world` (one process when `None`). Every rank returns the same
+/// outcome: a failure on any rank is an error on all of them, and the ranks check that they
+/// can train together before anything is written.
+pub fn open_on(
+    run: &Path,
+    config: Option<&RunConfig>,
+    resume: bool,
+    device: &Device,
+    world: Option<&dyn Collective>,
+) -> Result<(OpenRun, RunInputs), TrainError> {
+    let Some(w) = world else {
+        return open(run, config, resume, device);
     };
+    let cfg = agree(w, run_config(run, config, resume))?;
+    can_train_together(w, &cfg)?;
+    let first = match w.rank() {
+        0 => open(run, Some(&cfg), resume, device).map(Some),
+        _ => Ok(None),
+    };
+    let opened = match agree(w, first)? {
+        Some(opened) => Ok(opened),
+        None => open_as(run, Some(&cfg), resume, device, false),
+    };
+    let opened = agree(w, opened)?;
+    let weights: Vec<u8> = crate::diagnostics::flat_weights(&opened.0.model)
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let state = serde_json::to_vec(&opened.0.state).expect("the trainer state serialises");
+    let what = "checkpoint (weights or trainer state)";
+    same_everywhere(w, what, fingerprint(&[&weights, &state]))?;
+    Ok(opened)
+}
+
+/// Checks that every rank runs the same program and config, and that the config can be shared
+/// by this many ranks: the same error on every rank when not.
+fn can_train_together(w: &dyn Collective, cfg: &RunConfig) -> Result<(), TrainError> {
+    let program = std::env::current_exe()
+        .and_then(std::fs::read)
+        .map_err(|e| TrainError::Distribution(format!("cannot read this program: {e}")));
+    let program = agree(w, program)?;
+    same_everywhere(w, "build of minicpm", fingerprint(&[&program]))?;
+    same_everywhere(w, "config", fingerprint(&[cfg.to_toml().as_bytes()]))?;
+    let (micro_batches, size) = (cfg.accumulation(), w.size() as u64);
+    if micro_batches % size != 0 {
+        return Err(TrainError::Distribution(format!(
+            "{size} ranks cannot share the {micro_batches} micro-batches of an update \
+             (train.batch_tokens / (micro_batch x seq_len)): run a number of ranks that divides \
+             {micro_batches}"
+        )));
+    }
+    if cfg.finetune.is_some() {
+        return Err(TrainError::Distribution(
+            "fine-tuning runs train as one process; data parallelism covers pre-training".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The config a run trains with: `config`, or with `resume` and no `config` the run's own.
+fn run_config(
+    run: &Path,
+    config: Option<&RunConfig>,
+    resume: bool,
+) -> Result<RunConfig, TrainError> {
+    match (config, resume) {
+        (Some(c), _) => Ok(c.clone()),
+        (None, true) => Ok(RunConfig::load(&run.join(RUN_CONFIG_FILE), &[])?),
+        (None, false) => Err(TrainError::NoConfig),
+    }
+}
+
+/// [`open`], writing the run (its directory, lock and config) only when `writes`; a reader opens
+/// what the writer opened a moment before.
+fn open_as(
+    run: &Path,
+    config: Option<&RunConfig>,
+    resume: bool,
+    device: &Device,
+    writes: bool,
+) -> Result<(OpenRun, RunInputs), TrainError> {
+    let run_toml = run.join(RUN_CONFIG_FILE);
+    let cfg = run_config(run, config, resume)?;
     let model_cfg = mup::resolve(&cfg.model, cfg.parametrization);
     let latest = if resume {
         checkpoint::latest(run)
     } else {
         None
     };
-    if !resume && (run_toml.exists() || !checkpoint::list(run).is_empty()) {
+    if writes && !resume && (run_toml.exists() || !checkpoint::list(run).is_empty()) {
         return Err(TrainError::RunExists(run.to_path_buf()));
     }
     let data = RunInputs::open(&cfg, model_cfg.vocab_size)?;
     let (model, opt, state, resumed_from) = match latest {
         Some((_, dir)) => {
             let (model, opt, state) = load_checkpoint(&dir, &cfg, &model_cfg, device)?;
-            tracing::info!("resuming {} at update {}", run.display(), state.step);
+            if writes {
+                tracing::info!("resuming {} at update {}", run.display(), state.step);
+            }
             (model, opt, state, Some(dir))
         }
         None => {
@@ -66,7 +154,9 @@ pub fn open(
                 None => fresh(&cfg, device),
                 Some(f) => load_model(&f.base, &cfg, &model_cfg, device)?,
             };
-            std::fs::create_dir_all(run).map_err(|e| ModelError::io(run, e))?;
+            if writes {
+                std::fs::create_dir_all(run).map_err(|e| ModelError::io(run, e))?;
+            }
             let state = TrainerState {
                 step: 0,
                 tokens: 0,
@@ -77,8 +167,14 @@ pub fn open(
             (model, opt, state, None)
         }
     };
-    let lock = lock_run(run)?;
-    write_atomic(&run_toml, cfg.to_toml().as_bytes())?;
+    let lock = match writes {
+        true => {
+            let lock = lock_run(run)?;
+            write_atomic(&run_toml, cfg.to_toml().as_bytes())?;
+            Some(lock)
+        }
+        false => None,
+    };
     let open = OpenRun {
         cfg,
         model_cfg,

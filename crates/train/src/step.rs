@@ -8,6 +8,8 @@
 //! of the update's loss tokens, so the update minimises the mean over every loss token of the
 //! update whatever the micro-batches count (a masked loss counts different numbers).
 
+use crate::collective::{self, Collective};
+use crate::data_parallel::{all_reduce_gradients, gather_losses};
 use crate::optimizer::{AdamW, StepStats};
 use burn::module::Param;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -49,11 +51,13 @@ pub struct PhaseTimes {
     pub backward: Duration,
     /// Gradient norm, clipping and the AdamW update.
     pub optimizer: Duration,
+    /// Summing the gradients and gathering the losses over the ranks (data parallelism only).
+    pub reduce: Duration,
 }
 
 impl PhaseTimes {
     pub fn total(&self) -> Duration {
-        self.data + self.forward + self.backward + self.optimizer
+        self.data + self.forward + self.backward + self.optimizer + self.reduce
     }
 }
 
@@ -66,13 +70,15 @@ pub struct Gradients {
     pub loss_tokens: usize,
 }
 
-/// The step's settings: what to minimise, where, and optional timing and gradient hook.
+/// The step's settings: what to minimise, where, and optional timing, gradient hook and ranks.
 pub struct Step<'a, O> {
     pub objective: &'a O,
     pub device: &'a Device,
     /// When set, the device is synchronised at every phase boundary and the phases timed.
     pub timer: Option<&'a mut PhaseTimes>,
     pub hook: Option<&'a mut dyn GradientHook>,
+    /// The ranks that share the update's micro-batches; `None` computes all of them here.
+    pub world: Option<&'a dyn Collective>,
 }
 
 impl<'a, O: Objective> Step<'a, O> {
@@ -82,21 +88,38 @@ impl<'a, O: Objective> Step<'a, O> {
             device,
             timer: None,
             hook: None,
+            world: None,
         }
     }
 
-    /// Forward and backward over the update's micro-batches, accumulated into one gradient.
+    /// Forward and backward over the update's micro-batches (this rank's share of them),
+    /// accumulated into one gradient (summed over the ranks).
     pub fn gradients(&mut self, model: &MiniCpm, batches: &[O::Batch]) -> Gradients {
         let counts: Vec<usize> = batches
             .iter()
             .map(|b| self.objective.loss_tokens(b))
             .collect();
         let total: usize = counts.iter().sum();
+        let world = self.world;
+        let mine = match world {
+            None => 0..batches.len(),
+            Some(w) => {
+                assert!(
+                    batches.len() % w.size() == 0,
+                    "{} ranks cannot share {} micro-batches",
+                    w.size(),
+                    batches.len()
+                );
+                collective::share(batches.len(), w.rank(), w.size())
+            }
+        };
         let mut acc = GradientsAccumulator::<MiniCpm>::new();
-        let mut losses = Vec::with_capacity(batches.len());
-        for (batch, &count) in batches.iter().zip(&counts) {
+        let mut losses = Vec::with_capacity(mine.len());
+        for (batch, &count) in batches[mine.clone()].iter().zip(&counts[mine]) {
             if count == 0 {
-                continue; // no loss token: nothing to add to the loss or the gradient
+                // No loss token: nothing to add to the loss or the gradient.
+                losses.push((0.0, 0));
+                continue;
             }
             let loss = self.timed(Phase::Forward, |s| s.objective.loss(model, batch, s.device));
             // The micro-batch's share of the update: count / total. Dividing by total / count
@@ -113,6 +136,15 @@ impl<'a, O: Objective> Step<'a, O> {
             losses.push((loss.into_scalar::<f32>() as f64, count));
         }
         let mut grads = acc.grads();
+        if let Some(w) = world {
+            (grads, losses) = self.timed(Phase::Reduce, |_| {
+                (
+                    all_reduce_gradients(model, grads, w),
+                    gather_losses(w, &losses),
+                )
+            });
+        }
+        losses.retain(|l| l.1 > 0);
         if let Some(hook) = self.hook.as_deref_mut() {
             grads = pass_hook(model, grads, hook);
         }
@@ -162,6 +194,7 @@ impl<'a, O: Objective> Step<'a, O> {
                 Phase::Forward => &mut t.forward,
                 Phase::Backward => &mut t.backward,
                 Phase::Optimizer => &mut t.optimizer,
+                Phase::Reduce => &mut t.reduce,
             } += start.elapsed();
         }
         out
@@ -174,6 +207,7 @@ pub(crate) enum Phase {
     Forward,
     Backward,
     Optimizer,
+    Reduce,
 }
 
 /// The mean loss over all loss tokens of an update from its micro-batches' (mean, count)
@@ -371,6 +405,35 @@ pub(crate) mod tests {
                     .sum::<f64>()
                     / 3.0;
                 assert!((naive - one.loss).abs() > 1e-3, "{naive} vs {}", one.loss);
+            }
+        }
+    }
+
+    /// Ranks that each compute one of the update's micro-batches end with the gradient and the
+    /// loss of one process computing all of them: bit for bit, since these ranks add their
+    /// partial sums in rank order, as one process adds its micro-batches (also when a rank's
+    /// micro-batch has no loss token).
+    #[test]
+    fn ranks_sharing_the_micro_batches_make_the_gradient_of_one_process() {
+        use crate::collective::tests::on_ranks;
+        let device = Device::flex().autodiff();
+        let model = model(&device);
+        for masked in [false, true] {
+            for size in [2, 4] {
+                let parts = split(&batch(masked), size);
+                let one = Step::new(&Masked, &device).gradients(&model, &parts);
+                let reference = grads_by_name(&model, &one.grads);
+                let ranks = on_ranks(size, |w| {
+                    let mut step = Step::new(&Masked, &device);
+                    step.world = Some(w);
+                    let g = step.gradients(&model, &parts);
+                    (g.loss, g.loss_tokens, grads_by_name(&model, &g.grads))
+                });
+                for (rank, (loss, tokens, grads)) in ranks.into_iter().enumerate() {
+                    let at = format!("masked {masked}, rank {rank} of {size}");
+                    assert_eq!((loss, tokens), (one.loss, one.loss_tokens), "{at}");
+                    assert_eq!(grads, reference, "{at}");
+                }
             }
         }
     }

@@ -4,10 +4,16 @@
 //! training [`Step`] at the scheduled learning rate, and hands what happened to the components
 //! that log, evaluate, save checkpoints and start decay branches. Ctrl-C saves and stops;
 //! `--resume` continues exactly where a run stopped.
+//!
+//! Trained by several ranks (`TrainOptions::world`), every rank draws every micro-batch, so the
+//! data order is the same whatever their number, and computes its share of them; rank 0 alone
+//! evaluates, logs and writes checkpoints, and a stop asked of any rank stops all after the same
+//! update.
 
 use crate::branch_policy::BranchPolicy;
 use crate::cadence::Cadence;
 use crate::checkpoint::{self, CheckpointFiles, CheckpointPolicy};
+use crate::collective::{self, agree, Collective};
 use crate::config::{RunConfig, TrainConfig};
 use crate::diagnostics::{flat_gradients, flat_weights, Diagnostics};
 use crate::error::TrainError;
@@ -18,13 +24,14 @@ use crate::open_run::{self, OpenRun, RunInputs};
 use crate::progress::Progress;
 use crate::recipe::Recipe;
 use crate::run_data::RunData;
-use crate::step::Step;
+use crate::step::{PhaseTimes, Step};
 use burn::tensor::Device;
 use minicpm_data::batches::eval_batches;
 use minicpm_data::mixture::{Mixture, MixtureCursor};
 use minicpm_data::Batch;
 use minicpm_model::{hf, MiniCpm};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,6 +47,8 @@ pub struct TrainOptions {
     pub stop: Arc<AtomicBool>,
     pub progress: bool,
     pub device: Device,
+    /// The ranks training this run together; `None` for one process.
+    pub world: Option<Rc<dyn Collective>>,
 }
 
 #[derive(Debug)]
@@ -54,7 +63,8 @@ pub struct TrainOutcome {
 
 pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let (run, device) = (&opts.run_dir, &opts.device);
-    let (open, data) = open_run::open(run, opts.config.as_ref(), opts.resume, device)?;
+    let world = opts.world.as_deref();
+    let (open, data) = open_run::open_on(run, opts.config.as_ref(), opts.resume, device, world)?;
     let t = open.cfg.train.clone();
     let (seed, at) = (open.state.seed, open.state.data_cursor.clone());
     match data {
@@ -129,6 +139,8 @@ fn updates<R: Recipe>(
     opts: &TrainOptions,
 ) -> Result<TrainOutcome, TrainError> {
     let (run, device) = (&opts.run_dir, &opts.device);
+    let world = opts.world.as_deref();
+    let leads = collective::leads(world);
     let OpenRun {
         cfg,
         mut model,
@@ -154,14 +166,17 @@ fn updates<R: Recipe>(
     };
     let cadence = Cadence::new(t);
     let mut diagnostics = Diagnostics::new(t.diagnostics);
-    let mut log = MetricsLog::open(run, state.step)?;
-    let progress = Progress::new(opts.progress, t.steps, state.step);
+    let mut log = match leads {
+        true => Some(MetricsLog::open(run, state.step)?),
+        false => None,
+    };
+    let progress = Progress::new(opts.progress && leads, t.steps, state.step);
     let mut outcome = TrainOutcome {
         steps_done: state.step,
         interrupted: false,
-        initial_eval: match resumed_from {
-            None => recipe.evaluate(&model, device),
-            Some(_) => None,
+        initial_eval: match (&resumed_from, leads) {
+            (None, true) => recipe.evaluate(&model, device),
+            _ => None,
         },
         final_eval: None,
         last_checkpoint: None,
@@ -174,6 +189,8 @@ fn updates<R: Recipe>(
     }
     let (session_start, wall_before) = (Instant::now(), state.wall_time_s);
     let (mut window_start, mut window_tokens) = (Instant::now(), 0u64);
+    // The time spent summing over the ranks, by the updates of the logging window.
+    let (mut window_phases, mut window_updates) = (PhaseTimes::default(), 0u32);
     while state.step < t.steps {
         let s = state.step;
         let lr = cfg.optim.lr * schedule.factor(s);
@@ -185,11 +202,15 @@ fn updates<R: Recipe>(
             .map(|_| recipe.next_batch(phase, t.micro_batch))
             .collect::<Result<Vec<_>, _>>()?;
         let mut step = Step::new(recipe.objective(), device);
+        step.world = world;
+        if world.is_some() {
+            step.timer = Some(&mut window_phases);
+        }
         let g = step.gradients(&model, &batches);
         let grad_cos = diagnostics.before_update(
             s,
-            cadence.logs(s),
-            cadence.logs(s + 1),
+            cadence.logs(s) && leads,
+            cadence.logs(s + 1) && leads,
             || flat_gradients(&model, &g.grads),
             || flat_weights(&model),
         );
@@ -201,14 +222,19 @@ fn updates<R: Recipe>(
         state.tokens += t.batch_tokens;
         state.data_cursor = recipe.cursor();
         window_tokens += t.batch_tokens;
+        window_updates += 1;
 
-        let (done, stop) = (state.step == t.steps, opts.stop.load(Ordering::SeqCst));
-        let eval = match cadence.evaluates_after(state.step) {
+        let stop = opts.stop.load(Ordering::SeqCst);
+        let (done, stop) = (
+            state.step == t.steps,
+            world.map_or(stop, |w| collective::any(w, stop)),
+        );
+        let eval = match cadence.evaluates_after(state.step) && leads {
             true => recipe.evaluate(&model, device),
             false => None,
         };
         let routing = eval.as_ref().and_then(|e| e.routing.as_ref());
-        let record = cadence.logs(s).then(|| Record {
+        let record = (cadence.logs(s) && leads).then(|| Record {
             step: s,
             tokens: state.tokens,
             lr,
@@ -223,15 +249,19 @@ fn updates<R: Recipe>(
             eval_rewards: eval.as_ref().and_then(|e| e.pairs).map(Rewards::from),
             expert_load: routing.map(|r| r.load.clone()),
             router_entropy: routing.map(|r| r.entropy.clone()),
+            reduce_s: world.map(|_| window_phases.reduce.as_secs_f64() / window_updates as f64),
         });
-        if let Some(r) = &record {
+        if let (Some(r), Some(log)) = (&record, log.as_mut()) {
             log.append(r)?;
+        }
+        if cadence.logs(s) {
             (window_start, window_tokens) = (Instant::now(), 0);
+            (window_phases, window_updates) = (PhaseTimes::default(), 0);
         }
         progress.update(state.step, record.as_ref());
         outcome.final_eval = eval.or(outcome.final_eval);
 
-        if checkpoints.due(state.step, done, stop) {
+        if checkpoints.due(state.step, done, stop) && leads {
             state.wall_time_s = wall_before + session_start.elapsed().as_secs_f64();
             let retention = checkpoints.retention();
             let dir = checkpoint::save(run, &model, &opt, &state, &files, retention)?;
@@ -269,9 +299,17 @@ fn decay_branch(
     let Some((dir, spec)) = branches.branch(run, at) else {
         return Ok(false);
     };
-    if !dir.join(RUN_CONFIG_FILE).is_file() {
-        let from = checkpoint::checkpoints_dir(run).join(checkpoint::step_dir_name(at));
-        crate::branch::create(&from, spec, None, false)?;
+    let world = opts.world.as_deref();
+    let made = match collective::leads(world) && !dir.join(RUN_CONFIG_FILE).is_file() {
+        true => {
+            let from = checkpoint::checkpoints_dir(run).join(checkpoint::step_dir_name(at));
+            crate::branch::create(&from, spec, None, false).map(|_| ())
+        }
+        false => Ok(()),
+    };
+    match world {
+        Some(w) => agree(w, made)?,
+        None => made?,
     }
     let sub = TrainOptions {
         run_dir: dir.clone(),
@@ -280,6 +318,7 @@ fn decay_branch(
         stop: opts.stop.clone(),
         progress: opts.progress,
         device: opts.device.clone(),
+        world: opts.world.clone(),
     };
     let outcome = progress.suspend(|| train(sub))?;
     if let Some(e) = outcome.final_eval {

@@ -126,11 +126,18 @@ pub(crate) struct SweepArgs {
     /// Write <out>/jobs.txt (one shell line per point) and <out>/slurm.sh instead of training.
     #[arg(long)]
     job_list: bool,
+    /// With --job-list: train each point across this many ranks (`srun -n RANKS`; needs minicpm
+    /// built with `--features mpi`), each with --threads threads.
+    #[arg(long, default_value_t = 1, requires = "job_list")]
+    ranks: usize,
 }
 
 impl SweepArgs {
     /// Threads per worker; checked before anything else so a bad split fails at once.
     pub(crate) fn threads(&self) -> anyhow::Result<usize> {
+        if self.ranks == 0 {
+            anyhow::bail!("--ranks must be at least 1");
+        }
         sweep_runner::threads_per_worker(self.workers, self.threads)
     }
 }
@@ -173,9 +180,10 @@ pub(crate) fn run_points(
             .map(|j| (j.config.as_path(), j.dir.as_path()))
             .collect();
         let jobs_path = out.join("jobs.txt");
-        std::fs::write(&jobs_path, job_list(&binary, &pairs))?;
+        std::fs::write(&jobs_path, job_list(&binary, &pairs, sweep.ranks))?;
         let slurm = out.join("slurm.sh");
-        std::fs::write(&slurm, slurm_array_script(&jobs_path, jobs.len(), threads))?;
+        let script = slurm_array_script(&jobs_path, jobs.len(), threads, sweep.ranks);
+        std::fs::write(&slurm, script)?;
         println!("{}\n{}", jobs_path.display(), slurm.display());
         return Ok(None);
     }

@@ -143,7 +143,7 @@ pub fn wait_for(path: &Path) {
     }
 }
 
-/// Records of a run without the timing field, which differs between any two runs, one JSON line
+/// Records of a run without the timing fields, which differ between any two runs, one JSON line
 /// each: serde_json writes every float in its shortest round-trip form, so equal lines mean
 /// bit-identical numbers.
 pub fn trace(run: &Path) -> Vec<String> {
@@ -152,6 +152,7 @@ pub fn trace(run: &Path) -> Vec<String> {
         .into_iter()
         .map(|mut r| {
             r.tok_s = 0.0;
+            r.reduce_s = None;
             serde_json::to_string(&r).unwrap()
         })
         .collect()

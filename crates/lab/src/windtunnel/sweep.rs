@@ -105,8 +105,11 @@ fn quote(p: &Path) -> String {
 
 /// One shell line per point that trains it, or resumes it when it was started before (a finished
 /// run resumes to no work), so rerunning any line is safe.
-pub fn job_list(binary: &Path, points: &[(&Path, &Path)]) -> String {
-    let bin = quote(binary);
+pub fn job_list(binary: &Path, points: &[(&Path, &Path)], ranks: usize) -> String {
+    let bin = match ranks {
+        0 | 1 => quote(binary),
+        n => format!("srun -n {n} --kill-on-bad-exit=1 {}", quote(binary)),
+    };
     points
         .iter()
         .map(|(config, dir)| {
@@ -120,18 +123,21 @@ pub fn job_list(binary: &Path, points: &[(&Path, &Path)]) -> String {
         .collect()
 }
 
-/// A Slurm array script running line `SLURM_ARRAY_TASK_ID + 1` of `jobs` on `threads` cores.
-pub fn slurm_array_script(jobs: &Path, count: usize, threads: usize) -> String {
+/// A Slurm array script running line `SLURM_ARRAY_TASK_ID + 1` of `jobs`, each line's run on
+/// `ranks` tasks of `threads` cores.
+pub fn slurm_array_script(jobs: &Path, count: usize, threads: usize, ranks: usize) -> String {
     format!(
         "#!/bin/bash\n\
-         # One wind-tunnel point per array task: sbatch {script}\n\
+         # One point per array task: sbatch {script}\n\
          #SBATCH --array=0-{last}\n\
+         #SBATCH --ntasks={ranks}\n\
          #SBATCH --cpus-per-task={threads}\n\
-         #SBATCH --job-name=windtunnel\n\
+         #SBATCH --job-name=minicpm-sweep\n\
          export RAYON_NUM_THREADS={threads}\n\
          eval \"$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {jobs})\"\n",
         script = "slurm.sh",
         last = count.saturating_sub(1),
+        ranks = ranks.max(1),
         jobs = quote(jobs),
     )
 }
@@ -178,6 +184,7 @@ mod tests {
         let text = job_list(
             Path::new("/bin/minicpm"),
             &[(Path::new("p/a.toml"), Path::new("runs/it's"))],
+            1,
         );
         assert_eq!(
             text,
@@ -185,7 +192,23 @@ mod tests {
              'runs/it'\\''s'; else '/bin/minicpm' train --quiet --config 'p/a.toml' --out \
              'runs/it'\\''s'; fi\n"
         );
-        let slurm = slurm_array_script(Path::new("jobs.txt"), 4, 2);
+        let slurm = slurm_array_script(Path::new("jobs.txt"), 4, 2, 1);
         assert!(slurm.contains("--array=0-3") && slurm.contains("RAYON_NUM_THREADS=2"));
+        // Across ranks: each point a Slurm step of that many tasks, ended as one.
+        let two = job_list(
+            Path::new("/bin/minicpm"),
+            &[(Path::new("a.toml"), Path::new("r"))],
+            2,
+        );
+        assert!(
+            two.contains("then srun -n 2 --kill-on-bad-exit=1 '/bin/minicpm' train"),
+            "{two}"
+        );
+        assert!(
+            two.contains("else srun -n 2 --kill-on-bad-exit=1 '/bin/minicpm' train"),
+            "{two}"
+        );
+        let slurm = slurm_array_script(Path::new("jobs.txt"), 4, 2, 2);
+        assert!(slurm.contains("--ntasks=2") && slurm.contains("--cpus-per-task=2"));
     }
 }
