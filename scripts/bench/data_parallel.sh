@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Data-parallel training throughput on this machine (docs/MODEL.md section 14): `minicpm bench
-# train` at one update shape, as 2 ranks x 1 thread (mpirun), 1 process x 1 thread and 1 process
-# x 2 threads, in turn ROUNDS times, with the all-reduce time per update and the ratios of the
-# two-rank launch against each one-process column of the same round.
+# train` on one update (the config's batch_tokens), as 2 ranks x 1 thread (mpirun), 1 process x
+# 1 thread and 1 process x 2 threads, in turn ROUNDS times, with the all-reduce time per update
+# and the ratios of the two-rank launch against the one-process columns of the same round.
 #
 #   scripts/bench/data_parallel.sh d256|d512|CONFIG.toml [STEPS] [WARMUP]
 #
-# The update is split into 2 micro-batches (train.micro_batch halved) so that each rank has one.
+# The update is split into 2 micro-batches (train.micro_batch halved) so that each rank has one;
+# the one-process columns run that split too, and the 2-thread one also the config's own
+# micro-batch (the whole update in one pass), and the ratio against 2 threads is against the
+# faster of the two.
 # Environment: MINICPM (a binary built with --features mpi; default: a release build made here),
 # ROUNDS (default 2).
 set -euo pipefail
@@ -40,6 +43,8 @@ for round in $(seq "$rounds"); do
     results+=("$(RAYON_NUM_THREADS=1 "$MINICPM" "${bench[@]}")")
     echo "== 1 process x 2 threads" >&2
     results+=("$(RAYON_NUM_THREADS=2 "$MINICPM" "${bench[@]}")")
+    echo "== 1 process x 2 threads, micro_batch $micro" >&2
+    results+=("$(RAYON_NUM_THREADS=2 "$MINICPM" bench train --config "$config" --steps "$steps" --warmup "$warmup" --json)")
 done
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
@@ -47,16 +52,17 @@ python3 - "${results[@]}" <<'PY'
 import json, statistics, sys
 runs = [json.loads(a) for a in sys.argv[1:]]
 vs1, vs2 = [], []
-for i in range(0, len(runs), 3):
-    ranks, one, two = runs[i:i + 3]
-    print(f"-- round {i // 3 + 1}")
-    for name, r in (("2 ranks x 1 thread", ranks), ("1 process x 1 thread", one), ("1 process x 2 threads", two)):
+for i in range(0, len(runs), 4):
+    ranks, one, two, whole = runs[i:i + 4]
+    print(f"-- round {i // 4 + 1}")
+    for name, r in (("2 ranks x 1 thread", ranks), ("1 process x 1 thread", one),
+                    ("1 process x 2 threads", two), ("  same, 1 micro-batch", whole)):
         p = r["phase_ms"]
         print(f"{name:<22} {r['tokens_per_s']:7.0f} tok/s  {r['step_ms']:7.0f} ms/update  "
               f"(forward {p['forward']:.0f}, backward {p['backward']:.0f}, optimizer {p['optimizer']:.0f}, "
               f"all-reduce {p['reduce']:.0f} ms)  peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")
     vs1.append(ranks["tokens_per_s"] / one["tokens_per_s"])
-    vs2.append(ranks["tokens_per_s"] / two["tokens_per_s"])
+    vs2.append(ranks["tokens_per_s"] / max(two["tokens_per_s"], whole["tokens_per_s"]))
     print(f"2 ranks: {vs1[-1]:.2f}x 1 process x 1 thread, {vs2[-1]:.2f}x 1 process x 2 threads")
 if len(vs1) > 1:
     print(f"over {len(vs1)} rounds: median {statistics.median(vs1):.2f}x (1 thread), "

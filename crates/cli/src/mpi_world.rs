@@ -10,6 +10,7 @@ use minicpm_train::Collective;
 use mpi::collective::SystemOperation;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::CommunicatorCollectives;
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,9 @@ const TIMEOUT_VARIABLE: &str = "MINICPM_COLLECTIVE_TIMEOUT";
 
 pub struct MpiWorld {
     comm: SimpleCommunicator,
+    /// The all-reduce's send buffer, kept between calls (MPI's in-place form is not in the
+    /// `mpi` crate): a fresh one would take its page faults at every bucket.
+    send: RefCell<Vec<f32>>,
     /// What this rank waits in now, and since when; read by the watchdog.
     waiting: Arc<Mutex<Option<(Instant, &'static str)>>>,
     /// Finalises MPI when dropped, after the communicator.
@@ -43,6 +47,7 @@ impl MpiWorld {
         watch(waiting.clone(), comm.rank(), Duration::from_secs(timeout));
         Ok(MpiWorld {
             comm,
+            send: RefCell::new(Vec::new()),
             waiting,
             _universe: universe,
         })
@@ -89,7 +94,9 @@ impl Collective for MpiWorld {
     }
 
     fn all_reduce_sum(&self, buf: &mut [f32]) {
-        let send = buf.to_vec();
+        let mut send = self.send.borrow_mut();
+        send.clear();
+        send.extend_from_slice(buf);
         self.waiting_in("the gradient all-reduce", || {
             self.comm
                 .all_reduce_into(&send[..], buf, SystemOperation::sum())

@@ -4,6 +4,7 @@
 //! compute every micro-batch alike.
 
 use crate::common::*;
+use minicpm_lab::windtunnel::job_list;
 use std::time::{Duration, Instant};
 
 /// `mpirun -np N minicpm ...`, one thread per rank; root and more ranks than cores are allowed,
@@ -270,4 +271,68 @@ fn rank_pid(launcher: u32, rank: usize) -> Option<u32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     None
+}
+
+/// The sbatch templates on a Slurm cluster (CI makes one of its machine with
+/// scripts/slurm/one_node_cluster.sh and sets MINICPM_TEST_SLURM): scripts/slurm/train.sbatch
+/// with two tasks trains the run one process trains, bit for bit, and submitted again resumes it
+/// (here already finished); scripts/slurm/sweep.sbatch runs a sweep's job-list line whose run
+/// spans two ranks, with the same result.
+#[test]
+fn the_sbatch_templates_train_what_one_process_trains() {
+    if std::env::var_os("MINICPM_TEST_SLURM").is_none() {
+        eprintln!("skipped: set MINICPM_TEST_SLURM on a machine with a Slurm cluster");
+        return;
+    }
+    let (dir, cfg) = setup(20);
+    let alone = dir.path().join("alone");
+    run_ok(&mut train_alone(&cfg, &alone, &[]));
+    let run = dir.path().join("slurm");
+    let submit = |submission: u32, template: &str, args: &[&Path]| {
+        let log = dir.path().join(format!("slurm-{submission}.out"));
+        let mut sbatch = Command::new("sbatch");
+        if template == "sweep.sbatch" {
+            sbatch.arg("--array=0-0");
+        }
+        let out = sbatch
+            .args(["--wait", "--nodes=1", "--ntasks-per-node=2"])
+            .arg("--cpus-per-task=1")
+            .arg(format!("--output={}", log.display()))
+            .arg(repo().join("scripts/slurm").join(template))
+            .args(args)
+            .env("MINICPM", env!("CARGO_BIN_EXE_minicpm"))
+            .output()
+            .unwrap();
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "{}\n{log}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    submit(1, "train.sbatch", &[&cfg, &run]);
+    let numbers = |run: &Path| losses(&read(&run.join("metrics.jsonl")).unwrap());
+    // Trained across ranks (only they time an all-reduce), to the same numbers.
+    let across = |run: &Path| {
+        let records = read(&run.join("metrics.jsonl")).unwrap();
+        records.iter().all(|r| r.reduce_s.is_some())
+    };
+    assert_eq!(numbers(&run), numbers(&alone));
+    assert!(across(&run));
+    // Submitted again, it resumes the finished run: nothing more to train, nothing changed.
+    submit(2, "train.sbatch", &[&cfg, &run]);
+    assert_eq!(numbers(&run), numbers(&alone));
+
+    // A sweep's job list whose points span two ranks each, as an array of one task.
+    let point = dir.path().join("point");
+    let binary = Path::new(env!("CARGO_BIN_EXE_minicpm"));
+    let jobs = dir.path().join("jobs.txt");
+    std::fs::write(
+        &jobs,
+        job_list(binary, &[(cfg.as_path(), point.as_path())], 2),
+    )
+    .unwrap();
+    submit(3, "sweep.sbatch", &[&jobs]);
+    assert_eq!(numbers(&point), numbers(&alone));
+    assert!(across(&point));
 }
