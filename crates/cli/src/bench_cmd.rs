@@ -51,6 +51,9 @@ pub struct TrainBenchArgs {
     /// Where to train: `cpu` (burn's Flex backend) or `cuda` (needs the `cuda` build feature).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Across ranks: each keeps the AdamW state of its share of the tensors (as `train`'s).
+    #[arg(long)]
+    shard_optimizer: bool,
 }
 
 pub fn run(c: BenchCommand, world: Option<Rc<dyn Collective>>) -> anyhow::Result<ExitCode> {
@@ -101,7 +104,7 @@ fn train(a: TrainBenchArgs, world: Option<&dyn Collective>) -> anyhow::Result<Ex
         rayon_threads(),
     );
     }
-    let result = bench::run(&cfg, a.steps, a.warmup, &device, world)?;
+    let result = bench::run(&cfg, a.steps, a.warmup, &device, world, a.shard_optimizer)?;
     if !speaks {
         return Ok(ExitCode::SUCCESS);
     }

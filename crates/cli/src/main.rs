@@ -134,6 +134,10 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Across ranks (mpirun, srun): each rank keeps the AdamW moments of its share of the
+    /// tensors only, and updates those (ZeRO stage 1); the same numbers as without.
+    #[arg(long)]
+    shard_optimizer: bool,
 }
 
 fn main() -> ExitCode {
@@ -233,7 +237,11 @@ fn train(a: TrainArgs, launch: &launch::Launch) -> anyhow::Result<ExitCode> {
         }
         None => args?,
     };
-    util::train_and_report(run_dir, config, resume, !a.quiet, launch.world())
+    let ranks = launch.world().map(|world| util::Ranks {
+        world,
+        shard_optimizer: a.shard_optimizer,
+    });
+    util::train_and_report(run_dir, config, resume, !a.quiet, ranks)
 }
 
 /// The run directory, config and whether it resumes, from `train`'s arguments.

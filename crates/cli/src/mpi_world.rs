@@ -9,7 +9,7 @@
 use minicpm_train::Collective;
 use mpi::collective::SystemOperation;
 use mpi::topology::{Communicator, SimpleCommunicator};
-use mpi::traits::CommunicatorCollectives;
+use mpi::traits::{CommunicatorCollectives, Root};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -100,6 +100,12 @@ impl Collective for MpiWorld {
         self.waiting_in("the gradient all-reduce", || {
             self.comm
                 .all_reduce_into(&send[..], buf, SystemOperation::sum())
+        });
+    }
+
+    fn broadcast(&self, buf: &mut [f32], root: usize) {
+        self.waiting_in("a broadcast of weights or optimizer state", || {
+            self.comm.process_at_rank(root as i32).broadcast_into(buf)
         });
     }
 

@@ -43,14 +43,23 @@ pub(crate) fn stop_flag() -> Arc<AtomicBool> {
     .clone()
 }
 
-/// Trains `run_dir` in this process, or on every rank of `world`.
+/// The ranks a run trains on, and how.
+pub struct Ranks {
+    pub world: Rc<dyn Collective>,
+    /// Each rank keeps the AdamW state of its share of the tensors.
+    pub shard_optimizer: bool,
+}
+
+/// Trains `run_dir` in this process, or on every rank of `ranks`.
 pub fn run_training(
     run_dir: PathBuf,
     config: minicpm_train::RunConfig,
     resume: bool,
     progress: bool,
-    world: Option<Rc<dyn Collective>>,
+    ranks: Option<Ranks>,
 ) -> anyhow::Result<TrainOutcome> {
+    let shard_optimizer = ranks.as_ref().is_some_and(|r| r.shard_optimizer);
+    let world = ranks.map(|r| r.world);
     let opts = TrainOptions {
         run_dir,
         config: Some(config),
@@ -59,6 +68,7 @@ pub fn run_training(
         progress,
         device: training_device(),
         world,
+        shard_optimizer,
     };
     Ok(minicpm_train::train(opts)?)
 }
@@ -69,10 +79,10 @@ pub fn train_and_report(
     config: minicpm_train::RunConfig,
     resume: bool,
     progress: bool,
-    world: Option<Rc<dyn Collective>>,
+    ranks: Option<Ranks>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let speaks = minicpm_train::collective::leads(world.as_deref());
-    let outcome = run_training(run_dir, config, resume, progress, world)?;
+    let speaks = minicpm_train::collective::leads(ranks.as_ref().map(|r| r.world.as_ref()));
+    let outcome = run_training(run_dir, config, resume, progress, ranks)?;
     if speaks {
         report(&outcome);
     }

@@ -217,6 +217,20 @@ fn the_job_list_trains_a_point_from_a_shell_line() {
     let records = read(&out.join(POINTS[0]).join("metrics.jsonl")).unwrap();
     assert_eq!(records.len(), 4);
     assert_eq!(records.last().unwrap().step, 3);
+
+    // Each point across two ranks: every line a two-task Slurm step, the array two tasks wide.
+    let across = dir.path().join("sweep-ranks");
+    run_ok(sweep(&cfg, &across, 4).args(["--job-list", "--ranks", "2"]));
+    let jobs = std::fs::read_to_string(across.join("jobs.txt")).unwrap();
+    assert!(
+        jobs.lines()
+            .all(|l| l.matches("srun -n 2 --kill-on-bad-exit=1 ").count() == 2),
+        "{jobs}"
+    );
+    let slurm = std::fs::read_to_string(across.join("slurm.sh")).unwrap();
+    assert!(slurm.contains("#SBATCH --ntasks=2"), "{slurm}");
+    let e = run_bad(sweep(&cfg, &dir.path().join("no-list"), 4).args(["--ranks", "2"]));
+    assert!(e.contains("--job-list"), "{e}");
 }
 
 /// Mean |activation| at the last step, by (site, width), from the check's JSON.

@@ -10,6 +10,7 @@ use crate::config::RunConfig;
 use crate::error::{InvalidSetting, TrainError};
 use crate::loss::LanguageModel;
 use crate::open_run;
+use crate::optimizer_shard::Shard;
 use crate::step::{Phase, Step};
 use burn::tensor::Device;
 use minicpm_data::Batch;
@@ -81,13 +82,15 @@ pub(crate) fn token_bound(vocab_size: usize) -> Result<u32, TrainError> {
 
 /// Runs `warmup` untimed and then `steps` timed training updates of `cfg`'s model on `device`
 /// (an autodiff device), on this process or shared by the ranks of `world` (every rank draws the
-/// same tokens and computes its share of the micro-batches, as in training).
+/// same tokens and computes its share of the micro-batches, as in training; with
+/// `shard_optimizer`, each keeps its share of the AdamW state).
 pub fn run(
     cfg: &RunConfig,
     steps: u64,
     warmup: u64,
     device: &Device,
     world: Option<&dyn Collective>,
+    shard_optimizer: bool,
 ) -> Result<BenchResult, TrainError> {
     if steps == 0 {
         return Err(InvalidSetting::new("--steps", "--steps must be positive").into());
@@ -104,6 +107,9 @@ pub fn run(
     let t = &cfg.train;
     let vocab = token_bound(cfg.model.vocab_size)?;
     let (mut model, mut opt) = open_run::fresh(cfg, device);
+    if let Some(w) = world.filter(|_| shard_optimizer) {
+        opt.keep_shard(Shard::of(&model, w.rank(), w.size()));
+    }
     let mut tokens = TokenSource(cfg.seed);
     let objective = LanguageModel;
     let mut phases = PhaseTimes::default();

@@ -21,6 +21,8 @@ pub trait Collective {
     fn all_reduce_sum(&self, buf: &mut [f32]);
     /// Every rank's `mine`, in rank order; `mine` has the same length on every rank.
     fn all_gather(&self, mine: &[u8]) -> Vec<Vec<u8>>;
+    /// Replaces `buf` on every rank by `root`'s `buf` (the same length on every rank).
+    fn broadcast(&self, buf: &mut [f32], root: usize);
 }
 
 /// Whether this process writes the run's files: rank 0, or a process training alone.
@@ -160,6 +162,13 @@ pub(crate) mod tests {
         }
         fn all_gather(&self, mine: &[u8]) -> Vec<Vec<u8>> {
             self.exchange(mine)
+        }
+        fn broadcast(&self, buf: &mut [f32], root: usize) {
+            let bytes: Vec<u8> = buf.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let all = self.exchange(&bytes);
+            for (x, b) in buf.iter_mut().zip(all[root].chunks_exact(4)) {
+                *x = f32::from_le_bytes(b.try_into().unwrap());
+            }
         }
     }
 

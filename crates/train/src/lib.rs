@@ -25,6 +25,7 @@ pub mod loss;
 pub mod metrics;
 pub mod open_run;
 pub mod optimizer;
+pub mod optimizer_shard;
 pub mod progress;
 pub mod recipe;
 pub mod run_data;

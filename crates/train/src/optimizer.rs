@@ -4,6 +4,7 @@
 
 use crate::adamw_host;
 use crate::error::InvalidSetting;
+use crate::optimizer_shard::Shard;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -100,9 +101,10 @@ impl OptimConfig {
 }
 
 /// First and second moments of one tensor, flattened.
-struct Moments {
-    m: Tensor<1>,
-    v: Tensor<1>,
+#[derive(Clone)]
+pub(crate) struct Moments {
+    pub(crate) m: Tensor<1>,
+    pub(crate) v: Tensor<1>,
 }
 
 /// What one optimizer step did, for the logs.
@@ -119,6 +121,9 @@ pub struct AdamW {
     state: HashMap<String, Moments>,
     /// Updates applied so far (Adam's bias-correction step count).
     pub steps: u64,
+    /// Across ranks with sharded state: the tensors whose state this rank keeps and updates
+    /// (optimizer_shard.rs); `None` keeps and updates all.
+    shard: Option<Shard>,
 }
 
 impl AdamW {
@@ -129,6 +134,34 @@ impl AdamW {
             param,
             state: HashMap::new(),
             steps: 0,
+            shard: None,
+        }
+    }
+
+    /// From now on keeps and updates only the state of `shard`'s tensors, dropping the rest.
+    pub fn keep_shard(&mut self, shard: Shard) {
+        self.state.retain(|name, _| shard.owns(name));
+        self.shard = Some(shard);
+    }
+
+    /// The tensors this rank keeps state for, when sharded.
+    pub fn shard(&self) -> Option<&Shard> {
+        self.shard.as_ref()
+    }
+
+    pub(crate) fn moments(&self) -> &HashMap<String, Moments> {
+        &self.state
+    }
+
+    /// An unsharded optimizer of the same settings and step count holding `state`.
+    pub(crate) fn with_moments(&self, state: HashMap<String, Moments>) -> AdamW {
+        AdamW {
+            cfg: self.cfg.clone(),
+            model_cfg: self.model_cfg.clone(),
+            param: self.param,
+            state,
+            steps: self.steps,
+            shard: None,
         }
     }
 
@@ -283,6 +316,9 @@ impl NamedMapper for Update<'_> {
         let Some(grad) = self.grads.remove::<D>(param.id) else {
             return param;
         };
+        if self.opt.shard.as_ref().is_some_and(|s| !s.owns(name)) {
+            return param; // its owner updates it (optimizer_shard.rs)
+        }
         let name = name.to_string();
         let rule = self.opt.rule(&name);
         let cfg = self.opt.cfg.clone();

@@ -11,6 +11,7 @@
 use crate::collective::{self, Collective};
 use crate::data_parallel::{all_reduce_gradients, gather_losses};
 use crate::optimizer::{AdamW, StepStats};
+use crate::optimizer_shard::share_updated;
 use burn::module::Param;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
@@ -155,7 +156,8 @@ impl<'a, O: Objective> Step<'a, O> {
         }
     }
 
-    /// Clipping and the AdamW update at base learning rate `lr`.
+    /// Clipping and the AdamW update at base learning rate `lr`; with sharded optimizer state,
+    /// each rank updates its tensors and sends them to the others.
     pub fn update(
         &mut self,
         model: MiniCpm,
@@ -163,7 +165,14 @@ impl<'a, O: Objective> Step<'a, O> {
         grads: GradientsParams,
         lr: f64,
     ) -> (MiniCpm, StepStats) {
-        self.timed(Phase::Optimizer, |_| opt.step(model, grads, lr))
+        let (model, stats) = self.timed(Phase::Optimizer, |_| opt.step(model, grads, lr));
+        match (self.world, opt.shard()) {
+            (Some(w), Some(shard)) => {
+                let model = self.timed(Phase::Reduce, |_| share_updated(model, shard, w));
+                (model, stats)
+            }
+            _ => (model, stats),
+        }
     }
 
     /// [`Self::gradients`] then [`Self::update`].
@@ -259,7 +268,7 @@ pub(crate) mod tests {
     use minicpm_model::{init, ModelConfig, Parametrization};
 
     /// Next-token cross-entropy over the positions whose target is not [`IGNORE`] (HF's -100).
-    struct Masked;
+    pub(crate) struct Masked;
     const IGNORE: u32 = u32::MAX;
 
     impl Objective for Masked {
@@ -296,19 +305,23 @@ pub(crate) mod tests {
         }
     }
 
-    fn model(device: &Device) -> MiniCpm {
-        let cfg: ModelConfig = serde_json::from_value(serde_json::json!({
+    /// A two-layer model of width 16 (muP).
+    pub(crate) fn tiny_config() -> ModelConfig {
+        serde_json::from_value(serde_json::json!({
             "vocab_size": 40, "hidden_size": 16, "intermediate_size": 24,
             "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
             "scale_emb": 4.0, "scale_depth": 1.4, "dim_model_base": 8.0
         }))
-        .unwrap();
-        init::init_model(&cfg, Parametrization::Mup, 3, device)
+        .unwrap()
+    }
+
+    pub(crate) fn model(device: &Device) -> MiniCpm {
+        init::init_model(&tiny_config(), Parametrization::Mup, 3, device)
     }
 
     /// Eight rows of six tokens; with `masked`, row r ignores its first `r` targets, so the
     /// rows count 6, 5, ..., 0 loss tokens (and micro-batches of two count 11, 7, 3, 0...).
-    fn batch(masked: bool) -> Batch {
+    pub(crate) fn batch(masked: bool) -> Batch {
         let (rows, len) = (8, 6);
         let mut x = 7u32;
         let mut next = || {
@@ -331,7 +344,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn split(b: &Batch, parts: usize) -> Vec<Batch> {
+    pub(crate) fn split(b: &Batch, parts: usize) -> Vec<Batch> {
         let rows = b.rows / parts;
         let n = rows * b.seq_len;
         (0..parts)

@@ -13,7 +13,7 @@
 use crate::branch_policy::BranchPolicy;
 use crate::cadence::Cadence;
 use crate::checkpoint::{self, CheckpointFiles, CheckpointPolicy};
-use crate::collective::{self, agree, Collective};
+use crate::collective::{self, agree, same_everywhere, Collective};
 use crate::config::{RunConfig, TrainConfig};
 use crate::diagnostics::{flat_gradients, flat_weights, Diagnostics};
 use crate::error::TrainError;
@@ -21,6 +21,7 @@ use crate::finetune::{DpoRecipe, SftRecipe};
 use crate::loss::{evaluate, EvalResult, LanguageModel};
 use crate::metrics::{MetricsLog, Record, Rewards};
 use crate::open_run::{self, OpenRun, RunInputs};
+use crate::optimizer_shard::{self, Shard};
 use crate::progress::Progress;
 use crate::recipe::Recipe;
 use crate::run_data::RunData;
@@ -49,6 +50,9 @@ pub struct TrainOptions {
     pub device: Device,
     /// The ranks training this run together; `None` for one process.
     pub world: Option<Rc<dyn Collective>>,
+    /// With several ranks: each keeps the AdamW state of its share of the tensors only
+    /// (optimizer_shard.rs).
+    pub shard_optimizer: bool,
 }
 
 #[derive(Debug)]
@@ -64,7 +68,16 @@ pub struct TrainOutcome {
 pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let (run, device) = (&opts.run_dir, &opts.device);
     let world = opts.world.as_deref();
-    let (open, data) = open_run::open_on(run, opts.config.as_ref(), opts.resume, device, world)?;
+    let (mut open, data) =
+        open_run::open_on(run, opts.config.as_ref(), opts.resume, device, world)?;
+    if let Some(w) = world {
+        let setting = "optimizer sharding (--shard-optimizer)";
+        same_everywhere(w, setting, opts.shard_optimizer as u64)?;
+        if opts.shard_optimizer {
+            open.opt
+                .keep_shard(Shard::of(&open.model, w.rank(), w.size()));
+        }
+    }
     let t = open.cfg.train.clone();
     let (seed, at) = (open.state.seed, open.state.data_cursor.clone());
     match data {
@@ -261,11 +274,19 @@ fn updates<R: Recipe>(
         progress.update(state.step, record.as_ref());
         outcome.final_eval = eval.or(outcome.final_eval);
 
-        if checkpoints.due(state.step, done, stop) && leads {
-            state.wall_time_s = wall_before + session_start.elapsed().as_secs_f64();
-            let retention = checkpoints.retention();
-            let dir = checkpoint::save(run, &model, &opt, &state, &files, retention)?;
-            outcome.last_checkpoint = Some(dir);
+        if checkpoints.due(state.step, done, stop) {
+            // Sharded state is gathered by every rank for rank 0 to write.
+            let whole = match (world, opt.shard()) {
+                (Some(w), Some(_)) => Some(optimizer_shard::gathered(&opt, &model, w)),
+                _ => None,
+            };
+            if leads {
+                state.wall_time_s = wall_before + session_start.elapsed().as_secs_f64();
+                let retention = checkpoints.retention();
+                let saved = whole.as_ref().unwrap_or(&opt);
+                let dir = checkpoint::save(run, &model, saved, &state, &files, retention)?;
+                outcome.last_checkpoint = Some(dir);
+            }
         }
         if branches.starts_at(state.step)
             && !stop
@@ -319,6 +340,7 @@ fn decay_branch(
         progress: opts.progress,
         device: opts.device.clone(),
         world: opts.world.clone(),
+        shard_optimizer: opts.shard_optimizer,
     };
     let outcome = progress.suspend(|| train(sub))?;
     if let Some(e) = outcome.final_eval {

@@ -128,7 +128,7 @@ pub(crate) struct SweepArgs {
     job_list: bool,
     /// With --job-list: train each point across this many ranks (`srun -n RANKS`; needs minicpm
     /// built with `--features mpi`), each with --threads threads.
-    #[arg(long, default_value_t = 1, requires = "job_list")]
+    #[arg(long, default_value_t = 1)]
     ranks: usize,
 }
 
@@ -137,6 +137,12 @@ impl SweepArgs {
     pub(crate) fn threads(&self) -> anyhow::Result<usize> {
         if self.ranks == 0 {
             anyhow::bail!("--ranks must be at least 1");
+        }
+        if self.ranks > 1 && !self.job_list {
+            anyhow::bail!(
+                "--ranks {} sets the ranks of each point's Slurm step: it needs --job-list",
+                self.ranks
+            );
         }
         sweep_runner::threads_per_worker(self.workers, self.threads)
     }

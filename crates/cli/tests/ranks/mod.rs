@@ -82,6 +82,19 @@ fn two_ranks_train_bit_for_bit_what_one_process_trains() {
     let records = read(&two.join("metrics.jsonl")).unwrap();
     assert!(records.iter().all(|r| r.reduce_s.is_some_and(|s| s > 0.0)));
 
+    // With the optimizer state sharded, the same numbers and the same checkpoint files,
+    // optimizer state included.
+    let sharded = dir.path().join("sharded");
+    run_ok(train_on(2, &cfg, &sharded, &[]).arg("--shard-optimizer"));
+    assert_eq!(trace(&sharded), trace(&alone));
+    for file in ["model.safetensors", "optimizer.safetensors"] {
+        let path = |run: &Path| run.join(format!("checkpoints/step-{steps:07}/{file}"));
+        assert!(
+            std::fs::read(path(&sharded)).unwrap() == std::fs::read(path(&alone)).unwrap(),
+            "{file}"
+        );
+    }
+
     // Four ranks of one micro-batch each: the engine's order of adding four partial sums is
     // not one process's, so equal to rounding.
     let set = ["train.micro_batch=1", "train.steps=20"];
