@@ -31,9 +31,12 @@ pub(crate) fn stop_flag() -> Arc<AtomicBool> {
                 // A second Ctrl-C: the user wants out now.
                 std::process::exit(130);
             }
-            eprintln!(
-                "\ninterrupt: saving a checkpoint after this update (Ctrl-C again to quit now)"
-            );
+            // Rank 0 speaks for a launch of several ranks, each of which gets the signal.
+            if !crate::launch::is_other_rank() {
+                eprintln!(
+                    "\ninterrupt: saving a checkpoint after this update (Ctrl-C again to quit now)"
+                );
+            }
         });
         if let Err(e) = installed {
             tracing::warn!("Ctrl-C handler not installed: {e}");

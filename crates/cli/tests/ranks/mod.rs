@@ -258,6 +258,34 @@ fn a_stalled_rank_ends_the_launch_instead_of_hanging_it() {
         .output();
 }
 
+/// SIGINT to one rank stops both after the same update: rank 0 writes the checkpoint of that
+/// update, and the run resumes from it.
+#[test]
+fn a_stop_asked_of_one_rank_stops_every_rank_after_the_same_update() {
+    let (dir, cfg) = setup(100_000);
+    let run = dir.path().join("run");
+    let mut cmd = train_on(2, &cfg, &run, &[]);
+    cmd.stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_for(&run.join("checkpoints/step-0000005/trainer_state.json"));
+    let rank1 = rank_pid(child.id(), 1).expect("rank 1 among mpirun's children");
+    run_ok(Command::new("kill").args(["-INT", &rank1.to_string()]));
+    let t0 = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stopped: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("stopped after update"))
+        .collect();
+    assert_eq!(stopped.len(), 1, "rank 0 alone reports: {err}");
+    let at: u64 = stopped[0].rsplit(' ').next().unwrap().parse().unwrap();
+    let records = read(&run.join("metrics.jsonl")).unwrap();
+    assert_eq!(records.last().unwrap().step + 1, at, "every update logged");
+    let last = run.join(format!("checkpoints/step-{at:07}/trainer_state.json"));
+    assert!(last.is_file(), "the checkpoint of update {at}");
+}
+
 /// The process id of rank `rank` among the processes `mpirun` (process `launcher`) started.
 fn rank_pid(launcher: u32, rank: usize) -> Option<u32> {
     let t0 = Instant::now();
