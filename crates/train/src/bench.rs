@@ -95,14 +95,8 @@ pub fn run(
     if steps == 0 {
         return Err(InvalidSetting::new("--steps", "--steps must be positive").into());
     }
-    if let Some(w) = world.filter(|w| cfg.accumulation() % w.size() as u64 != 0) {
-        return Err(TrainError::Distribution(format!(
-            "{} ranks cannot share the {} micro-batches of an update: run a number of ranks \
-             that divides {}",
-            w.size(),
-            cfg.accumulation(),
-            cfg.accumulation()
-        )));
+    if let Some(w) = world {
+        crate::collective::can_share(w, cfg.accumulation())?;
     }
     let t = &cfg.train;
     let vocab = token_bound(cfg.model.vocab_size)?;

@@ -37,6 +37,19 @@ pub fn share(micro_batches: usize, rank: usize, size: usize) -> Range<usize> {
     rank * per..(rank + 1) * per
 }
 
+/// Checks that `world`'s ranks can share an update of `micro_batches` micro-batches equally.
+pub fn can_share(world: &dyn Collective, micro_batches: u64) -> Result<(), TrainError> {
+    let size = world.size() as u64;
+    match micro_batches % size {
+        0 => Ok(()),
+        _ => Err(TrainError::Distribution(format!(
+            "{size} ranks cannot share the {micro_batches} micro-batches of an update \
+             (train.batch_tokens / (micro_batch x seq_len)): run a number of ranks that divides \
+             {micro_batches}"
+        ))),
+    }
+}
+
 /// Messages longer than this are cut when they are gathered from every rank.
 const MESSAGE_BYTES: usize = 480;
 

@@ -7,7 +7,7 @@
 //! checks that all run the same program, config and weights.
 
 use crate::checkpoint::{self, TrainerState};
-use crate::collective::{agree, fingerprint, same_everywhere, Collective};
+use crate::collective::{agree, can_share, fingerprint, same_everywhere, Collective};
 use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::finetune::{FinetuneConfig, FinetuneKind, PairData, SftData};
@@ -91,14 +91,7 @@ fn can_train_together(w: &dyn Collective, cfg: &RunConfig) -> Result<(), TrainEr
     let program = agree(w, program)?;
     same_everywhere(w, "build of minicpm", fingerprint(&[&program]))?;
     same_everywhere(w, "config", fingerprint(&[cfg.to_toml().as_bytes()]))?;
-    let (micro_batches, size) = (cfg.accumulation(), w.size() as u64);
-    if micro_batches % size != 0 {
-        return Err(TrainError::Distribution(format!(
-            "{size} ranks cannot share the {micro_batches} micro-batches of an update \
-             (train.batch_tokens / (micro_batch x seq_len)): run a number of ranks that divides \
-             {micro_batches}"
-        )));
-    }
+    can_share(w, cfg.accumulation())?;
     if cfg.finetune.is_some() {
         return Err(TrainError::Distribution(
             "fine-tuning runs train as one process; data parallelism covers pre-training".into(),
