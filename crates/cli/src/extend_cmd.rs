@@ -4,7 +4,7 @@
 use crate::util;
 use anyhow::Context;
 use clap::Args;
-use minicpm_train::extend::{self, ExtendSpec, RopeChange};
+use minicpm_train::extend::{self, Curriculum, ExtendSpec, RopeChange};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,9 +17,14 @@ pub struct ExtendArgs {
     #[arg(long)]
     length: usize,
     /// How RoPE changes: none, abf:theta=X (a larger base), ntk:factor=F (dynamic NTK past the
-    /// parent's context), linear:factor=F or yarn:factor=F.
+    /// parent's context), abf:theta=X,ntk:factor=F (both; NTK past --length / F), linear:factor=F
+    /// or yarn:factor=F.
     #[arg(long)]
     rope: RopeChange,
+    /// Shorter rows first: LENGTH:SHARE,... trains rows of LENGTH until that share of the
+    /// updates is done, e.g. 1024:0.5 for the first half (train.length_schedule).
+    #[arg(long, value_name = "LENGTH:SHARE,...")]
+    curriculum: Option<Curriculum>,
     /// Training tokens of the new run (rounded up to whole updates).
     #[arg(long)]
     tokens: u64,
@@ -54,6 +59,7 @@ pub fn run(a: ExtendArgs) -> anyhow::Result<ExitCode> {
     let spec = ExtendSpec {
         length: a.length,
         rope: a.rope.clone(),
+        curriculum: a.curriculum.clone().unwrap_or_default(),
         untie: a.untie,
         tokens: a.tokens,
         long_data: a.long_data.clone(),
@@ -64,8 +70,14 @@ pub fn run(a: ExtendArgs) -> anyhow::Result<ExitCode> {
     let config_path = dir.join(minicpm_train::trainer::RUN_CONFIG_FILE);
     let config = minicpm_train::RunConfig::load(&config_path, &[])
         .with_context(|| format!("reading {}", config_path.display()))?;
+    let shorter: String = config
+        .train
+        .length_schedule
+        .iter()
+        .map(|s| format!("{} tokens until update {}, then ", s.seq_len, s.until))
+        .collect();
     eprintln!(
-        "extended {} into {}: rows of {} tokens, rope {}, {} updates of {} tokens",
+        "extended {} into {}: rows of {shorter}{} tokens, rope {}, {} updates of {} tokens",
         a.from.display(),
         dir.display(),
         config.train.seq_len,

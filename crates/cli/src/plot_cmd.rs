@@ -351,6 +351,7 @@ mod tests {
             expert_load: None,
             router_entropy: None,
             reduce_s: None,
+            seq_len: None,
         }
     }
 

@@ -381,6 +381,127 @@ fn held_out_loss(model: &Path, valid: &Path, seq_len: usize) -> f64 {
     report["loss"].as_f64().unwrap()
 }
 
+/// MiniCPM-128K's second stage as one run: ABF with dynamic NTK on top, and a length schedule
+/// (rows of 16, then 32, then 64 tokens) that keeps each update's tokens; a resume at a stage's
+/// first update and one inside a stage draw what the uninterrupted run drew.
+#[test]
+fn a_length_curriculum_trains_shorter_rows_first_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let cfg = stable_config(dir.path(), 10, "");
+    let run = dir.path().join("run");
+    run_ok(train_new(&cfg, &run).args(["--set", "train.keep_checkpoints=0"]));
+    let straight = dir.path().join("straight");
+    run_ok(
+        bin()
+            .args(["extend", "--quiet", "--from"])
+            .arg(run.join("checkpoints/step-0000010"))
+            .arg("--out")
+            .arg(&straight)
+            .args(["--length", "64", "--rope", "abf:theta=1e6,ntk:factor=4"])
+            .args(["--curriculum", "16:0.25,32:0.5", "--tokens", "1024"])
+            .args(["--set", "train.checkpoint_every=1", "--set"])
+            .args(["train.keep_checkpoints=0", "--set", "train.log_every=1"]),
+    );
+    let cfg = RunConfig::load(&straight.join("run.toml"), &[]).unwrap();
+    let t = &cfg.train;
+    assert_eq!((t.steps, t.micro_batch, t.batch_tokens), (8, 1, 128));
+    let stages: Vec<(usize, u64)> = t
+        .length_schedule
+        .iter()
+        .map(|s| (s.seq_len, s.until))
+        .collect();
+    assert_eq!(stages, [(16, 2), (32, 4)]);
+    // NTK grows the base past 64 / 4 = 16 tokens, the parent's length: rows of 16 train ABF
+    // alone.
+    let m = &cfg.model;
+    let scaling = m.rope_scaling.as_ref().unwrap();
+    assert_eq!(
+        (m.rope_theta, m.max_position_embeddings, scaling.factor),
+        (1e6, 16, 4.0)
+    );
+    assert_eq!(cfg.extended.unwrap().curriculum, "16:0.25,32:0.5");
+
+    let records = read(&straight.join("metrics.jsonl")).unwrap();
+    let lengths: Vec<Option<usize>> = records.iter().map(|r| r.seq_len).collect();
+    let expected = [16, 16, 32, 32, 64, 64, 64, 64].map(Some);
+    assert_eq!(lengths, expected);
+    // Each update draws 128 tokens: 8 rows of 16, 4 of 32, then 2 of 64; the cursor after
+    // update k counts the rows of k's stage only, and names a length shorter than the run's.
+    let cursor = |run: &Path, k: u64| -> (u64, Option<u64>) {
+        let state = run.join(format!("checkpoints/step-{k:07}/trainer_state.json"));
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+        let c = &state["data_cursor"];
+        (c["rows"].as_u64().unwrap(), c["seq_len"].as_u64())
+    };
+    let drawn: Vec<(u64, Option<u64>)> = (1..=8).map(|k| cursor(&straight, k)).collect();
+    assert_eq!(
+        drawn,
+        [
+            (8, Some(16)),
+            (16, Some(16)),
+            (4, Some(32)),
+            (8, Some(32)),
+            (2, None),
+            (4, None),
+            (6, None),
+            (8, None)
+        ]
+    );
+
+    // Resumed after update 2 (its next update starts the stage of 32) and after update 3.
+    for k in [2, 3] {
+        let resumed = dir.path().join(format!("resumed-{k}"));
+        for (rel, bytes) in files_under(&straight) {
+            let to = resumed.join(rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::write(to, bytes).unwrap();
+        }
+        for later in k + 1..=8 {
+            std::fs::remove_dir_all(resumed.join(format!("checkpoints/step-{later:07}"))).unwrap();
+        }
+        run_ok(bin().args(["train", "--quiet", "--resume"]).arg(&resumed));
+        assert_eq!(
+            losses(&read(&resumed.join("metrics.jsonl")).unwrap()),
+            losses(&records),
+            "resumed after update {k}"
+        );
+        assert_eq!(
+            weights(&resumed, 8),
+            weights(&straight, 8),
+            "after update {k}"
+        );
+    }
+
+    // A schedule the run cannot keep is refused in one line, before anything is written.
+    let bad = dir.path().join("bad");
+    let e = run_bad(
+        bin()
+            .args(["extend", "--quiet", "--from"])
+            .arg(run.join("checkpoints/step-0000010"))
+            .arg("--out")
+            .arg(&bad)
+            .args(["--length", "64", "--rope", "none", "--tokens", "1024"])
+            .args(["--curriculum", "48:0.5"]),
+    );
+    assert!(
+        e.contains("train.length_schedule") && e.contains("48"),
+        "{e}"
+    );
+    assert!(!bad.exists());
+    let e = run_bad(
+        bin()
+            .args(["extend", "--quiet", "--from"])
+            .arg(run.join("checkpoints/step-0000010"))
+            .arg("--out")
+            .arg(&bad)
+            .args(["--length", "64", "--rope", "none", "--tokens", "1024"])
+            .args(["--curriculum", "16:1.5"]),
+    );
+    assert!(e.contains("--curriculum") && e.contains("(0, 1)"), "{e}");
+}
+
 /// A context extension starts from its parent's weights (an untied head that copies the
 /// embedding, with RoPE unchanged, is the same model), trains rows of the new length with the
 /// new RoPE, chains into a curriculum (ABF, then NTK on top), is measured by the passkey test,

@@ -21,6 +21,10 @@ pub type PhaseWeights = BTreeMap<String, BTreeMap<String, f64>>;
 pub struct MixtureCursor {
     pub rows: u64,
     pub sources: BTreeMap<String, u64>,
+    /// The row length these positions are in, where a run's length schedule trains shorter rows
+    /// than its `seq_len` (none: the run's `seq_len`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<usize>,
 }
 
 pub struct Mixture<'a> {
@@ -132,6 +136,7 @@ impl<'a> Mixture<'a> {
                 .cloned()
                 .zip(self.streams.iter().map(|s| s.cursor()))
                 .collect(),
+            seq_len: None,
         }
     }
 

@@ -6,6 +6,7 @@ use crate::branch::{AutoBranches, BranchOrigin};
 use crate::error::InvalidSetting;
 use crate::extend::ExtendOrigin;
 use crate::finetune::{FinetuneConfig, FinetuneKind};
+use crate::length_schedule::LengthStage;
 use crate::optimizer::OptimConfig;
 use crate::schedule::ScheduleConfig;
 use crate::upcycle::UpcycleOrigin;
@@ -31,7 +32,11 @@ pub struct TrainConfig {
     pub batch_tokens: u64,
     /// Sequences per forward/backward pass (gradient accumulation makes up the rest).
     pub micro_batch: usize,
+    /// Tokens per row: the run's context, and its held-out windows' length.
     pub seq_len: usize,
+    /// Shorter rows for the first updates (length_schedule.rs); empty: `seq_len` throughout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub length_schedule: Vec<LengthStage>,
     #[serde_inline_default(TrainConfig::default().log_every)]
     pub log_every: u64,
     /// Evaluate every this many updates (0: only at the end).
@@ -58,6 +63,7 @@ impl Default for TrainConfig {
             batch_tokens: 4096,
             micro_batch: 8,
             seq_len: 128,
+            length_schedule: Vec::new(),
             log_every: 10,
             eval_every: 100,
             eval_batches: 8,
@@ -277,8 +283,13 @@ impl RunConfig {
             }
         }
         self.data.check_decay_phase().map_err(setting)?;
+        t.check_length_schedule().map_err(setting)?;
         if let Some(f) = &self.finetune {
             f.validate().map_err(setting)?;
+            if !t.length_schedule.is_empty() {
+                let msg = "fine-tuning trains at train.seq_len throughout; remove the schedule";
+                return Err(field("train.length_schedule", msg.into()));
+            }
         }
         if let Some(b) = &self.branches {
             b.spec().map_err(setting)?;

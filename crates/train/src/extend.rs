@@ -14,6 +14,7 @@ use crate::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FILE};
 use crate::config::RunConfig;
 use crate::derived_run;
 use crate::error::{InvalidSetting, TrainError};
+use crate::length_schedule::LengthStage;
 use crate::run_data::RunData;
 use crate::schedule::{DecayFn, ScheduleConfig};
 use burn::tensor::Device;
@@ -39,6 +40,10 @@ pub enum RopeChange {
     Abf { theta: f64 },
     /// Dynamic NTK scaling by `factor` past the parent's `max_position_embeddings`.
     Ntk { factor: f64 },
+    /// ABF and dynamic NTK at once, MiniCPM-128K's released configuration (`rope_theta` 1e6,
+    /// dynamic factor 4): the base grows past `length / factor`, so a length schedule's stage
+    /// at that length trains ABF alone and the stages beyond it ABF with NTK.
+    AbfNtk { theta: f64, factor: f64 },
     /// Linear position interpolation by `factor`.
     Linear { factor: f64 },
     /// YaRN by `factor` over the parent's `max_position_embeddings`.
@@ -48,8 +53,19 @@ pub enum RopeChange {
 impl std::str::FromStr for RopeChange {
     type Err = String;
 
-    /// `none`, `abf:theta=1e6`, `ntk:factor=4`, `linear:factor=4` or `yarn:factor=4`.
+    /// `none`, `abf:theta=1e6`, `ntk:factor=4`, `abf:theta=1e6,ntk:factor=4`,
+    /// `linear:factor=4` or `yarn:factor=4`.
     fn from_str(s: &str) -> Result<Self, String> {
+        if let Some((first, second)) = s.split_once(',') {
+            return match (first.parse()?, second.parse()?) {
+                (RopeChange::Abf { theta }, RopeChange::Ntk { factor }) => {
+                    Ok(RopeChange::AbfNtk { theta, factor })
+                }
+                _ => Err(format!(
+                    "--rope {s:?}: the one combination is abf:theta=X,ntk:factor=F"
+                )),
+            };
+        }
         let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
         let value = |key: &str| -> Result<f64, String> {
             let v = arg
@@ -75,8 +91,8 @@ impl std::str::FromStr for RopeChange {
             },
             _ => {
                 return Err(format!(
-                    "--rope {s:?}: use none, abf:theta=X, ntk:factor=F, linear:factor=F or \
-                     yarn:factor=F"
+                    "--rope {s:?}: use none, abf:theta=X, ntk:factor=F, \
+                     abf:theta=X,ntk:factor=F, linear:factor=F or yarn:factor=F"
                 ))
             }
         };
@@ -90,9 +106,48 @@ impl std::fmt::Display for RopeChange {
             RopeChange::None => write!(f, "none"),
             RopeChange::Abf { theta } => write!(f, "abf:theta={theta}"),
             RopeChange::Ntk { factor } => write!(f, "ntk:factor={factor}"),
+            RopeChange::AbfNtk { theta, factor } => {
+                write!(f, "abf:theta={theta},ntk:factor={factor}")
+            }
             RopeChange::Linear { factor } => write!(f, "linear:factor={factor}"),
             RopeChange::Yarn { factor } => write!(f, "yarn:factor={factor}"),
         }
+    }
+}
+
+/// A length curriculum over the extension's updates: rows of each stage's length until that
+/// share of the updates is done, then `--length`. `1024:0.5,2048:0.75` trains the first half on
+/// rows of 1,024, the next quarter on 2,048, the rest at the full length.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Curriculum(pub Vec<(usize, f64)>);
+
+impl std::str::FromStr for Curriculum {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let stage = |part: &str| -> Option<(usize, f64)> {
+            let (length, until) = part.split_once(':')?;
+            let until: f64 = until.parse().ok()?;
+            Some((length.parse().ok()?, until)).filter(|_| 0.0 < until && until < 1.0)
+        };
+        s.split(',')
+            .map(|part| {
+                stage(part.trim()).ok_or_else(|| {
+                    format!(
+                        "--curriculum {s:?}: expected LENGTH:SHARE,... with each share of the \
+                         updates in (0, 1), e.g. 1024:0.5"
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(Curriculum)
+    }
+}
+
+impl std::fmt::Display for Curriculum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(l, u)| format!("{l}:{u}")).collect();
+        write!(f, "{}", parts.join(","))
     }
 }
 
@@ -111,6 +166,9 @@ pub struct ExtendOrigin {
     /// The RoPE change, as `--rope` takes it.
     pub rope: String,
     pub untied: bool,
+    /// The length curriculum, as `--curriculum` takes it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub curriculum: String,
 }
 
 /// How to extend.
@@ -119,6 +177,8 @@ pub struct ExtendSpec {
     /// Tokens per row of the new run.
     pub length: usize,
     pub rope: RopeChange,
+    /// Shorter rows first (empty: rows of `length` throughout).
+    pub curriculum: Curriculum,
     /// Give the LM head its own weights (a copy of the embedding) where they were tied.
     pub untie: bool,
     /// Training tokens of the new run (rounded up to whole updates).
@@ -144,17 +204,30 @@ pub fn extended_model(
 ) -> Result<ModelConfig, String> {
     let mut cfg = parent.clone();
     cfg.max_position_embeddings = spec.length;
+    let abf = |theta: f64| match theta.is_finite() && theta > 0.0 {
+        true => Ok(theta),
+        false => Err(format!("abf:theta={theta} must be a positive number")),
+    };
     match spec.rope {
         RopeChange::None => {}
-        RopeChange::Abf { theta } => {
-            if !(theta.is_finite() && theta > 0.0) {
-                return Err(format!("abf:theta={theta} must be a positive number"));
-            }
-            cfg.rope_theta = theta;
-        }
+        RopeChange::Abf { theta } => cfg.rope_theta = abf(theta)?,
         RopeChange::Ntk { factor } => {
             cfg.rope_scaling = Some(RopeScaling::new("dynamic", factor));
             cfg.max_position_embeddings = trained;
+        }
+        RopeChange::AbfNtk { theta, factor } => {
+            cfg.rope_theta = abf(theta)?;
+            cfg.rope_scaling = Some(RopeScaling::new("dynamic", factor));
+            let from = (spec.length as f64 / factor).round() as usize;
+            if factor.is_finite() && factor >= 1.0 && from < trained {
+                return Err(format!(
+                    "ntk:factor={factor} grows the base past --length / factor = {from} tokens, \
+                     shorter than the {trained} the parent trained at; use a factor of at most \
+                     {}",
+                    spec.length / trained
+                ));
+            }
+            cfg.max_position_embeddings = from;
         }
         RopeChange::Linear { factor } => {
             cfg.rope_scaling = Some(RopeScaling::new("linear", factor))
@@ -195,6 +268,15 @@ fn extended_run(
     let micro = (t.micro_batch * t.seq_len) as u64;
     t.batch_tokens = parent.train.batch_tokens.div_ceil(micro) * micro;
     t.steps = spec.tokens.div_ceil(t.batch_tokens).max(1);
+    t.length_schedule = spec
+        .curriculum
+        .0
+        .iter()
+        .map(|&(seq_len, share)| LengthStage {
+            seq_len,
+            until: (share * t.steps as f64).round() as u64,
+        })
+        .collect();
     t.eval_every = (t.steps / 4).max(1);
     t.checkpoint_every = 0;
     t.log_every = t.log_every.min(t.steps).max(1);
@@ -323,6 +405,7 @@ pub fn create(checkpoint: &Path, spec: &ExtendSpec, out: &Path) -> Result<PathBu
         length: spec.length,
         rope: spec.rope.to_string(),
         untied: spec.untie && parent.config.model.tie_word_embeddings,
+        curriculum: spec.curriculum.to_string(),
     };
     let cfg = extended_run(&parent.config, spec, origin)?;
     if cfg.finetune.is_none() {
@@ -369,6 +452,7 @@ mod tests {
         ExtendSpec {
             length: 2048,
             rope: rope.parse().unwrap(),
+            curriculum: Curriculum::default(),
             untie: false,
             tokens: 1,
             long_data: vec![],
@@ -403,6 +487,12 @@ mod tests {
                 .unwrap()
                 .tie_word_embeddings
         );
+        // Both at once: NTK grows the base past 2048 / 4 = 512 tokens.
+        let both = extend(&p, "abf:theta=1e6,ntk:factor=4").unwrap();
+        assert_eq!((both.max_position_embeddings, both.rope_theta), (512, 1e6));
+        assert_eq!(both.rope_scaling, Some(RopeScaling::new("dynamic", 4.0)));
+        let e = extend(&p, "abf:theta=1e6,ntk:factor=32").unwrap_err();
+        assert!(e.contains("64 tokens") && e.contains("at most 16"), "{e}");
         // ABF, then NTK on top (the curriculum's second stage); but not two scalings.
         assert!(extend(&abf, "ntk:factor=4").is_ok());
         let e = extend(&ntk, "yarn:factor=2").unwrap_err();
@@ -417,16 +507,37 @@ mod tests {
             "ntk:factor=4",
             "linear:factor=2",
             "yarn:factor=8",
+            "abf:theta=1000000,ntk:factor=4",
         ] {
             assert_eq!(s.parse::<RopeChange>().unwrap().to_string(), s);
         }
         for (bad, culprit) in [
             ("ntk", "ntk:factor=VALUE"),
+            ("ntk:factor=4,abf:theta=1e6", "the one combination"),
+            ("abf:theta=1e6,ntk:factor=x", "\"x\" is not a number"),
             ("abf:theta=big", "\"big\" is not a number"),
             ("rope2", "use none, abf"),
         ] {
             let e = bad.parse::<RopeChange>().unwrap_err();
             assert!(e.contains(culprit), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn curricula_parse_and_print_alike_and_bad_ones_are_named() {
+        let c: Curriculum = "1024:0.5,2048:0.75".parse().unwrap();
+        assert_eq!(c.0, [(1024, 0.5), (2048, 0.75)]);
+        assert_eq!(c.to_string(), "1024:0.5,2048:0.75");
+        for bad in [
+            "1024",
+            "1024:1",
+            "1024:0",
+            "x:0.5",
+            "1024:0.5,",
+            "1024:half",
+        ] {
+            let e = bad.parse::<Curriculum>().unwrap_err();
+            assert!(e.contains("LENGTH:SHARE") && e.contains(bad), "{bad}: {e}");
         }
     }
 }

@@ -424,6 +424,7 @@ fn cursor(drawn: u64) -> MixtureCursor {
     MixtureCursor {
         rows: drawn,
         sources: [("finetune".to_string(), drawn)].into(),
+        seq_len: None,
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Record {
     /// the ranks, the mean over the updates since the previous record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reduce_s: Option<f64>,
+    /// The row length of this update, in a run with a length schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<usize>,
 }
 
 /// Mean implicit rewards `beta * (log pi - log ref)` of preference pairs' answers.

@@ -26,6 +26,12 @@ pub trait Recipe {
 
     fn cursor(&self) -> MixtureCursor;
 
+    /// Called before update `step` draws its micro-batches (a length schedule's next stage
+    /// starts here).
+    fn start_update(&mut self, _step: u64) -> Result<(), TrainError> {
+        Ok(())
+    }
+
     /// The held-out evaluation, `None` when there is no held-out data.
     fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult>;
 

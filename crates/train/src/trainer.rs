@@ -82,7 +82,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let (seed, at) = (open.state.seed, open.state.data_cursor.clone());
     match data {
         RunInputs::Pretraining(d) => {
-            let mut recipe = Pretraining::new(&d, &t, seed, &at)?;
+            let mut recipe = Pretraining::new(&d, &t, seed, &at, open.state.step)?;
             updates(open, &mut recipe, &opts)
         }
         RunInputs::Sft(d, f) => {
@@ -103,25 +103,52 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     }
 }
 
-/// Pre-training's data: the phase's mixture, and held-out token windows.
+/// Pre-training's data: the phase's mixture at the update's row length, and held-out token
+/// windows at the run's `seq_len`.
 struct Pretraining<'a> {
+    data: &'a RunData,
+    train: TrainConfig,
+    seed: u64,
+    /// The row length `mixture` draws.
+    length: usize,
     mixture: Mixture<'a>,
     evals: Vec<Batch>,
     bytes_per_token: Option<f64>,
 }
 
 impl<'a> Pretraining<'a> {
+    /// The data of update `step`, `at` being the cursor saved after the update before it.
     fn new(
         data: &'a RunData,
         t: &TrainConfig,
         seed: u64,
         at: &MixtureCursor,
+        step: u64,
     ) -> Result<Self, TrainError> {
+        let length = t.row_length(step);
+        // A cursor of a shorter stage than this update's: the update starts the next stage.
+        let start = match at.seq_len.unwrap_or(t.seq_len) == length {
+            true => at.clone(),
+            false => MixtureCursor::default(),
+        };
         Ok(Pretraining {
-            mixture: data.mixture(t.seq_len, seed, at)?,
+            data,
+            train: t.clone(),
+            seed,
+            length,
+            mixture: data.mixture(length, Self::seed_at(seed, length, t), &start)?,
             evals: eval_batches(&data.valid, t.seq_len, t.micro_batch, t.eval_batches),
             bytes_per_token: data.valid.bytes_per_token(),
         })
+    }
+
+    /// The data order's seed at rows of `length`: the run's own at `seq_len`, so that a run
+    /// without a length schedule draws what it always drew; another for each shorter length.
+    fn seed_at(seed: u64, length: usize, t: &TrainConfig) -> u64 {
+        match length == t.seq_len {
+            true => seed,
+            false => seed ^ (length as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        }
     }
 }
 
@@ -137,7 +164,20 @@ impl Recipe for Pretraining<'_> {
     }
 
     fn cursor(&self) -> MixtureCursor {
-        self.mixture.cursor()
+        MixtureCursor {
+            seq_len: (self.length != self.train.seq_len).then_some(self.length),
+            ..self.mixture.cursor()
+        }
+    }
+
+    fn start_update(&mut self, step: u64) -> Result<(), TrainError> {
+        let length = self.train.row_length(step);
+        if length != self.length {
+            let seed = Self::seed_at(self.seed, length, &self.train);
+            self.mixture = self.data.mixture(length, seed, &MixtureCursor::default())?;
+            self.length = length;
+        }
+        Ok(())
     }
 
     fn evaluate(&self, model: &MiniCpm, device: &Device) -> Option<EvalResult> {
@@ -211,8 +251,9 @@ fn updates<R: Recipe>(
             true => cfg.data.decay_phase(),
             false => "stable",
         };
+        recipe.start_update(s)?;
         let batches = (0..cfg.accumulation())
-            .map(|_| recipe.next_batch(phase, t.micro_batch))
+            .map(|_| recipe.next_batch(phase, t.rows_at(s)))
             .collect::<Result<Vec<_>, _>>()?;
         let mut step = Step::new(recipe.objective(), device);
         step.world = world;
@@ -263,6 +304,7 @@ fn updates<R: Recipe>(
             expert_load: routing.map(|r| r.load.clone()),
             router_entropy: routing.map(|r| r.entropy.clone()),
             reduce_s: world.map(|_| window_phases.reduce.as_secs_f64() / window_updates as f64),
+            seq_len: (!t.length_schedule.is_empty()).then(|| t.row_length(s)),
         });
         if let (Some(r), Some(log)) = (&record, log.as_mut()) {
             log.append(r)?;
