@@ -88,9 +88,13 @@ fn train(a: TrainBenchArgs, world: Option<&dyn Collective>) -> anyhow::Result<Ex
     let t = &cfg.train;
     let speaks = minicpm_train::collective::leads(world);
     let ranks = world.map_or(String::new(), |w| format!(" on each of {} ranks", w.size()));
+    let lanes = match t.lanes {
+        1 => String::new(),
+        n => format!(" in {n} lanes"),
+    };
     if speaks {
         eprintln!(
-        "bench: d{} L{} heads {} d_ff {} vocab {}, {} x {} tokens per micro-batch, {} per update, {} warm-up + {} timed updates, {} threads{ranks}",
+        "bench: d{} L{} heads {} d_ff {} vocab {}, {} x {} tokens per micro-batch, {} per update, {} warm-up + {} timed updates, {} threads{lanes}{ranks}",
         m.hidden_size,
         m.num_hidden_layers,
         m.num_attention_heads,

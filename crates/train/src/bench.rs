@@ -117,6 +117,7 @@ pub fn run(
         let mut step = Step::new(&objective, device);
         step.timer = Some(&mut phases);
         step.world = world;
+        step.lanes = t.lanes;
         let batches: Vec<Batch> = step.timed(Phase::Data, |_| {
             (0..cfg.accumulation())
                 .map(|_| tokens.batch(t.micro_batch, t.seq_len, vocab))

@@ -20,7 +20,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use minicpm_data::{Batch, IGNORE};
 use minicpm_model::MiniCpm;
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 /// The preference loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -91,11 +91,13 @@ pub fn row_log_probs(nll: &[f32], targets: &[u32], seq_len: usize) -> Vec<(f64, 
         .collect()
 }
 
-/// The DPO objective; it also totals the pair statistics of the batches it has seen.
+/// The DPO objective; it also totals the pair statistics of the batches it has seen (in the
+/// order their passes finish: micro-batches run side by side (lanes.rs) may add theirs in either
+/// order, which can move the logged reward sums in their last bit).
 pub struct Dpo {
     pub beta: f64,
     pub loss: PreferenceLoss,
-    stats: RefCell<PairStats>,
+    stats: Mutex<PairStats>,
 }
 
 impl Dpo {
@@ -103,13 +105,13 @@ impl Dpo {
         Dpo {
             beta,
             loss,
-            stats: RefCell::new(PairStats::default()),
+            stats: Mutex::new(PairStats::default()),
         }
     }
 
     /// The statistics gathered since the last call.
     pub fn take_stats(&self) -> PairStats {
-        std::mem::take(&mut *self.stats.borrow_mut())
+        std::mem::take(&mut *self.stats.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The mean loss over the pairs whose rows have `policy` and `reference` summed
@@ -179,7 +181,10 @@ impl Objective for Dpo {
         let nll = token_nll(model, hidden.clone(), &seqs.targets);
         let policy = row_log_probs(&nll, &seqs.targets, seqs.seq_len);
         let (loss, grad, stats) = self.pair_loss(&policy, &batch.reference);
-        self.stats.borrow_mut().add(&stats);
+        self.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&stats);
         // d loss / d nll_t = -d loss / d (row's log-probability sum).
         let weights: Vec<f32> = seqs
             .targets

@@ -20,6 +20,7 @@ pub mod finetune;
 #[cfg(test)]
 mod finetune_parity;
 pub mod flops;
+pub mod lanes;
 pub mod length_schedule;
 pub mod lm_head_loss;
 pub mod loss;

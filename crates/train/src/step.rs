@@ -10,9 +10,10 @@
 
 use crate::collective::{self, Collective};
 use crate::data_parallel::{all_reduce_gradients, gather_losses};
+use crate::lanes;
 use crate::optimizer::{AdamW, StepStats};
 use crate::optimizer_shard::share_updated;
-use burn::module::Param;
+use burn::module::{Module, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use minicpm_model::named::{visit_named, NamedVisitor};
@@ -20,10 +21,12 @@ use minicpm_model::MiniCpm;
 use std::time::{Duration, Instant};
 
 /// What an update minimises.
-pub trait Objective {
+///
+/// Objectives and batches are shared by the lanes that run micro-batches side by side.
+pub trait Objective: Sync {
     /// What one micro-batch holds: token rows, or DPO's pairs with their reference
     /// log-probabilities.
-    type Batch;
+    type Batch: Sync;
 
     /// How many units (tokens, or pairs) of `batch` the loss counts.
     fn loss_tokens(&self, batch: &Self::Batch) -> usize;
@@ -80,6 +83,8 @@ pub struct Step<'a, O> {
     pub hook: Option<&'a mut dyn GradientHook>,
     /// The ranks that share the update's micro-batches; `None` computes all of them here.
     pub world: Option<&'a dyn Collective>,
+    /// Micro-batches computed side by side on the CPU (lanes.rs); 1: one after another.
+    pub lanes: usize,
 }
 
 impl<'a, O: Objective> Step<'a, O> {
@@ -90,6 +95,7 @@ impl<'a, O: Objective> Step<'a, O> {
             timer: None,
             hook: None,
             world: None,
+            lanes: 1,
         }
     }
 
@@ -116,25 +122,26 @@ impl<'a, O: Objective> Step<'a, O> {
         };
         let mut acc = GradientsAccumulator::<MiniCpm>::new();
         let mut losses = Vec::with_capacity(mine.len());
-        for (batch, &count) in batches[mine.clone()].iter().zip(&counts[mine]) {
-            if count == 0 {
-                // No loss token: nothing to add to the loss or the gradient.
-                losses.push((0.0, 0));
-                continue;
+        let mine: Vec<usize> = mine.collect();
+        for round in mine.chunks(self.lanes.max(1)) {
+            // A micro-batch without loss tokens adds nothing to the loss or the gradient.
+            let work: Vec<usize> = round.iter().copied().filter(|&i| counts[i] > 0).collect();
+            let passes = self.passes(model, batches, &counts, total, &work);
+            let start = Instant::now();
+            let mut passes = passes.into_iter();
+            for &i in round {
+                match counts[i] {
+                    0 => losses.push((0.0, 0)),
+                    count => {
+                        let pass = passes.next().expect("a pass per micro-batch with loss");
+                        acc.accumulate(model, pass.grads);
+                        losses.push((pass.loss, count));
+                    }
+                }
             }
-            let loss = self.timed(Phase::Forward, |s| s.objective.loss(model, batch, s.device));
-            // The micro-batch's share of the update: count / total. Dividing by total / count
-            // (exactly the number of micro-batches when they count alike) keeps the plain
-            // mean's rounding.
-            let scaled = match count == total {
-                true => loss.clone(),
-                false => loss.clone().div_scalar(total as f64 / count as f64),
-            };
-            self.timed(Phase::Backward, |_| {
-                let grads = GradientsParams::from_grads(scaled.backward(), model);
-                acc.accumulate(model, grads);
-            });
-            losses.push((loss.into_scalar::<f32>() as f64, count));
+            if let Some(t) = self.timer.as_deref_mut() {
+                t.backward += start.elapsed();
+            }
         }
         let mut grads = acc.grads();
         if let Some(w) = world {
@@ -154,6 +161,52 @@ impl<'a, O: Objective> Step<'a, O> {
             loss: update_mean(&losses),
             loss_tokens: total,
         }
+    }
+
+    /// Forward and backward of the micro-batches `work` (indices into `batches`), one after
+    /// another, or side by side in lanes (lanes.rs) when `self.lanes` allows; the passes come
+    /// back in `work`'s order.
+    fn passes(
+        &mut self,
+        model: &MiniCpm,
+        batches: &[O::Batch],
+        counts: &[usize],
+        total: usize,
+        work: &[usize],
+    ) -> Vec<Pass> {
+        let (objective, device, timing) = (self.objective, self.device, self.timer.is_some());
+        let pass = |model: &MiniCpm, i: usize| {
+            forward_backward(
+                objective,
+                model,
+                &batches[i],
+                counts[i],
+                total,
+                device,
+                timing,
+            )
+        };
+        let start = Instant::now();
+        let passes: Vec<Pass> = match lanes::pools(self.lanes, work.len()) {
+            None => work.iter().map(|&i| pass(model, i)).collect(),
+            Some(pools) => lanes::run_each(&pools, work, |lane, &i| match lane {
+                0 => pass(model, i),
+                // A fork has the same parameters under new autodiff nodes: a graph of its own.
+                _ => pass(&model.clone().fork(device), i),
+            }),
+        };
+        if let Some(t) = self.timer.as_deref_mut() {
+            // Side by side, the passes' phases overlap: the wall time is shared out in the
+            // proportion of their forward and backward times.
+            let (f, b) = passes.iter().fold((0.0, 0.0), |(f, b), p| {
+                (f + p.forward.as_secs_f64(), b + p.backward.as_secs_f64())
+            });
+            let wall = start.elapsed();
+            let forward = wall.mul_f64(f / (f + b).max(f64::MIN_POSITIVE));
+            t.forward += forward;
+            t.backward += wall.saturating_sub(forward);
+        }
+        passes
     }
 
     /// Clipping and the AdamW update at base learning rate `lr`; with sharded optimizer state,
@@ -200,8 +253,6 @@ impl<'a, O: Objective> Step<'a, O> {
         if let Some(t) = self.timer.as_deref_mut() {
             *match phase {
                 Phase::Data => &mut t.data,
-                Phase::Forward => &mut t.forward,
-                Phase::Backward => &mut t.backward,
                 Phase::Optimizer => &mut t.optimizer,
                 Phase::Reduce => &mut t.reduce,
             } += start.elapsed();
@@ -213,10 +264,54 @@ impl<'a, O: Objective> Step<'a, O> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Phase {
     Data,
-    Forward,
-    Backward,
     Optimizer,
     Reduce,
+}
+
+/// One micro-batch's gradient and mean loss, with the time its two phases took.
+struct Pass {
+    grads: GradientsParams,
+    loss: f64,
+    forward: Duration,
+    backward: Duration,
+}
+
+/// The loss of `batch` (`count` of the update's `total` loss tokens) and its gradient, weighted
+/// by the micro-batch's share of the update. With `timing`, the device is synchronised after
+/// each phase so that the times are the phases'.
+fn forward_backward<O: Objective>(
+    objective: &O,
+    model: &MiniCpm,
+    batch: &O::Batch,
+    count: usize,
+    total: usize,
+    device: &Device,
+    timing: bool,
+) -> Pass {
+    let sync = || {
+        if timing {
+            // A failed sync surfaces at the next read of a tensor; the timing is what matters.
+            let _ = device.sync();
+        }
+    };
+    let start = Instant::now();
+    let loss = objective.loss(model, batch, device);
+    sync();
+    let forward = start.elapsed();
+    // The micro-batch's share of the update: count / total. Dividing by total / count (exactly
+    // the number of micro-batches when they count alike) keeps the plain mean's rounding.
+    let scaled = match count == total {
+        true => loss.clone(),
+        false => loss.clone().div_scalar(total as f64 / count as f64),
+    };
+    let grads = GradientsParams::from_grads(scaled.backward(), model);
+    sync();
+    Pass {
+        grads,
+        loss: loss.into_scalar::<f32>() as f64,
+        forward,
+        backward: start.elapsed() - forward,
+    }
 }
 
 /// The mean loss over all loss tokens of an update from its micro-batches' (mean, count)
@@ -447,6 +542,34 @@ pub(crate) mod tests {
                     assert_eq!((loss, tokens), (one.loss, one.loss_tokens), "{at}");
                     assert_eq!(grads, reference, "{at}");
                 }
+            }
+        }
+    }
+
+    /// Micro-batches run side by side in lanes make the update's gradient and loss of one after
+    /// another, bit for bit (the lanes' gradients are added in micro-batch order), also when a
+    /// round holds a micro-batch without loss tokens or the lanes outnumber its micro-batches.
+    #[test]
+    fn lanes_make_the_gradient_of_the_micro_batches_one_after_another() {
+        let device = Device::flex().autodiff();
+        let model = model(&device);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        for masked in [false, true] {
+            let parts = split(&batch(masked), 4);
+            let one = Step::new(&Masked, &device).gradients(&model, &parts);
+            let reference = grads_by_name(&model, &one.grads);
+            for lanes in [2, 3, 4] {
+                let g = pool.install(|| {
+                    let mut step = Step::new(&Masked, &device);
+                    step.lanes = lanes;
+                    step.gradients(&model, &parts)
+                });
+                let at = format!("masked {masked}, {lanes} lanes");
+                assert_eq!((g.loss, g.loss_tokens), (one.loss, one.loss_tokens), "{at}");
+                assert_eq!(grads_by_name(&model, &g.grads), reference, "{at}");
             }
         }
     }

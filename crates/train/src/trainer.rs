@@ -257,6 +257,7 @@ fn updates<R: Recipe>(
             .collect::<Result<Vec<_>, _>>()?;
         let mut step = Step::new(recipe.objective(), device);
         step.world = world;
+        step.lanes = t.lanes;
         if world.is_some() {
             step.timer = Some(&mut window_phases);
         }
