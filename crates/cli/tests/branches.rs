@@ -391,15 +391,20 @@ fn a_length_curriculum_trains_shorter_rows_first_and_resumes_exactly() {
     let cfg = stable_config(dir.path(), 10, "");
     let run = dir.path().join("run");
     run_ok(train_new(&cfg, &run).args(["--set", "train.keep_checkpoints=0"]));
+    let from = run.join("checkpoints/step-0000010");
+    let extend = |out: &Path, rope: &str, curriculum: &str| {
+        let mut c = bin();
+        c.args(["extend", "--quiet", "--from"])
+            .arg(&from)
+            .arg("--out")
+            .arg(out)
+            .args(["--length", "64", "--rope", rope, "--tokens", "1024"])
+            .args(["--curriculum", curriculum]);
+        c
+    };
     let straight = dir.path().join("straight");
     run_ok(
-        bin()
-            .args(["extend", "--quiet", "--from"])
-            .arg(run.join("checkpoints/step-0000010"))
-            .arg("--out")
-            .arg(&straight)
-            .args(["--length", "64", "--rope", "abf:theta=1e6,ntk:factor=4"])
-            .args(["--curriculum", "16:0.25,32:0.5", "--tokens", "1024"])
+        extend(&straight, "abf:theta=1e6,ntk:factor=4", "16:0.25,32:0.5")
             .args(["--set", "train.checkpoint_every=1", "--set"])
             .args(["train.keep_checkpoints=0", "--set", "train.log_every=1"]),
     );
@@ -476,29 +481,13 @@ fn a_length_curriculum_trains_shorter_rows_first_and_resumes_exactly() {
 
     // A schedule the run cannot keep is refused in one line, before anything is written.
     let bad = dir.path().join("bad");
-    let e = run_bad(
-        bin()
-            .args(["extend", "--quiet", "--from"])
-            .arg(run.join("checkpoints/step-0000010"))
-            .arg("--out")
-            .arg(&bad)
-            .args(["--length", "64", "--rope", "none", "--tokens", "1024"])
-            .args(["--curriculum", "48:0.5"]),
-    );
+    let e = run_bad(&mut extend(&bad, "none", "48:0.5"));
     assert!(
         e.contains("train.length_schedule") && e.contains("48"),
         "{e}"
     );
     assert!(!bad.exists());
-    let e = run_bad(
-        bin()
-            .args(["extend", "--quiet", "--from"])
-            .arg(run.join("checkpoints/step-0000010"))
-            .arg("--out")
-            .arg(&bad)
-            .args(["--length", "64", "--rope", "none", "--tokens", "1024"])
-            .args(["--curriculum", "16:1.5"]),
-    );
+    let e = run_bad(&mut extend(&bad, "none", "16:1.5"));
     assert!(e.contains("--curriculum") && e.contains("(0, 1)"), "{e}");
 }
 
