@@ -222,6 +222,7 @@ def main() -> None:
     ap.add_argument("--model", default="granite", choices=["granite", "plain"])
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="granite's attention")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -236,6 +237,8 @@ def main() -> None:
     dev = args.device
     model = build(cfg, args.model, args.attn, run.get("seed", 42), seq).to(dev)
     forward = model if args.model == "plain" else (lambda ids: model(input_ids=ids).logits)
+    if args.compile:
+        forward = torch.compile(forward)
     opt = optimizer(model, cfg, run.get("optim", {}))
     gen = torch.Generator().manual_seed(run.get("seed", 42))
 
@@ -279,8 +282,9 @@ def main() -> None:
     flops = train_flops_per_token(cfg, seq) * tokens_per_s
     peak = gemm_peak(rows * seq, cfg["hidden_size"], cfg["intermediate_size"], dev)
     label = "plain modules + sdpa" if args.model == "plain" else f"Granite ({args.attn} attention)"
+    mode = "torch.compile" if args.compile else "eager"
     print(
-        f"pytorch {torch.__version__} eager, {label} on {dev}, {torch.get_num_threads()} threads\n"
+        f"pytorch {torch.__version__} {mode}, {label} on {dev}, {torch.get_num_threads()} threads\n"
         f"tokens/s       {tokens_per_s:.0f}\n"
         f"step time      {1e3 * elapsed / args.steps:.1f} ms/update\n"
         f"achieved       {flops / 1e9:.1f} GFLOP/s\n"
