@@ -11,7 +11,9 @@
 # columns run in turn ROUNDS times, each round's ratio is against that round's faster PyTorch,
 # and the last line gives the median and range of the ratios. This machine's speed drifts by
 # tens of percent within minutes, so one round's ratio says little; alternating rounds sample
-# the drift alike for every column.
+# the drift alike for every column. MINICPM_ARGS and TORCH_ARGS add arguments to our command and
+# to both PyTorch runs, e.g. MINICPM_ARGS="--set train.micro_batch=4 --set train.lanes=2" (the
+# same update, two micro-batches side by side) or TORCH_ARGS="--procs 2".
 #
 # On an AMD CPU, PyTorch runs with mkl_any_cpu.c preloaded, so that its MKL uses the kernels it
 # would use on an Intel CPU with the same instruction sets (more than twice as fast on an AMD
@@ -47,15 +49,17 @@ fi
 rounds="${ROUNDS:-1}"
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "error: ROUNDS=$rounds: expected a positive whole number" >&2; exit 2; }
 torch_step() {
-    echo "== pytorch: train_torch.py --model $1 --config $config --steps $steps --warmup $warmup --threads $threads" >&2
+    echo "== pytorch: train_torch.py --model $1 --config $config --steps $steps --warmup $warmup --threads $threads ${TORCH_ARGS:-}" >&2
+    # shellcheck disable=SC2086 # the extra arguments split on spaces
     LD_PRELOAD="$torch_preload" "$python" "$root/scripts/bench/train_torch.py" --model "$1" --config "$config" \
-        --steps "$steps" --warmup "$warmup" --threads "$threads" --json
+        --steps "$steps" --warmup "$warmup" --threads "$threads" --json ${TORCH_ARGS:-}
 }
 results=()
 for round in $(seq "$rounds"); do
     echo "== round $round of $rounds, $(date -u +%FT%TZ), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    echo "== minicpm bench train --config $config --steps $steps --warmup $warmup" >&2
-    results+=("$("$MINICPM" bench train --config "$config" --steps "$steps" --warmup "$warmup" --json)")
+    echo "== minicpm bench train --config $config --steps $steps --warmup $warmup ${MINICPM_ARGS:-}" >&2
+    # shellcheck disable=SC2086 # the extra arguments split on spaces
+    results+=("$("$MINICPM" bench train --config "$config" --steps "$steps" --warmup "$warmup" --json ${MINICPM_ARGS:-})")
     results+=("$(torch_step granite)")
     results+=("$(torch_step plain)")
 done

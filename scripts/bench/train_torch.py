@@ -223,24 +223,55 @@ def main() -> None:
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="granite's attention")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
+    ap.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        help="data-parallel processes (DDP over gloo on loopback), sharing --threads and each "
+        "micro-batch's rows: PyTorch's counterpart of `train.lanes`",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    with open(args.config, "rb") as f:
+        rows = tomllib.load(f)["train"]["micro_batch"]
+    if args.procs < 1 or rows % args.procs:
+        sys.exit(f"error: --procs {args.procs} does not divide train.micro_batch = {rows}")
+    if args.procs > 1:
+        import torch.multiprocessing as mp
 
-    torch.set_num_threads(args.threads)
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+        mp.spawn(train_ranks, args=(args,), nprocs=args.procs)
+    else:
+        train_ranks(0, args)
+
+
+def train_ranks(rank: int, args: argparse.Namespace) -> None:
+    """The timed updates on one of `args.procs` processes; rank 0 reports."""
+    procs = args.procs
+    if procs > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo", rank=rank, world_size=procs)
+    torch.set_num_threads(max(1, args.threads // procs))
     with open(args.config, "rb") as f:
         run = tomllib.load(f)
     cfg = hf_config(run["model"])
     train = run["train"]
     rows, seq = train["micro_batch"], train["seq_len"]
-    accum = train["batch_tokens"] // (rows * seq)
+    rows //= procs
+    accum = train["batch_tokens"] // (rows * seq * procs)
     clip = run.get("optim", {}).get("grad_clip", 1.0)
     dev = args.device
     model = build(cfg, args.model, args.attn, run.get("seed", 42), seq).to(dev)
+    if procs > 1:
+        # Averages the ranks' gradients in every backward pass, as the update's mean needs.
+        model = torch.nn.parallel.DistributedDataParallel(model)
     forward = model if args.model == "plain" else (lambda ids: model(input_ids=ids).logits)
     if args.compile:
         forward = torch.compile(forward)
     opt = optimizer(model, cfg, run.get("optim", {}))
-    gen = torch.Generator().manual_seed(run.get("seed", 42))
+    gen = torch.Generator().manual_seed(run.get("seed", 42) + rank)
 
     phases = dict.fromkeys(("data", "forward", "backward", "optimizer"), 0.0)
     loss_value = float("nan")
@@ -278,13 +309,22 @@ def main() -> None:
 
     tokens_per_s = args.steps * train["batch_tokens"] / elapsed
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if procs > 1:
+        rss = [0] * procs
+        dist.all_gather_object(rss, peak_rss)
+        dist.destroy_process_group()
+        if rank > 0:
+            return
+        peak_rss = sum(rss)
+        torch.set_num_threads(args.threads)
     total = sum(phases.values())
     flops = train_flops_per_token(cfg, seq) * tokens_per_s
     peak = gemm_peak(rows * seq, cfg["hidden_size"], cfg["intermediate_size"], dev)
     label = "plain modules + sdpa" if args.model == "plain" else f"Granite ({args.attn} attention)"
     mode = "torch.compile" if args.compile else "eager"
     print(
-        f"pytorch {torch.__version__} {mode}, {label} on {dev}, {torch.get_num_threads()} threads\n"
+        f"pytorch {torch.__version__} {mode}, {label} on {dev}, {args.threads} threads"
+        f"{f' in {procs} processes' if procs > 1 else ''}\n"
         f"tokens/s       {tokens_per_s:.0f}\n"
         f"step time      {1e3 * elapsed / args.steps:.1f} ms/update\n"
         f"achieved       {flops / 1e9:.1f} GFLOP/s\n"
