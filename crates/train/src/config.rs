@@ -34,7 +34,7 @@ pub struct TrainConfig {
     pub micro_batch: usize,
     /// On the CPU, micro-batches computed side by side, each on its share of the threads
     /// (lanes.rs): faster at small shapes, for `lanes` micro-batches' activations in memory at
-    /// once. Results are bit-identical whatever the number.
+    /// once. Each update's gradient and loss are bit-identical whatever the number.
     #[serde_inline_default(TrainConfig::default().lanes)]
     pub lanes: usize,
     /// Tokens per row: the run's context, and its held-out windows' length.
