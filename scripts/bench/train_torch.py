@@ -233,7 +233,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with open(args.config, "rb") as f:
-        rows = tomllib.load(f)["train"]["micro_batch"]
+        run = tomllib.load(f)
+    rows = run["train"]["micro_batch"]
     if args.procs < 1 or rows % args.procs:
         sys.exit(f"error: --procs {args.procs} does not divide train.micro_batch = {rows}")
     if args.procs > 1:
@@ -241,21 +242,19 @@ def main() -> None:
 
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
-        mp.spawn(train_ranks, args=(args,), nprocs=args.procs)
+        mp.spawn(train_ranks, args=(args, run), nprocs=args.procs)
     else:
-        train_ranks(0, args)
+        train_ranks(0, args, run)
 
 
-def train_ranks(rank: int, args: argparse.Namespace) -> None:
-    """The timed updates on one of `args.procs` processes; rank 0 reports."""
+def train_ranks(rank: int, args: argparse.Namespace, run: dict) -> None:
+    """The timed updates of config `run` on one of `args.procs` processes; rank 0 reports."""
     procs = args.procs
     if procs > 1:
         import torch.distributed as dist
 
         dist.init_process_group("gloo", rank=rank, world_size=procs)
     torch.set_num_threads(max(1, args.threads // procs))
-    with open(args.config, "rb") as f:
-        run = tomllib.load(f)
     cfg = hf_config(run["model"])
     train = run["train"]
     rows, seq = train["micro_batch"], train["seq_len"]
@@ -319,7 +318,8 @@ def train_ranks(rank: int, args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     total = sum(phases.values())
     flops = train_flops_per_token(cfg, seq) * tokens_per_s
-    peak = gemm_peak(rows * seq, cfg["hidden_size"], cfg["intermediate_size"], dev)
+    # At a whole micro-batch's rows, as in one process.
+    peak = gemm_peak(rows * procs * seq, cfg["hidden_size"], cfg["intermediate_size"], dev)
     label = "plain modules + sdpa" if args.model == "plain" else f"Granite ({args.attn} attention)"
     mode = "torch.compile" if args.compile else "eager"
     print(
