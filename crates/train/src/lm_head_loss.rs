@@ -203,18 +203,21 @@ fn softmax_loss_rows(
         RowScale::Each(w) => (w[i] * loss) as f64,
     };
     let rows = logits.par_chunks_mut(v).zip(targets.par_iter()).enumerate();
-    match nll {
+    // The rows' contributions are added in row order, not in the order the threads finish, so
+    // that the same logits give the same loss to the last bit.
+    let contributions: Vec<f64> = match nll {
         None => rows
             .map(|(i, (row, &target))| contribution(i, row_loss(i, row, target)))
-            .sum(),
+            .collect(),
         Some(out) => rows
             .zip(out.par_iter_mut())
             .map(|((i, (row, &target)), out)| {
                 *out = row_loss(i, row, target);
                 contribution(i, *out)
             })
-            .sum(),
-    }
+            .collect(),
+    };
+    contributions.iter().sum()
 }
 
 /// `value`, carrying the gradient `grad` to each `input` of the pairs: the result is

@@ -178,7 +178,7 @@ impl AdamW {
         impl ModuleVisitor for SumSq<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
                 if let Some(g) = self.grads.get::<D>(param.id) {
-                    let s = g.square().sum();
+                    let s = sum_of_squares(g);
                     self.acc = Some(match self.acc.take() {
                         Some(a) => a + s,
                         None => s,
@@ -354,5 +354,58 @@ impl NamedMapper for Update<'_> {
             w = w.require_grad();
         }
         Param::from_mapped_value(id, w, mapper)
+    }
+}
+
+/// Elements per piece of [`sum_of_squares`]. burn's CPU `sum` splits a tensor of 4M elements or
+/// more over the thread pool and adds the parts in the order the threads finish, so the same
+/// gradients gave norms a rounding apart and runs with such a tensor (d512's embedding, 8192 x
+/// 512) were not reproducible; a piece this size is summed on one thread.
+const NORM_PIECE: usize = 1 << 20;
+
+/// The sum of `g`'s squared elements, as pieces of [`NORM_PIECE`] elements added in order: the
+/// same bits whatever the threads (and, for a tensor of one piece, `g.square().sum()`).
+fn sum_of_squares<const D: usize>(g: Tensor<D>) -> Tensor<1> {
+    let n = g.shape().num_elements();
+    let flat = g.reshape([n]);
+    (0..n)
+        .step_by(NORM_PIECE)
+        .map(|start| {
+            let piece = flat.clone().slice(start..(start + NORM_PIECE).min(n));
+            piece.square().sum()
+        })
+        .reduce(|a, b| a + b)
+        .unwrap_or_else(|| Tensor::zeros([1], &flat.device()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sum_of_squares, NORM_PIECE};
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    /// A gradient past burn's threshold for splitting a sum over the threads: its sum of squares
+    /// is the same whatever the threads, and agrees with an f64 sum.
+    #[test]
+    fn the_sum_of_squares_has_the_same_bits_on_any_number_of_threads() {
+        let n = 4 * NORM_PIECE + 12_345;
+        let values: Vec<f32> = (0..n).map(|i| ((i % 977) as f32 * 0.013).sin()).collect();
+        let want: f64 = values.iter().map(|&v| v as f64 * v as f64).sum();
+        let device = Device::flex();
+        let g = Tensor::<1>::from_data(TensorData::new(values, [n]), &device);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| sum_of_squares(g.clone()).into_scalar::<f32>())
+        };
+        let one = on(1);
+        assert!(
+            (one as f64 - want).abs() <= 1e-5 * want,
+            "{one} against {want}"
+        );
+        for threads in [2, 3, 2] {
+            assert_eq!(on(threads).to_bits(), one.to_bits(), "{threads} threads");
+        }
     }
 }

@@ -45,7 +45,10 @@ pub fn forward(x: &[f32], weight: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
 pub fn backward(x: &[f32], weight: &[f32], inv: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let d = weight.len();
     let mut dx = zeros(x.len());
-    let dw = dx
+    // Each task's weight gradient is kept, and they are added in task order below: rayon's
+    // `reduce` would add them in an order that depends on how the threads split the work, and
+    // the same inputs could give gradients a rounding apart.
+    let parts: Vec<Vec<f32>> = dx
         .par_chunks_mut(d * ROWS_PER_TASK)
         .zip(x.par_chunks(d * ROWS_PER_TASK))
         .zip(dy.par_chunks(d * ROWS_PER_TASK))
@@ -72,13 +75,11 @@ pub fn backward(x: &[f32], weight: &[f32], inv: &[f32], dy: &[f32]) -> (Vec<f32>
             }
             dw
         })
-        .reduce(
-            || vec![0f32; d],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
+        .collect();
+    let mut dw = vec![0f32; d];
+    for part in parts {
+        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
     (dx, dw)
 }
 
@@ -114,6 +115,37 @@ impl Backward<Flex, 2> for RmsNormBackward {
         }
         if let Some(node) = pw {
             grads.register::<Flex>(node.id, flex_tensor(dw, weight.layout().shape().to_vec()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backward;
+
+    /// The weight gradient sums over rows, split into tasks: the split must not change a bit.
+    #[test]
+    fn the_weight_gradient_has_the_same_bits_on_any_number_of_threads() {
+        let (rows, d) = (40 * super::ROWS_PER_TASK + 3, 96);
+        let wave = |n: usize, f: f32| (0..n).map(|i| (i as f32 * f).sin()).collect::<Vec<f32>>();
+        let (x, dy, weight) = (wave(rows * d, 0.37), wave(rows * d, 0.11), wave(d, 0.7));
+        let inv = wave(rows, 0.05)
+            .iter()
+            .map(|v| 1.0 + v.abs())
+            .collect::<Vec<f32>>();
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| backward(&x, &weight, &inv, &dy))
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let (dx1, dw1) = on(1);
+        for threads in [2, 3, 2, 4] {
+            let (dx, dw) = on(threads);
+            assert_eq!(bits(&dx), bits(&dx1));
+            assert_eq!(bits(&dw), bits(&dw1), "{threads} threads");
         }
     }
 }
