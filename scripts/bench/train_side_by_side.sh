@@ -13,7 +13,8 @@
 # tens of percent within minutes, so one round's ratio says little; alternating rounds sample
 # the drift alike for every column. MINICPM_ARGS and TORCH_ARGS add arguments to our command and
 # to both PyTorch runs, e.g. MINICPM_ARGS="--set train.micro_batch=4 --set train.lanes=2" (the
-# same update, two micro-batches side by side) or TORCH_ARGS="--procs 2".
+# same update, two micro-batches side by side) or TORCH_ARGS="--procs 2";
+# MINICPM_ARGS="--set train.matmul=bf16" TORCH_ARGS="--bf16" compares the two bf16 options.
 #
 # On an AMD CPU, PyTorch runs with mkl_any_cpu.c preloaded, so that its MKL uses the kernels it
 # would use on an Intel CPU with the same instruction sets (more than twice as fast on an AMD

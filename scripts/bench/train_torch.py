@@ -224,6 +224,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
     ap.add_argument(
+        "--bf16",
+        action="store_true",
+        help="forward pass under torch.autocast(dtype=torch.bfloat16): bf16 matmuls with f32 "
+        "weights and optimizer, PyTorch's counterpart of `train.matmul = \"bf16\"`",
+    )
+    ap.add_argument(
         "--procs",
         type=int,
         default=1,
@@ -285,8 +291,9 @@ def train_ranks(rank: int, args: argparse.Namespace, run: dict) -> None:
             inputs, targets = window[:, :-1].contiguous(), window[:, 1:].contiguous()
             sync(dev)
             t1 = time.perf_counter()
-            logits = forward(inputs)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            with torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=args.bf16):
+                logits = forward(inputs)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
             loss = loss / accum
             sync(dev)
             t2 = time.perf_counter()
@@ -322,6 +329,8 @@ def train_ranks(rank: int, args: argparse.Namespace, run: dict) -> None:
     peak = gemm_peak(rows * procs * seq, cfg["hidden_size"], cfg["intermediate_size"], dev)
     label = "plain modules + sdpa" if args.model == "plain" else f"Granite ({args.attn} attention)"
     mode = "torch.compile" if args.compile else "eager"
+    if args.bf16:
+        mode += ", autocast bf16"
     print(
         f"pytorch {torch.__version__} {mode}, {label} on {dev}, {args.threads} threads"
         f"{f' in {procs} processes' if procs > 1 else ''}\n"

@@ -6,6 +6,7 @@ use crate::fma_peak::{self, FmaPeak};
 use crate::gemm_peak;
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
+use minicpm_model::kernels::MatmulPrecision;
 use minicpm_train::bench::{self, BenchResult};
 use minicpm_train::flops;
 use minicpm_train::{Collective, RunConfig};
@@ -92,9 +93,13 @@ fn train(a: TrainBenchArgs, world: Option<&dyn Collective>) -> anyhow::Result<Ex
         1 => String::new(),
         n => format!(" in {n} lanes"),
     };
+    let matmul = match t.matmul {
+        MatmulPrecision::F32 => "",
+        MatmulPrecision::Bf16 => ", bf16 products",
+    };
     if speaks {
         eprintln!(
-        "bench: d{} L{} heads {} d_ff {} vocab {}, {} x {} tokens per micro-batch, {} per update, {} warm-up + {} timed updates, {} threads{lanes}{ranks}",
+        "bench: d{} L{} heads {} d_ff {} vocab {}, {} x {} tokens per micro-batch, {} per update, {} warm-up + {} timed updates, {} threads{lanes}{matmul}{ranks}",
         m.hidden_size,
         m.num_hidden_layers,
         m.num_attention_heads,
@@ -160,6 +165,8 @@ struct Report<'a> {
     gemm_flops: Option<f64>,
     fma: Option<FmaPeak>,
     peak_rss: Option<u64>,
+    /// The products' precision, which the GEMM peak is measured in too.
+    matmul: MatmulPrecision,
 }
 
 impl<'a> Report<'a> {
@@ -176,6 +183,7 @@ impl<'a> Report<'a> {
             gemm_flops,
             fma,
             peak_rss,
+            matmul: cfg.train.matmul,
         }
     }
 
@@ -210,8 +218,12 @@ impl<'a> Report<'a> {
             self.achieved_flops() / 1e9
         );
         if let Some(gemm) = self.gemm_flops {
+            let precision = match self.matmul {
+                MatmulPrecision::F32 => "",
+                MatmulPrecision::Bf16 => " in bf16",
+            };
             s += &format!(
-                "GEMM peak      {:.1} GFLOP/s (the linear layer's product, measured now)\n",
+                "GEMM peak      {:.1} GFLOP/s (the linear layer's product{precision}, measured now)\n",
                 gemm / 1e9
             );
         }

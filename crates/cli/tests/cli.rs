@@ -162,6 +162,10 @@ fn bad_configs_exit_2_naming_the_field() {
         (&["train.seq_len=0"], &["train.seq_len", "positive"]),
         (&["train.micro_batch=0"], &["train.micro_batch", "positive"]),
         (
+            &["train.matmul=\"fp16\""],
+            &["train.matmul", "unknown variant `fp16`"],
+        ),
+        (
             &["data.train=\"/nonexistent/shards\""],
             &["/nonexistent/shards/index.json"],
         ),
@@ -179,6 +183,61 @@ fn bad_configs_exit_2_naming_the_field() {
     assert!(!out.join("checkpoints").exists(), "nothing was trained");
     let e = run_bad(bin().arg("info").arg(dir.path().join("missing.toml")));
     assert!(e.contains("missing.toml"), "{e}");
+}
+
+/// The same run on 1 and on 2 threads logs the same bits (every parallel sum of the step adds
+/// its parts in a fixed order; 2048 rows per pass split the RMSNorm gradient into 64 tasks), and
+/// with `train.matmul = "bf16"` it follows the f32 run within bfloat16's rounding without being
+/// the same run.
+#[test]
+fn runs_are_bit_identical_on_any_threads_and_bf16_products_track_f32() {
+    let steps = 30;
+    let (dir, cfg) = setup(steps);
+    let run = |name: &str, threads: &str, matmul: &str| {
+        let out = dir.path().join(name);
+        let mut c = train_new(&cfg, &out);
+        c.env("RAYON_NUM_THREADS", threads)
+            .args(["--set", "train.micro_batch=32", "--set", "train.seq_len=64"])
+            .args([
+                "--set",
+                "train.batch_tokens=2048",
+                "--set",
+                "train.eval_every=0",
+            ])
+            .args(["--set", &format!("train.matmul=\"{matmul}\"")]);
+        run_ok(&mut c);
+        read(&out.join("metrics.jsonl")).unwrap()
+    };
+    let one = run("one", "1", "f32");
+    let two = run("two", "2", "f32");
+    assert_eq!(one.len() as u64, steps);
+    assert_eq!(losses(&one), losses(&two), "1 and 2 threads");
+    // The weights too: a last-bit difference in a gradient may not reach a logged loss.
+    let weights = |name: &str| {
+        let file = format!("{name}/checkpoints/step-{steps:07}/model.safetensors");
+        std::fs::read(dir.path().join(file)).unwrap()
+    };
+    assert!(
+        weights("one") == weights("two"),
+        "1 and 2 threads: the final weights differ"
+    );
+
+    let bf16 = run("bf16", "2", "bf16");
+    let resolved = std::fs::read_to_string(dir.path().join("bf16/run.toml")).unwrap();
+    assert!(resolved.contains("matmul = \"bf16\""), "{resolved}");
+    assert_ne!(losses(&bf16), losses(&two), "the bf16 products ran");
+    for (b, f) in bf16.iter().zip(&two) {
+        let rel = (b.loss - f.loss).abs() / f.loss;
+        assert!(
+            rel < 0.01,
+            "update {}: {} against f32's {}",
+            b.step,
+            b.loss,
+            f.loss
+        );
+    }
+    let (first, last) = (bf16[0].loss, bf16.last().unwrap().loss);
+    assert!(last < first - 0.5, "bf16 trains: {first} to {last}");
 }
 
 #[test]

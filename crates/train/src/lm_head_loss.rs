@@ -12,7 +12,7 @@
 use burn::tensor::{Tensor, TensorData};
 use minicpm_data::IGNORE;
 use minicpm_model::kernels::strided_gemm::{gemm_on_pool, View};
-use minicpm_model::kernels::{vector_math, zeros, HostTensor};
+use minicpm_model::kernels::{matmul_precision, vector_math, zeros, HostTensor};
 use rayon::prelude::*;
 
 /// Logits per chunk, in elements (16 MiB of f32): large enough that the matmuls run at full
@@ -100,6 +100,7 @@ fn chunked(
     let (h, w) = (host(&hidden), host(&weight));
     let (h, w) = (h.values(), w.values());
     let inv_n = 1.0 / n as f32;
+    let p = matmul_precision();
 
     let mut loss_sum = 0.0f64;
     // One logits buffer for every chunk; the gradients are written in place: each chunk's rows
@@ -114,7 +115,7 @@ fn chunked(
         let len = rows.min(n - start);
         let values = &mut logits[..len * v];
         let h_chunk = View::rows(&h, start * d, d);
-        gemm_on_pool(len, v, d, values, 0, v, false, h_chunk, w_rows.t(), 1.0);
+        gemm_on_pool(len, v, d, values, 0, v, false, h_chunk, w_rows.t(), 1.0, p);
         let scale = match weights {
             TokenWeights::Mean => RowScale::All(inv_n),
             TokenWeights::Each(w) => RowScale::Each(&w[start..start + len]),
@@ -130,9 +131,9 @@ fn chunked(
         if need_grads {
             let dlogits = View::rows(values, 0, v);
             let gh = &mut grad_hidden;
-            gemm_on_pool(len, d, v, gh, start * d, d, false, dlogits, w_rows, 1.0);
+            gemm_on_pool(len, d, v, gh, start * d, d, false, dlogits, w_rows, 1.0, p);
             let gw = &mut grad_weight;
-            gemm_on_pool(v, d, len, gw, 0, d, start > 0, dlogits.t(), h_chunk, 1.0);
+            gemm_on_pool(v, d, len, gw, 0, d, start > 0, dlogits.t(), h_chunk, 1.0, p);
         }
     }
     let loss = match weights {

@@ -100,10 +100,10 @@ impl<C: CheckpointStrategy> FusedKernels for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let y = linear::forward_flex(&x, &weight, scale);
-                prep.finish((x, weight, scale), y)
+                let (y, precision) = linear::forward_flex(&x, &weight, scale);
+                prep.finish((x, weight, scale, precision), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(linear::forward_flex(&x, &weight, scale)),
+            OpsKind::UnTracked(prep) => prep.finish(linear::forward_flex(&x, &weight, scale).0),
         }
     }
 

@@ -9,7 +9,7 @@
 //! the weight's own layout.
 
 use super::strided_gemm::{product, View};
-use super::{flex_tensor, host_values};
+use super::{flex_tensor, host_values, matmul_precision, MatmulPrecision};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
@@ -24,22 +24,22 @@ pub struct Dims {
     pub d_out: usize,
 }
 
-/// `y [rows, d_out] = s * x [rows, d_in] * w^T` with `w [d_out, d_in]`.
-pub fn forward(x: &[f32], w: &[f32], d: Dims, s: f32) -> Vec<f32> {
+/// `y [rows, d_out] = s * x [rows, d_in] * w^T` with `w [d_out, d_in]`, in precision `p`.
+pub fn forward(x: &[f32], w: &[f32], d: Dims, s: f32, p: MatmulPrecision) -> Vec<f32> {
     let (x, w) = (View::rows(x, 0, d.d_in), View::rows(w, 0, d.d_in));
-    product(d.rows, d.d_out, d.d_in, x, w.t(), s)
+    product(d.rows, d.d_out, d.d_in, x, w.t(), s, p)
 }
 
-/// `dx [rows, d_in] = s * dy [rows, d_out] * w`.
-pub fn input_gradient(dy: &[f32], w: &[f32], d: Dims, s: f32) -> Vec<f32> {
+/// `dx [rows, d_in] = s * dy [rows, d_out] * w`, in precision `p`.
+pub fn input_gradient(dy: &[f32], w: &[f32], d: Dims, s: f32, p: MatmulPrecision) -> Vec<f32> {
     let (dy, w) = (View::rows(dy, 0, d.d_out), View::rows(w, 0, d.d_in));
-    product(d.rows, d.d_in, d.d_out, dy, w, s)
+    product(d.rows, d.d_in, d.d_out, dy, w, s, p)
 }
 
-/// `dw [d_out, d_in] = s * dy^T * x`, in the weight's layout.
-pub fn weight_gradient(dy: &[f32], x: &[f32], d: Dims, s: f32) -> Vec<f32> {
+/// `dw [d_out, d_in] = s * dy^T * x`, in the weight's layout, in precision `p`.
+pub fn weight_gradient(dy: &[f32], x: &[f32], d: Dims, s: f32, p: MatmulPrecision) -> Vec<f32> {
     let (dy, x) = (View::rows(dy, 0, d.d_out), View::rows(x, 0, d.d_in));
-    product(d.d_out, d.d_in, d.rows, dy.t(), x, s)
+    product(d.d_out, d.d_in, d.rows, dy.t(), x, s, p)
 }
 
 /// The shape of `x [.., d_in]` and `w [d_out, d_in]` as [`Dims`].
@@ -57,34 +57,35 @@ fn dims(x: &FlexTensor, w: &FlexTensor) -> Dims {
     }
 }
 
-/// [`forward`] on CPU tensors: `x [.., d_in]` to `[.., d_out]`.
-pub fn forward_flex(x: &FlexTensor, w: &FlexTensor, s: f32) -> FlexTensor {
-    let d = dims(x, w);
-    let y = forward(&host_values(x), &host_values(w), d, s);
+/// [`forward`] on CPU tensors, in the process's [`matmul_precision`]: `x [.., d_in]` to
+/// `[.., d_out]`, and the precision used (which the backward pass keeps).
+pub fn forward_flex(x: &FlexTensor, w: &FlexTensor, s: f32) -> (FlexTensor, MatmulPrecision) {
+    let (d, p) = (dims(x, w), matmul_precision());
+    let y = forward(&host_values(x), &host_values(w), d, s, p);
     let mut shape = x.layout().shape().to_vec();
     *shape.last_mut().expect("x has a last dimension") = d.d_out;
-    flex_tensor(y, shape)
+    (flex_tensor(y, shape), p)
 }
 
 #[derive(Debug)]
 pub struct LinearBackward;
 
 impl Backward<Flex, 2> for LinearBackward {
-    /// x, w and the scale.
-    type State = (FlexTensor, FlexTensor, f32);
+    /// x, w, the scale and the forward pass's precision.
+    type State = (FlexTensor, FlexTensor, f32, MatmulPrecision);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, w, s) = ops.state;
+        let (x, w, s, p) = ops.state;
         let dy = grads.consume::<Flex>(&ops.node);
         let d = dims(&x, &w);
         let dy = host_values(&dy);
         let [px, pw] = ops.parents;
         if let Some(node) = px {
-            let dx = input_gradient(&dy, &host_values(&w), d, s);
+            let dx = input_gradient(&dy, &host_values(&w), d, s, p);
             grads.register::<Flex>(node.id, flex_tensor(dx, x.layout().shape().to_vec()));
         }
         if let Some(node) = pw {
-            let dw = weight_gradient(&dy, &host_values(&x), d, s);
+            let dw = weight_gradient(&dy, &host_values(&x), d, s, p);
             grads.register::<Flex>(node.id, flex_tensor(dw, w.layout().shape().to_vec()));
         }
     }

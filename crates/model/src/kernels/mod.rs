@@ -9,6 +9,7 @@
 
 pub mod attention_cpu;
 mod autodiff;
+pub mod bf16_gemm;
 pub mod linear;
 pub mod moe_cpu;
 pub mod reference;
@@ -78,7 +79,7 @@ impl FusedKernels for Flex {
     }
 
     fn linear(x: FlexTensor, weight: FlexTensor, scale: f64) -> FlexTensor {
-        linear::forward_flex(&x, &weight, scale as f32)
+        linear::forward_flex(&x, &weight, scale as f32).0
     }
 
     fn rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
@@ -98,6 +99,36 @@ impl FusedKernels for Flex {
         w2: FlexTensor,
     ) -> FlexTensor {
         moe_cpu::forward_flex(&x, &weights, &choice, &w1, &w3, &w2).0
+    }
+}
+
+/// The arithmetic of the training step's large products on the CPU (the linear layers' and the
+/// LM head's; attention's per-head products and MoE experts' stay in f32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatmulPrecision {
+    /// f32 operands and sums.
+    #[default]
+    F32,
+    /// Operands rounded to bfloat16, sums in f32 ([`bf16_gemm`]).
+    Bf16,
+}
+
+static MATMUL_BF16: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets the precision of the products for the whole process, like PyTorch's
+/// `torch.set_float32_matmul_precision`: a run sets it once, from `train.matmul`, before its
+/// first step. Each linear layer's backward pass keeps the precision its forward pass used.
+pub fn set_matmul_precision(precision: MatmulPrecision) {
+    let bf16 = precision == MatmulPrecision::Bf16;
+    MATMUL_BF16.store(bf16, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The precision [`set_matmul_precision`] set (f32 unless it was called).
+pub fn matmul_precision() -> MatmulPrecision {
+    match MATMUL_BF16.load(std::sync::atomic::Ordering::Relaxed) {
+        true => MatmulPrecision::Bf16,
+        false => MatmulPrecision::F32,
     }
 }
 

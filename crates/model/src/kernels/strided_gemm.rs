@@ -1,6 +1,9 @@
 //! A thin, safe-to-call wrapper over the `gemm` crate (the GEMM that burn's CPU backend uses), for
 //! the small per-head products of the fused kernels, which address rows of larger tensors through
-//! strides instead of copying them out.
+//! strides instead of copying them out; and the one place that sends a product to the bf16 GEMM
+//! ([`bf16_gemm`](super::bf16_gemm)) when its precision says so.
+
+use super::MatmulPrecision;
 
 /// A matrix view: element `(r, c)` is `data[offset + r * row_stride + c * col_stride]`.
 #[derive(Clone, Copy)]
@@ -58,21 +61,13 @@ pub fn gemm(
     scale: f32,
 ) {
     let dst = (out, dst_offset, dst_row_stride);
-    into_slice(
-        m,
-        n,
-        k,
-        dst,
-        accumulate,
-        a,
-        b,
-        scale,
-        gemm::Parallelism::None,
-    );
+    let f32 = MatmulPrecision::F32;
+    into_slice(m, n, k, dst, accumulate, a, b, scale, false, f32);
 }
 
-/// [`gemm`] on the thread pool when the product is large enough to split: the training step's
-/// full-size products written into part of a larger buffer (the LM head's chunks).
+/// [`gemm`] on the thread pool when the product is large enough to split, in `precision`: the
+/// training step's full-size products written into part of a larger buffer (the LM head's
+/// chunks).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_on_pool(
     m: usize,
@@ -85,9 +80,11 @@ pub fn gemm_on_pool(
     a: View,
     b: View,
     scale: f32,
+    precision: MatmulPrecision,
 ) {
     let dst = (out, dst_offset, dst_row_stride);
-    into_slice(m, n, k, dst, accumulate, a, b, scale, parallelism(m, n, k));
+    let parallel = worth_splitting(m, n, k);
+    into_slice(m, n, k, dst, accumulate, a, b, scale, parallel, precision);
 }
 
 /// [`gemm`] with the destination `(out, offset, row stride)` and the threading given.
@@ -101,7 +98,8 @@ fn into_slice(
     a: View,
     b: View,
     scale: f32,
-    parallelism: gemm::Parallelism,
+    parallel: bool,
+    precision: MatmulPrecision,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -116,23 +114,23 @@ fn into_slice(
     unsafe {
         let dst = out.as_mut_ptr().add(offset);
         run(
-            m,
-            n,
-            k,
-            dst,
-            row_stride,
-            accumulate,
-            a,
-            b,
-            scale,
-            parallelism,
+            m, n, k, dst, row_stride, accumulate, a, b, scale, parallel, precision,
         )
     }
 }
 
-/// `scale * a[m x k] * b[k x n]` as a new row-major matrix, on the thread pool when large
-/// enough. The output is written once, by the product itself: no zero-filling pass before it.
-pub fn product(m: usize, n: usize, k: usize, a: View, b: View, scale: f32) -> Vec<f32> {
+/// `scale * a[m x k] * b[k x n]` in `precision` as a new row-major matrix, on the thread pool
+/// when large enough. The output is written once, by the product itself: no zero-filling pass
+/// before it.
+pub fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: View,
+    b: View,
+    scale: f32,
+    precision: MatmulPrecision,
+) -> Vec<f32> {
     let len = m * n;
     if k == 0 {
         return vec![0.0; len];
@@ -152,27 +150,26 @@ pub fn product(m: usize, n: usize, k: usize, a: View, b: View, scale: f32) -> Ve
             a,
             b,
             scale,
-            parallelism(m, n, k),
+            worth_splitting(m, n, k),
+            precision,
         );
         out.set_len(len);
     }
     out
 }
 
-fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
-    match m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MULTIPLY_ADDS {
-        true => gemm::Parallelism::Rayon(0),
-        false => gemm::Parallelism::None,
-    }
+fn worth_splitting(m: usize, n: usize, k: usize) -> bool {
+    m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MULTIPLY_ADDS
 }
 
-/// The one call into the `gemm` crate.
+/// The one call into the `gemm` crate, or into the bf16 GEMM; on the thread pool when
+/// `parallel`.
 ///
 /// # Safety
 /// `dst` must address an `m x n` matrix with row stride `dst_row_stride` (columns contiguous)
 /// that aliases neither input and is initialised when `accumulate` is set.
 #[allow(clippy::too_many_arguments)]
-unsafe fn run(
+pub(super) unsafe fn run(
     m: usize,
     n: usize,
     k: usize,
@@ -182,15 +179,25 @@ unsafe fn run(
     a: View,
     b: View,
     scale: f32,
-    parallelism: gemm::Parallelism,
+    parallel: bool,
+    precision: MatmulPrecision,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     assert!(a.fits(m, k) && b.fits(k, n), "gemm operands out of bounds");
+    let parallelism = match parallel {
+        true => gemm::Parallelism::Rayon(0),
+        false => gemm::Parallelism::None,
+    };
     // SAFETY: the operands lie inside their slices (asserted above); the caller vouches for
     // the destination.
     unsafe {
+        if precision == MatmulPrecision::Bf16 {
+            let dst_rs = dst_row_stride;
+            super::bf16_gemm::run(m, n, k, dst, dst_rs, accumulate, a, b, scale, parallel);
+            return;
+        }
         gemm::gemm(
             m,
             n,
