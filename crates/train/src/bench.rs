@@ -99,7 +99,7 @@ pub fn run(
         crate::collective::can_share(w, cfg.accumulation())?;
     }
     let t = &cfg.train;
-    minicpm_model::kernels::set_matmul_precision(t.matmul);
+    crate::step::set_matmul_precision(t.matmul, device)?;
     let vocab = token_bound(cfg.model.vocab_size)?;
     let (mut model, mut opt) = open_run::fresh(cfg, device);
     if let Some(w) = world.filter(|_| shard_optimizer) {

@@ -10,12 +10,14 @@
 
 use crate::collective::{self, Collective};
 use crate::data_parallel::{all_reduce_gradients, gather_losses};
+use crate::error::InvalidSetting;
 use crate::lanes;
 use crate::optimizer::{AdamW, StepStats};
 use crate::optimizer_shard::share_updated;
 use burn::module::{Module, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
+use minicpm_model::kernels::{self, MatmulPrecision};
 use minicpm_model::named::{visit_named, NamedVisitor};
 use minicpm_model::MiniCpm;
 use std::time::{Duration, Instant};
@@ -352,6 +354,20 @@ fn pass_hook(
         },
     );
     grads
+}
+
+/// Sets the products' precision for the run (`train.matmul`, docs/MODEL.md section 7). bf16
+/// products are the CPU's; on another device they are refused rather than run in f32 unasked.
+pub fn set_matmul_precision(
+    precision: MatmulPrecision,
+    device: &Device,
+) -> Result<(), InvalidSetting> {
+    if precision == MatmulPrecision::Bf16 && !kernels::available(device) {
+        let msg = "train.matmul = \"bf16\" runs on the CPU only; use \"f32\" on this device";
+        return Err(InvalidSetting::new("train.matmul", msg));
+    }
+    kernels::set_matmul_precision(precision);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -203,7 +203,7 @@ fn updates<R: Recipe>(
         ..
     } = open;
     let t = &cfg.train;
-    minicpm_model::kernels::set_matmul_precision(t.matmul);
+    crate::step::set_matmul_precision(t.matmul, device)?;
     let schedule = cfg.schedule.resolve(t.steps)?;
     let branches = BranchPolicy::of(&cfg)?;
     let checkpoints = CheckpointPolicy {
