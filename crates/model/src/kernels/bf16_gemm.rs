@@ -11,9 +11,10 @@
 //! The layout is the usual packed GEMM's. For each block of `KC_PAIRS` pairs of `b`'s rows,
 //! `b` is packed into panels of `NR` columns, each pair of rows interleaved so that one 512-bit
 //! register holds 16 columns x 2 rows, and `a` into panels of `MR` rows holding each row's pair
-//! of values as one 32-bit word (broadcast to every lane), a row's words one after another. The micro-kernel keeps an
-//! `MR x NR` tile of the output in 24 registers; the pool's tasks are blocks of `MC` rows by
-//! `NC` columns, which keep a task's packed operands in the core's own caches.
+//! of values as one 32-bit word (broadcast to every lane), a row's words one after another. The
+//! micro-kernel keeps an `MR x NR` tile of the output in 24 registers; the pool's tasks are
+//! blocks of `MC` rows by `NC` columns, which keep a task's packed operands in the core's own
+//! caches.
 
 use super::strided_gemm::{self, View};
 use super::MatmulPrecision;
@@ -25,7 +26,7 @@ const MR: usize = 6;
 const NR: usize = 64;
 /// Pairs of `b`'s rows per packed block (512 values of the inner dimension).
 const KC_PAIRS: usize = 256;
-/// Output rows per task: 16 tiles, whose packed rows of `a` (48 KiB at most) stay in L2.
+/// Output rows per task: 16 tiles, whose packed rows of `a` (96 KiB at most) stay in L2.
 const MC: usize = 16 * MR;
 /// Output columns per task: 4 panels of `b` (256 KiB at most).
 const NC: usize = 4 * NR;
