@@ -16,7 +16,7 @@
 //! blocks of `MC` rows by `NC` columns, which keep a task's packed operands in the core's own
 //! caches.
 
-use super::strided_gemm::{self, View};
+use super::strided_gemm::{self, Dst, Product, View};
 use super::MatmulPrecision;
 use rayon::prelude::*;
 
@@ -72,62 +72,21 @@ pub fn native() -> bool {
     false
 }
 
-/// The output matrix: element `(r, c)` at `ptr + r * row_stride + c`.
-#[derive(Clone, Copy)]
-struct Out {
-    ptr: *mut f32,
-    row_stride: usize,
-}
-
-// SAFETY: tasks write disjoint tiles of the output (`run`'s caller vouches for the buffer).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-/// `dst[m x n] = (accumulate ? dst : 0) + scale * bf16(a[m x k]) * bf16(b[k x n])`, on the
-/// thread pool when `parallel`.
+/// `dst (+)= scale * bf16(a[m x k]) * bf16(b[k x n])`, on the thread pool when `parallel`.
 ///
 /// # Safety
-/// As [`strided_gemm::run`]: `dst` addresses an `m x n` matrix with row stride
-/// `dst_row_stride` that aliases neither input and is initialised when `accumulate` is set; the
-/// operands lie inside their slices.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn run(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_row_stride: usize,
-    accumulate: bool,
-    a: View,
-    b: View,
-    scale: f32,
-    parallel: bool,
-) {
+/// As [`strided_gemm::run`]: `dst` addresses an `m x n` matrix that aliases neither input and is
+/// initialised when it accumulates; the operands lie inside their slices.
+pub unsafe fn run(p: Product, dst: Dst, parallel: bool) {
+    let (m, n, k, a, b, scale) = (p.m, p.n, p.k, p.a, p.b, p.scale);
     if m == 0 || n == 0 {
         return;
     }
     if !native() || k == 0 {
         // SAFETY: as this function's.
-        unsafe {
-            rounded_f32(
-                m,
-                n,
-                k,
-                dst,
-                dst_row_stride,
-                accumulate,
-                a,
-                b,
-                scale,
-                parallel,
-            )
-        };
+        unsafe { rounded_f32(p, dst, parallel) };
         return;
     }
-    let out = Out {
-        ptr: dst,
-        row_stride: dst_row_stride,
-    };
     let pairs = k.div_ceil(2);
     let (row_panels, col_panels) = (m.div_ceil(MR), n.div_ceil(NR));
     let block = KC_PAIRS.min(pairs);
@@ -156,7 +115,7 @@ pub unsafe fn run(
                 pb.chunks_mut(kp * NR).enumerate().for_each(pack_b);
             }
         }
-        let add = accumulate || p0 > 0;
+        let add = dst.accumulate || p0 > 0;
         let (pa, pb) = (&*pa, &*pb);
         let (row_blocks, col_blocks) = (m.div_ceil(MC), n.div_ceil(NC));
         let task = |t: usize| {
@@ -168,7 +127,7 @@ pub unsafe fn run(
                     let (rows, cols) = (MR.min(m - i), NR.min(n - j));
                     // SAFETY: `native()` holds; the tile lies inside the output, and no other
                     // task writes it.
-                    unsafe { x86::tile(kp, panel_a, panel_b, out, i, j, rows, cols, scale, add) };
+                    unsafe { x86::tile(kp, panel_a, panel_b, dst, i, j, rows, cols, scale, add) };
                 }
             }
         };
@@ -219,48 +178,23 @@ fn pack_b_any(b: View, n: usize, k: usize, j0: usize, p0: usize, kp: usize, pane
 ///
 /// # Safety
 /// As [`run`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn rounded_f32(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_row_stride: usize,
-    accumulate: bool,
-    a: View,
-    b: View,
-    scale: f32,
-    parallel: bool,
-) {
+unsafe fn rounded_f32(p: Product, dst: Dst, parallel: bool) {
+    let Product { m, n, k, a, b, .. } = p;
     let ra: Vec<f32> = (0..m * k)
         .map(|e| round_to_bf16(at(&a, e / k, e % k)))
         .collect();
     let rb: Vec<f32> = (0..k * n)
         .map(|e| round_to_bf16(at(&b, e / n, e % n)))
         .collect();
-    let (ra, rb) = (View::rows(&ra, 0, k), View::rows(&rb, 0, n));
+    let (a, b) = (View::rows(&ra, 0, k), View::rows(&rb, 0, n));
     // SAFETY: the copies are contiguous `m x k` and `k x n` matrices; the caller vouches for
     // the destination.
-    unsafe {
-        strided_gemm::run(
-            m,
-            n,
-            k,
-            dst,
-            dst_row_stride,
-            accumulate,
-            ra,
-            rb,
-            scale,
-            parallel,
-            MatmulPrecision::F32,
-        )
-    }
+    unsafe { strided_gemm::run(Product { a, b, ..p }, dst, parallel, MatmulPrecision::F32) }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{pack_a_any, pack_b_any, Out, View, MR, NR};
+    use super::{pack_a_any, pack_b_any, Dst, View, MR, NR};
     use std::arch::x86_64::*;
 
     /// The lanes below `n` (at most 16).
@@ -486,7 +420,7 @@ mod x86 {
         kp: usize,
         a: &[u32],
         b: &[u32],
-        out: Out,
+        out: Dst,
         i: usize,
         j: usize,
         rows: usize,
@@ -540,7 +474,7 @@ mod x86 {
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
     //! Never called: [`super::native`] is false off x86-64.
-    use super::{Out, View};
+    use super::{Dst, View};
 
     pub unsafe fn pack_a(_: View, _: usize, _: usize, _: usize, _: usize, _: usize, _: &mut [u32]) {
         unreachable!("bf16 packing runs only where native() holds")
@@ -555,7 +489,7 @@ mod x86 {
         _: usize,
         _: &[u32],
         _: &[u32],
-        _: Out,
+        _: Dst,
         _: usize,
         _: usize,
         _: usize,
@@ -598,6 +532,15 @@ mod tests {
         assert_eq!(round_to_bf16(3.0), 3.0);
     }
 
+    /// `out` as a destination with row stride `row_stride`.
+    fn dst(out: &mut [f32], row_stride: usize, accumulate: bool) -> Dst {
+        Dst {
+            ptr: out.as_mut_ptr(),
+            row_stride,
+            accumulate,
+        }
+    }
+
     /// Values spread over a few binades, deterministic.
     fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -634,15 +577,8 @@ mod tests {
                     // SAFETY: `out` is an initialised m x n matrix of its own.
                     unsafe {
                         run(
-                            m,
-                            n,
-                            k,
-                            out.as_mut_ptr(),
-                            n,
-                            accumulate,
-                            a,
-                            b,
-                            scale,
+                            Product::new(m, n, k, a, b, scale),
+                            dst(&mut out, n, accumulate),
                             parallel,
                         )
                     };
@@ -692,7 +628,13 @@ mod tests {
             .map(|&parallel| {
                 let mut out = vec![f32::NAN; m * n];
                 // SAFETY: `out` is an m x n matrix of its own, not read without `accumulate`.
-                unsafe { run(m, n, k, out.as_mut_ptr(), n, false, a, b, 1.0, parallel) };
+                unsafe {
+                    run(
+                        Product::new(m, n, k, a, b, 1.0),
+                        dst(&mut out, n, false),
+                        parallel,
+                    )
+                };
                 out
             })
             .collect();
@@ -713,8 +655,9 @@ mod tests {
         let (mut native, mut emulated) = (vec![0.0; m * n], vec![0.0; m * n]);
         // SAFETY: each output is an m x n matrix of its own.
         unsafe {
-            run(m, n, k, native.as_mut_ptr(), n, false, a, b, 1.0, true);
-            rounded_f32(m, n, k, emulated.as_mut_ptr(), n, false, a, b, 1.0, true);
+            let p = Product::new(m, n, k, a, b, 1.0);
+            run(p, dst(&mut native, n, false), true);
+            rounded_f32(p, dst(&mut emulated, n, false), true);
         }
         for (x, y) in native.iter().zip(&emulated) {
             assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} against {y}");

@@ -112,10 +112,12 @@ fn into_slice(
     // SAFETY: the destination lies inside `out` (asserted above), which is borrowed mutably so it
     // aliases neither input, and is initialised, so reading it to accumulate is sound.
     unsafe {
-        let dst = out.as_mut_ptr().add(offset);
-        run(
-            m, n, k, dst, row_stride, accumulate, a, b, scale, parallel, precision,
-        )
+        let dst = Dst {
+            ptr: out.as_mut_ptr().add(offset),
+            row_stride,
+            accumulate,
+        };
+        run(Product::new(m, n, k, a, b, scale), dst, parallel, precision)
     }
 }
 
@@ -140,19 +142,13 @@ pub fn product(
     // `accumulate` the product writes every destination element and reads none, so the vector's
     // elements are all initialised when its length is set.
     unsafe {
-        run(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            n,
-            false,
-            a,
-            b,
-            scale,
-            worth_splitting(m, n, k),
-            precision,
-        );
+        let dst = Dst {
+            ptr: out.as_mut_ptr(),
+            row_stride: n,
+            accumulate: false,
+        };
+        let parallel = worth_splitting(m, n, k);
+        run(Product::new(m, n, k, a, b, scale), dst, parallel, precision);
         out.set_len(len);
     }
     out
@@ -162,26 +158,52 @@ fn worth_splitting(m: usize, n: usize, k: usize) -> bool {
     m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MULTIPLY_ADDS
 }
 
+/// One product `scale * a[m x k] * b[k x n]`.
+#[derive(Clone, Copy)]
+pub struct Product<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: View<'a>,
+    pub b: View<'a>,
+    pub scale: f32,
+}
+
+impl<'a> Product<'a> {
+    pub fn new(m: usize, n: usize, k: usize, a: View<'a>, b: View<'a>, scale: f32) -> Self {
+        Product {
+            m,
+            n,
+            k,
+            a,
+            b,
+            scale,
+        }
+    }
+}
+
+/// Where a product goes: an `m x n` matrix at `ptr` with row stride `row_stride` (columns
+/// contiguous), added to (`accumulate`) or overwritten.
+#[derive(Clone, Copy)]
+pub struct Dst {
+    pub ptr: *mut f32,
+    pub row_stride: usize,
+    pub accumulate: bool,
+}
+
+// SAFETY: a `Dst` is shared only by tasks that write disjoint parts of it ([`run`]'s callers
+// vouch for the buffer itself).
+unsafe impl Send for Dst {}
+unsafe impl Sync for Dst {}
+
 /// The one call into the `gemm` crate, or into the bf16 GEMM; on the thread pool when
 /// `parallel`.
 ///
 /// # Safety
-/// `dst` must address an `m x n` matrix with row stride `dst_row_stride` (columns contiguous)
-/// that aliases neither input and is initialised when `accumulate` is set.
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn run(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_row_stride: usize,
-    accumulate: bool,
-    a: View,
-    b: View,
-    scale: f32,
-    parallel: bool,
-    precision: MatmulPrecision,
-) {
+/// `dst` must address an `m x n` matrix that aliases neither input and is initialised when it
+/// accumulates.
+pub(super) unsafe fn run(p: Product, dst: Dst, parallel: bool, precision: MatmulPrecision) {
+    let (m, n, k, a, b, scale) = (p.m, p.n, p.k, p.a, p.b, p.scale);
     if m == 0 || n == 0 {
         return;
     }
@@ -194,18 +216,17 @@ pub(super) unsafe fn run(
     // the destination.
     unsafe {
         if precision == MatmulPrecision::Bf16 {
-            let dst_rs = dst_row_stride;
-            super::bf16_gemm::run(m, n, k, dst, dst_rs, accumulate, a, b, scale, parallel);
+            super::bf16_gemm::run(p, dst, parallel);
             return;
         }
         gemm::gemm(
             m,
             n,
             k,
-            dst,
+            dst.ptr,
             1,
-            dst_row_stride as isize,
-            accumulate,
+            dst.row_stride as isize,
+            dst.accumulate,
             a.data.as_ptr().add(a.offset),
             a.col_stride as isize,
             a.row_stride as isize,

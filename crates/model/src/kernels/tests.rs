@@ -110,7 +110,7 @@ fn recomputed_probabilities_give_the_kept_ones_gradients() {
         t.clone()
             .into_data()
             .convert::<f32>()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap()
     };
     let (cos, sin) = (host(&tables.cos), host(&tables.sin));
