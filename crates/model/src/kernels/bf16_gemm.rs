@@ -75,9 +75,10 @@ pub fn native() -> bool {
 /// `dst (+)= scale * bf16(a[m x k]) * bf16(b[k x n])`, on the thread pool when `parallel`.
 ///
 /// # Safety
-/// As [`strided_gemm::run`]: `dst` addresses an `m x n` matrix that aliases neither input and is
-/// initialised when it accumulates; the operands lie inside their slices.
-pub unsafe fn run(p: Product, dst: Dst, parallel: bool) {
+/// As [`strided_gemm::run`], which alone calls this, once it has checked that the operands lie
+/// inside their slices: `dst` addresses an `m x n` matrix that aliases neither input and is
+/// initialised when it accumulates.
+pub(super) unsafe fn run(p: Product, dst: Dst, parallel: bool) {
     let (m, n, k, a, b, scale) = (p.m, p.n, p.k, p.a, p.b, p.scale);
     if m == 0 || n == 0 {
         return;
