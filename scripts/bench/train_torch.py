@@ -194,9 +194,13 @@ def train_flops_per_token(cfg: dict, seq: int) -> float:
     return 6.0 * matmul + 6.0 * layers * heads * hd * seq
 
 
-def gemm_peak(m: int, k: int, n: int, device: str, seconds: float = 2.0) -> float:
-    """Best f32 FLOP/s of torch.matmul at [m, k] x [k, n] (the MLP's shape), as the Rust bench does."""
-    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+def gemm_peak(
+    m: int, k: int, n: int, device: str, dtype: torch.dtype = torch.float32, seconds: float = 2.0
+) -> float:
+    """Best FLOP/s of torch.matmul at [m, k] x [k, n] (the MLP's shape) in `dtype`, as the Rust
+    bench measures its own product in the run's precision."""
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
     a @ b
     sync(device)
     best, start = float("inf"), time.perf_counter()
@@ -326,7 +330,8 @@ def train_ranks(rank: int, args: argparse.Namespace, run: dict) -> None:
     total = sum(phases.values())
     flops = train_flops_per_token(cfg, seq) * tokens_per_s
     # At a whole micro-batch's rows, as in one process.
-    peak = gemm_peak(rows * procs * seq, cfg["hidden_size"], cfg["intermediate_size"], dev)
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    peak = gemm_peak(rows * procs * seq, cfg["hidden_size"], cfg["intermediate_size"], dev, dtype)
     label = "plain modules + sdpa" if args.model == "plain" else f"Granite ({args.attn} attention)"
     mode = "torch.compile" if args.compile else "eager"
     if args.bf16:
@@ -337,7 +342,7 @@ def train_ranks(rank: int, args: argparse.Namespace, run: dict) -> None:
         f"tokens/s       {tokens_per_s:.0f}\n"
         f"step time      {1e3 * elapsed / args.steps:.1f} ms/update\n"
         f"achieved       {flops / 1e9:.1f} GFLOP/s\n"
-        f"GEMM peak      {peak / 1e9:.1f} GFLOP/s (torch.matmul f32, measured now)\n"
+        f"GEMM peak      {peak / 1e9:.1f} GFLOP/s (torch.matmul {'bf16' if args.bf16 else 'f32'}, measured now)\n"
         f"MFU            {100 * flops / peak:.1f}% of the GEMM peak\n"
         f"peak memory    {peak_rss / 2**20:.0f} MiB (peak RSS)\n"
         + "".join(
