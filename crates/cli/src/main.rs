@@ -1,5 +1,6 @@
 //! `minicpm`: train, inspect and run MiniCPM models.
 
+mod allocator;
 mod bench_cmd;
 mod bench_generate;
 mod bench_matmul;
@@ -141,6 +142,7 @@ struct TrainArgs {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     // The ranks of a launch other than rank 0 log warnings only: rank 0 speaks for the run.
     let level = match launch::is_other_rank() {
         true => "warn",
