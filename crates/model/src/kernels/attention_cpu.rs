@@ -10,11 +10,10 @@
 //! query rows at a time (`BLOCK x len`), and the forward pass keeps only each row's softmax
 //! statistics (its maximum score and the reciprocal of its sum of exponentials, `[batch, heads,
 //! len, 2]`). The backward pass recomputes each block's probabilities from them with the same
-//! operations in the same order, so they are bit-identical to the forward pass's.
-//!
-//! Rows of up to [`KEEP_PROBABILITIES_UP_TO`] tokens keep the probabilities `[batch, heads, len,
-//! len]` instead: there they take no more memory than a layer's other activations at MiniCPM's
-//! shapes, and the backward pass saves the recomputation (5% of a d256 step at 256 tokens).
+//! operations in the same order, so they are bit-identical to the forward pass's. Keeping the
+//! probabilities instead, `[batch, heads, len, len]`, saved nothing measurable even at 256
+//! tokens, where they were a tenth of bench-d512's peak memory (docs/PERFORMANCE.md, "Long
+//! sequences").
 
 use super::strided_gemm::{gemm, View};
 use super::{vector_math, zeros};
@@ -132,22 +131,12 @@ fn blocks(len: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |r0| (r0, BLOCK.min(len - r0)))
 }
 
-/// The longest rows whose probabilities the forward pass keeps for the backward pass.
-pub const KEEP_PROBABILITIES_UP_TO: usize = 512;
-
 /// Per query row, what the backward pass needs to recompute its probabilities: the row's maximum
 /// score and the reciprocal of the sum of its exponentials.
 pub const STATS: usize = 2;
 
-/// What the forward pass keeps for the backward pass: each query row's softmax statistics
-/// `[batch, heads, len, STATS]`, and for rows of up to [`KEEP_PROBABILITIES_UP_TO`] tokens the
-/// probabilities `[batch, heads, len, len]` (zero above the diagonal; empty for longer rows).
-pub struct Softmax {
-    pub stats: Vec<f32>,
-    pub probs: Vec<f32>,
-}
-
-/// Returns the output `[batch, len, heads, head_dim]` and what the backward pass needs.
+/// Returns the output `[batch, len, heads, head_dim]` and what the backward pass needs: each
+/// query row's softmax statistics, `[batch, heads, len, STATS]`.
 pub fn forward(
     dims: Dims,
     q: &[f32],
@@ -155,7 +144,7 @@ pub fn forward(
     v: &[f32],
     rope: &Rope,
     scale: f32,
-) -> (Vec<f32>, Softmax) {
+) -> (Vec<f32>, Vec<f32>) {
     let Dims {
         batch,
         len,
@@ -163,24 +152,17 @@ pub fn forward(
         kv_heads,
         head_dim: hd,
     } = dims;
-    let keep = len <= KEEP_PROBABILITIES_UP_TO;
     let mut out = zeros(batch * len * heads * hd);
     let mut stats = vec![0f32; batch * heads * len * STATS];
-    let mut probs = zeros(if keep { batch * heads * len * len } else { 0 });
-    let ptrs = (
-        Shared::new(&mut out),
-        Shared::new(&mut stats),
-        Shared::new(&mut probs),
-    );
+    let ptrs = (Shared::new(&mut out), Shared::new(&mut stats));
     (0..batch * kv_heads).into_par_iter().for_each(|task| {
         let (b, kvh) = (task / kv_heads, task % kv_heads);
-        // SAFETY: this task writes only the output rows, statistics and probability planes of
-        // its own heads.
-        let (out, stats, probs) = unsafe { (ptrs.0.slice(), ptrs.1.slice(), ptrs.2.slice()) };
+        // SAFETY: this task writes only the output rows and statistics of its own heads.
+        let (out, stats) = unsafe { (ptrs.0.slice(), ptrs.1.slice()) };
         let rope = rope.row(b, len, hd);
         let mut kr = vec![0f32; len * hd];
         let mut qr = vec![0f32; len * hd];
-        let mut scratch = vec![0f32; if keep { 0 } else { BLOCK.min(len) * len }];
+        let mut p = vec![0f32; BLOCK.min(len) * len];
         rope.rotate(k, dims.base(b, kvh, kv_heads), dims.kv_row(), hd, &mut kr);
         let v_base = dims.base(b, kvh, kv_heads);
         for h in kvh * dims.group()..(kvh + 1) * dims.group() {
@@ -188,11 +170,7 @@ pub fn forward(
             let s_base = (b * heads + h) * len * STATS;
             for (r0, rows) in blocks(len) {
                 let keys = r0 + rows;
-                let p: &mut [f32] = match keep {
-                    true => &mut probs[((b * heads + h) * len + r0) * len..][..rows * len],
-                    false => &mut scratch,
-                };
-                block_scores(rows, keys, len, &qr, &kr, r0, hd, scale, p);
+                block_scores(rows, keys, len, &qr, &kr, r0, hd, scale, &mut p);
                 for i in 0..rows {
                     let row = &mut p[i * len..][..keys];
                     let (max, inv_sum) = causal_softmax(row, rope.first(r0 + i), r0 + i + 1);
@@ -206,14 +184,14 @@ pub fn forward(
                     dims.base(b, h, heads) + r0 * dims.q_row(),
                     dims.q_row(),
                     false,
-                    View::rows(p, 0, len),
+                    View::rows(&p, 0, len),
                     View::rows(v, v_base, dims.kv_row()),
                     1.0,
                 );
             }
         }
     });
-    (out, Softmax { stats, probs })
+    (out, stats)
 }
 
 /// The scaled scores `Qr[r0..r0+rows] Kr[..keys]^T` into the first `rows` rows of `p` (row
@@ -268,8 +246,8 @@ fn recomputed_softmax(row: &mut [f32], first: usize, end: usize, max: f32, inv_s
     masked.fill(0.0);
 }
 
-/// Gradients `(dq, dk, dv)` in the layouts of `q`, `k` and `v`, given what [`forward`] kept
-/// (`stats`, and `probs` unless empty) and the output gradient `grad_out` (layout of the output).
+/// Gradients `(dq, dk, dv)` in the layouts of `q`, `k` and `v`, given the softmax statistics
+/// [`forward`] kept and the output gradient `grad_out` (layout of the output).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     dims: Dims,
@@ -279,7 +257,6 @@ pub fn backward(
     rope: &Rope,
     scale: f32,
     stats: &[f32],
-    probs: &[f32],
     grad_out: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let Dims {
@@ -307,8 +284,7 @@ pub fn backward(
         let mut dqr = vec![0f32; len * hd];
         // Accumulated over the group's query heads and the query blocks, so they start at zero.
         let mut dkr = vec![0f32; len * hd];
-        let kept = !probs.is_empty();
-        let mut scratch = vec![0f32; if kept { 0 } else { BLOCK.min(len) * len }];
+        let mut p = vec![0f32; BLOCK.min(len) * len];
         let mut ds = vec![0f32; BLOCK.min(len) * len];
         let kv_base = dims.base(b, kvh, kv_heads);
         rope.rotate(k, kv_base, dims.kv_row(), hd, &mut kr);
@@ -318,21 +294,15 @@ pub fn backward(
             let s_base = (b * heads + h) * len * STATS;
             for (r0, rows) in blocks(len) {
                 let keys = r0 + rows;
-                let p: &[f32] = match kept {
-                    true => &probs[((b * heads + h) * len + r0) * len..][..rows * len],
-                    false => {
-                        block_scores(rows, keys, len, &qr, &kr, r0, hd, scale, &mut scratch);
-                        for i in 0..rows {
-                            let [max, inv_sum] = stats[s_base + (r0 + i) * STATS..][..STATS] else {
-                                unreachable!("STATS values per row")
-                            };
-                            let row = &mut scratch[i * len..][..keys];
-                            recomputed_softmax(row, rope.first(r0 + i), r0 + i + 1, max, inv_sum);
-                        }
-                        &scratch
-                    }
-                };
-                let pv = View::rows(p, 0, len);
+                block_scores(rows, keys, len, &qr, &kr, r0, hd, scale, &mut p);
+                for i in 0..rows {
+                    let [max, inv_sum] = stats[s_base + (r0 + i) * STATS..][..STATS] else {
+                        unreachable!("STATS values per row")
+                    };
+                    let row = &mut p[i * len..][..keys];
+                    recomputed_softmax(row, rope.first(r0 + i), r0 + i + 1, max, inv_sum);
+                }
+                let pv = View::rows(&p, 0, len);
                 let g = View::rows(grad_out, q_base + r0 * dims.q_row(), dims.q_row());
                 // dV[..keys] += P^T dO
                 gemm(

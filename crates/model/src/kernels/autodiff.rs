@@ -16,10 +16,8 @@ use burn::backend::{Autodiff, Flex};
 #[derive(Debug)]
 struct AttentionBackward;
 
-/// q, k, v, cos, sin, first_key, and the softmax statistics and (short rows only) the
-/// probabilities of the forward pass.
+/// q, k, v, cos, sin, first_key, and the softmax statistics of the forward pass.
 type Saved = (
-    FlexTensor,
     FlexTensor,
     FlexTensor,
     FlexTensor,
@@ -33,7 +31,7 @@ impl Backward<Flex, 3> for AttentionBackward {
     type State = Saved;
 
     fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (q, k, v, cos, sin, first_key, stats, probs) = ops.state;
+        let (q, k, v, cos, sin, first_key, stats) = ops.state;
         let grad_out = grads.consume::<Flex>(&ops.node);
         let dims = attention_dims(&q, &k);
         let (cos_v, sin_v) = (host_values(&cos), host_values(&sin));
@@ -50,7 +48,6 @@ impl Backward<Flex, 3> for AttentionBackward {
             &rope,
             attention_scale(&dims),
             &host_values(&stats),
-            &host_values(&probs),
             &host_values(&grad_out),
         );
         let [pq, pk, pv] = ops.parents;
@@ -81,8 +78,8 @@ impl<C: CheckpointStrategy> FusedKernels for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (out, [stats, probs]) = attention_flex(&q, &k, &v, &cos, &sin, &first);
-                prep.finish((q, k, v, cos, sin, first, stats, probs), out)
+                let (out, stats) = attention_flex(&q, &k, &v, &cos, &sin, &first);
+                prep.finish((q, k, v, cos, sin, first, stats), out)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(attention_flex(&q, &k, &v, &cos, &sin, &first).0)

@@ -343,8 +343,7 @@ fn attention_scale(dims: &attention_cpu::Dims) -> f32 {
     1.0 / (dims.head_dim as f32).sqrt()
 }
 
-/// Forward pass on CPU tensors: the output, and the softmax statistics and probabilities
-/// ([`attention_cpu::Softmax`]) for the backward pass.
+/// Forward pass on CPU tensors: the output, and the softmax statistics for the backward pass.
 fn attention_flex(
     q: &FlexTensor,
     k: &FlexTensor,
@@ -352,7 +351,7 @@ fn attention_flex(
     cos: &FlexTensor,
     sin: &FlexTensor,
     first_key: &FlexTensor,
-) -> (FlexTensor, [FlexTensor; 2]) {
+) -> (FlexTensor, FlexTensor) {
     let dims = attention_dims(q, k);
     let (cos, sin, first) = (host_values(cos), host_values(sin), first_keys(first_key));
     let rope = attention_cpu::Rope {
@@ -360,7 +359,7 @@ fn attention_flex(
         sin: &sin,
         first_key: &first,
     };
-    let (out, softmax) = attention_cpu::forward(
+    let (out, stats) = attention_cpu::forward(
         dims,
         &host_values(q),
         &host_values(k),
@@ -370,12 +369,5 @@ fn attention_flex(
     );
     let q_shape = q.layout().shape().to_vec();
     let stats_shape = vec![dims.batch, dims.heads, dims.len, attention_cpu::STATS];
-    let probs_shape = vec![softmax.probs.len()];
-    (
-        flex_tensor(out, q_shape),
-        [
-            flex_tensor(softmax.stats, stats_shape),
-            flex_tensor(softmax.probs, probs_shape),
-        ],
-    )
+    (flex_tensor(out, q_shape), flex_tensor(stats, stats_shape))
 }
