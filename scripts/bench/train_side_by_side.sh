@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Trains the same model for the same steps with `minicpm bench train` and with PyTorch eager in
 # two forms (transformers' Granite model, and MiniCPM in plain modules with
-# scaled_dot_product_attention), back to back on the same threads, and prints the three tokens/s
-# and peak memories, with our ratios against the faster PyTorch.
+# scaled_dot_product_attention), back to back on the same threads, and prints each column's
+# tokens/s and peak memory, with our ratios against the fastest PyTorch column.
 #
 #   scripts/bench/train_side_by_side.sh d256|d512|CONFIG.toml [STEPS] [WARMUP]
 #
 # Environment: MINICPM (the binary; default: a release build made here), PYTHON (default: the
-# reference venv, scripts/reference/setup.sh), THREADS (default 2), ROUNDS (default 1): the three
-# columns run in turn ROUNDS times, each round's ratio is against that round's faster PyTorch,
-# and the last line gives the median and range of the ratios. This machine's speed drifts by
-# tens of percent within minutes, so one round's ratio says little; alternating rounds sample
-# the drift alike for every column. MINICPM_ARGS and TORCH_ARGS add arguments to our command and
-# to both PyTorch runs, e.g. MINICPM_ARGS="--set train.micro_batch=4 --set train.lanes=2" (the
-# same update, two micro-batches side by side) or TORCH_ARGS="--procs 2";
-# MINICPM_ARGS="--set train.matmul=bf16" TORCH_ARGS="--bf16" compares the two bf16 options.
+# reference venv, scripts/reference/setup.sh), THREADS (default 2), ROUNDS (default 1): the
+# columns run in turn ROUNDS times, each round's ratios are against that round's fastest PyTorch
+# column, and the last lines give the median and range of the ratios. This machine's speed
+# drifts by tens of percent within minutes, so one round's ratio says little; alternating rounds
+# sample the drift alike for every column. MINICPM_ARGS and TORCH_ARGS add arguments to our
+# command and to both PyTorch runs, e.g. MINICPM_ARGS="--set train.micro_batch=4 --set
+# train.lanes=2" (the same update, two micro-batches side by side) or TORCH_ARGS="--procs 2".
+# Either may list several configurations separated by '|', each a column of its own (an empty
+# one first is the default): MINICPM_ARGS="|--set train.matmul=bf16" TORCH_ARGS="|--bf16" runs
+# both sides in f32 and in bf16, and quotes each of ours against the fastest of all four PyTorch
+# columns.
 #
 # On an AMD CPU, PyTorch runs with mkl_any_cpu.c preloaded, so that its MKL uses the kernels it
 # would use on an Intel CPU with the same instruction sets (more than twice as fast on an AMD
@@ -49,44 +52,66 @@ if grep -q -m1 AuthenticAMD /proc/cpuinfo && [ "${TORCH_MKL_ANY_CPU:-1}" != 0 ];
 fi
 rounds="${ROUNDS:-1}"
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "error: ROUNDS=$rounds: expected a positive whole number" >&2; exit 2; }
+# Each side's configurations: the arguments split at '|' (at least one, possibly empty).
+IFS='|' read -r -a ours_args <<< "${MINICPM_ARGS:-}"
+IFS='|' read -r -a torch_args <<< "${TORCH_ARGS:-}"
+[ "${#ours_args[@]}" -gt 0 ] || ours_args=("")
+[ "${#torch_args[@]}" -gt 0 ] || torch_args=("")
 torch_step() {
-    echo "== pytorch: train_torch.py --model $1 --config $config --steps $steps --warmup $warmup --threads $threads ${TORCH_ARGS:-}" >&2
+    echo "== pytorch: train_torch.py --model $1 --config $config --steps $steps --warmup $warmup --threads $threads $2" >&2
     # shellcheck disable=SC2086 # the extra arguments split on spaces
     LD_PRELOAD="$torch_preload" "$python" "$root/scripts/bench/train_torch.py" --model "$1" --config "$config" \
-        --steps "$steps" --warmup "$warmup" --threads "$threads" --json ${TORCH_ARGS:-}
+        --steps "$steps" --warmup "$warmup" --threads "$threads" --json $2
 }
 results=()
 for round in $(seq "$rounds"); do
     echo "== round $round of $rounds, $(date -u +%FT%TZ), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    echo "== minicpm bench train --config $config --steps $steps --warmup $warmup ${MINICPM_ARGS:-}" >&2
-    # shellcheck disable=SC2086 # the extra arguments split on spaces
-    results+=("$("$MINICPM" bench train --config "$config" --steps "$steps" --warmup "$warmup" --json ${MINICPM_ARGS:-})")
-    results+=("$(torch_step granite)")
-    results+=("$(torch_step plain)")
+    for args in "${ours_args[@]}"; do
+        echo "== minicpm bench train --config $config --steps $steps --warmup $warmup $args" >&2
+        # shellcheck disable=SC2086 # the extra arguments split on spaces
+        results+=("$("$MINICPM" bench train --config "$config" --steps "$steps" --warmup "$warmup" --json $args)")
+    done
+    for args in "${torch_args[@]}"; do
+        results+=("$(torch_step granite "$args")")
+        results+=("$(torch_step plain "$args")")
+    done
 done
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-"$python" - "${results[@]}" <<'PY'
+columns="$("$python" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${ours_args[@]}")"
+torch_columns="$("$python" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${torch_args[@]}")"
+"$python" - "$columns" "$torch_columns" "${results[@]}" <<'PY'
 import json, statistics, sys
-runs = [json.loads(a) for a in sys.argv[1:]]
+ours_args, torch_args = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+runs = [json.loads(a) for a in sys.argv[3:]]
 mib = lambda b: b / 2**20
-ratios = []
-for i in range(0, len(runs), 3):
-    ours, granite, plain = runs[i:i + 3]
-    if len(runs) > 3:
-        print(f"-- round {i // 3 + 1}")
-    for name, r in (("minicpm", ours), ("pytorch granite", granite), ("pytorch plain", plain)):
-        print(f"{name:<16} {r['tokens_per_s']:8.0f} tok/s  peak RSS {mib(r['peak_rss_bytes']):6.0f} MiB  "
+label = lambda args: f" [{args.strip()}]" if args.strip() else ""
+per_round = len(ours_args) + 2 * len(torch_args)
+ratios = {args: [] for args in ours_args}
+for i in range(0, len(runs), per_round):
+    ours = dict(zip(ours_args, runs[i:i + len(ours_args)]))
+    rest = runs[i + len(ours_args):i + per_round]
+    torch = [(f"pytorch {model}{label(args)}", rest[2 * j + k])
+             for j, args in enumerate(torch_args) for k, model in enumerate(("granite", "plain"))]
+    if len(runs) > per_round:
+        print(f"-- round {i // per_round + 1}")
+    rows = [(f"minicpm{label(a)}", r) for a, r in ours.items()] + torch
+    width = max(len(name) for name, _ in rows)
+    for name, r in rows:
+        print(f"{name:<{width}} {r['tokens_per_s']:8.0f} tok/s  peak RSS {mib(r['peak_rss_bytes']):6.0f} MiB  "
               f"MFU {100 * r['mfu']:.1f}% of {r['gemm_peak_flops'] / 1e9:.0f} GFLOP/s GEMM")
-    print(f"{'':<16} FMA peak {ours['fma_peak_flops'] / 1e9:.0f} GFLOP/s ({ours['fma_isa']}): "
-          f"minicpm MFU {100 * ours['mfu_fma']:.1f}%, pytorch plain {100 * plain['achieved_flops'] / ours['fma_peak_flops']:.1f}%")
-    fastest = max((granite, plain), key=lambda r: r["tokens_per_s"])
-    name = "plain" if fastest is plain else "granite"
-    ratio = ours['tokens_per_s'] / fastest['tokens_per_s']
-    ratios.append(ratio)
-    print(f"ratio against the fastest pytorch ({name}): {ratio:.2f}x tokens/s, "
-          f"{ours['peak_rss_bytes'] / fastest['peak_rss_bytes']:.2f}x peak memory")
-if len(ratios) > 1:
-    print(f"over {len(ratios)} rounds: median {statistics.median(ratios):.2f}x, "
-          f"range {min(ratios):.2f}-{max(ratios):.2f}x")
+    fastest_name, fastest = max(torch, key=lambda t: t[1]["tokens_per_s"])
+    for args, r in ours.items():
+        plain = dict(torch)[f"pytorch plain{label(torch_args[0])}"]
+        print(f"minicpm{label(args)}: FMA peak {r['fma_peak_flops'] / 1e9:.0f} GFLOP/s ({r['fma_isa']}), "
+              f"MFU {100 * r['mfu_fma']:.1f}%; pytorch plain{label(torch_args[0])} "
+              f"{100 * plain['achieved_flops'] / r['fma_peak_flops']:.1f}%")
+        ratio = r['tokens_per_s'] / fastest['tokens_per_s']
+        ratios[args].append(ratio)
+        print(f"minicpm{label(args)} against the fastest ({fastest_name}): {ratio:.2f}x tokens/s, "
+              f"{r['peak_rss_bytes'] / fastest['peak_rss_bytes']:.2f}x peak memory")
+for args, rs in ratios.items():
+    if len(rs) > 1:
+        print(f"minicpm{label(args)} over {len(rs)} rounds: median {statistics.median(rs):.2f}x, "
+              f"range {min(rs):.2f}-{max(rs):.2f}x")
 PY
