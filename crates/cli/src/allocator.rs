@@ -10,7 +10,9 @@
 //! - it does not ask for transparent huge pages (the `no_thp` feature): purging part of a huge
 //!   page and touching it again makes the kernel clear whole 2 MiB pages, which cost more
 //!   kernel time than glibc's faults.
-//! Measured in docs/PERFORMANCE.md ("The allocator"), against glibc, mimalloc 3 and tcmalloc.
+//!
+//! Measured against glibc, mimalloc 3, jemalloc and tcmalloc in docs/PERFORMANCE.md ("Memory
+//! reused, and attention's probabilities recomputed").
 
 use libmimalloc_sys::{mi_option_set, mi_option_t};
 

@@ -12,8 +12,8 @@
 //! len, 2]`). The backward pass recomputes each block's probabilities from them with the same
 //! operations in the same order, so they are bit-identical to the forward pass's. Keeping the
 //! probabilities instead, `[batch, heads, len, len]`, saved nothing measurable even at 256
-//! tokens, where they were a tenth of bench-d512's peak memory (docs/PERFORMANCE.md, "Long
-//! sequences").
+//! tokens, where they were a tenth of bench-d512's peak memory (docs/PERFORMANCE.md, "Memory
+//! reused, and attention's probabilities recomputed").
 
 use super::strided_gemm::{gemm, View};
 use super::{vector_math, zeros};
