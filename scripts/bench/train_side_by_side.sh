@@ -78,40 +78,41 @@ for round in $(seq "$rounds"); do
 done
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-columns="$("$python" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${ours_args[@]}")"
-torch_columns="$("$python" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${torch_args[@]}")"
-"$python" - "$columns" "$torch_columns" "${results[@]}" <<'PY'
+# The summary reads each side's configurations (a count, then the arguments), then the results.
+"$python" - "${#ours_args[@]}" "${ours_args[@]}" "${#torch_args[@]}" "${torch_args[@]}" "${results[@]}" <<'PY'
 import json, statistics, sys
-ours_args, torch_args = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-runs = [json.loads(a) for a in sys.argv[3:]]
+argv = sys.argv[1:]
+n_ours = int(argv[0])
+ours_args, argv = argv[1:1 + n_ours], argv[1 + n_ours:]
+n_torch = int(argv[0])
+torch_args, runs = argv[1:1 + n_torch], [json.loads(a) for a in argv[1 + n_torch:]]
 mib = lambda b: b / 2**20
 label = lambda args: f" [{args.strip()}]" if args.strip() else ""
-per_round = len(ours_args) + 2 * len(torch_args)
-ratios = {args: [] for args in ours_args}
+ours_names = [f"minicpm{label(a)}" for a in ours_args]
+torch_names = [f"pytorch {model}{label(a)}" for a in torch_args for model in ("granite", "plain")]
+per_round = len(ours_names) + len(torch_names)
+ratios = [[] for _ in ours_names]
 for i in range(0, len(runs), per_round):
-    ours = dict(zip(ours_args, runs[i:i + len(ours_args)]))
-    rest = runs[i + len(ours_args):i + per_round]
-    torch = [(f"pytorch {model}{label(args)}", rest[2 * j + k])
-             for j, args in enumerate(torch_args) for k, model in enumerate(("granite", "plain"))]
+    ours, torch = runs[i:i + len(ours_names)], runs[i + len(ours_names):i + per_round]
     if len(runs) > per_round:
         print(f"-- round {i // per_round + 1}")
-    rows = [(f"minicpm{label(a)}", r) for a, r in ours.items()] + torch
-    width = max(len(name) for name, _ in rows)
-    for name, r in rows:
+    width = max(map(len, ours_names + torch_names))
+    for name, r in zip(ours_names + torch_names, ours + torch):
         print(f"{name:<{width}} {r['tokens_per_s']:8.0f} tok/s  peak RSS {mib(r['peak_rss_bytes']):6.0f} MiB  "
               f"MFU {100 * r['mfu']:.1f}% of {r['gemm_peak_flops'] / 1e9:.0f} GFLOP/s GEMM")
-    fastest_name, fastest = max(torch, key=lambda t: t[1]["tokens_per_s"])
-    for args, r in ours.items():
-        plain = dict(torch)[f"pytorch plain{label(torch_args[0])}"]
-        print(f"minicpm{label(args)}: FMA peak {r['fma_peak_flops'] / 1e9:.0f} GFLOP/s ({r['fma_isa']}), "
-              f"MFU {100 * r['mfu_fma']:.1f}%; pytorch plain{label(torch_args[0])} "
+    fastest = max(range(len(torch)), key=lambda j: torch[j]["tokens_per_s"])
+    # The first configuration's plain PyTorch, for MFU against our measured FMA peak.
+    plain = torch[1]
+    for name, r, rs in zip(ours_names, ours, ratios):
+        print(f"{name}: FMA peak {r['fma_peak_flops'] / 1e9:.0f} GFLOP/s ({r['fma_isa']}), "
+              f"MFU {100 * r['mfu_fma']:.1f}%; {torch_names[1]} "
               f"{100 * plain['achieved_flops'] / r['fma_peak_flops']:.1f}%")
-        ratio = r['tokens_per_s'] / fastest['tokens_per_s']
-        ratios[args].append(ratio)
-        print(f"minicpm{label(args)} against the fastest ({fastest_name}): {ratio:.2f}x tokens/s, "
-              f"{r['peak_rss_bytes'] / fastest['peak_rss_bytes']:.2f}x peak memory")
-for args, rs in ratios.items():
+        ratio = r['tokens_per_s'] / torch[fastest]['tokens_per_s']
+        rs.append(ratio)
+        print(f"{name} against the fastest ({torch_names[fastest]}): {ratio:.2f}x tokens/s, "
+              f"{r['peak_rss_bytes'] / torch[fastest]['peak_rss_bytes']:.2f}x peak memory")
+for name, rs in zip(ours_names, ratios):
     if len(rs) > 1:
-        print(f"minicpm{label(args)} over {len(rs)} rounds: median {statistics.median(rs):.2f}x, "
+        print(f"{name} over {len(rs)} rounds: median {statistics.median(rs):.2f}x, "
               f"range {min(rs):.2f}-{max(rs):.2f}x")
 PY
