@@ -208,10 +208,6 @@ pub(super) unsafe fn run(p: Product, dst: Dst, parallel: bool, precision: Matmul
         return;
     }
     assert!(a.fits(m, k) && b.fits(k, n), "gemm operands out of bounds");
-    let parallelism = match parallel {
-        true => gemm::Parallelism::Rayon(0),
-        false => gemm::Parallelism::None,
-    };
     // SAFETY: the operands lie inside their slices (asserted above); the caller vouches for
     // the destination.
     unsafe {
@@ -219,6 +215,10 @@ pub(super) unsafe fn run(p: Product, dst: Dst, parallel: bool, precision: Matmul
             super::bf16_gemm::run(p, dst, parallel);
             return;
         }
+        let parallelism = match parallel {
+            true => gemm::Parallelism::Rayon(0),
+            false => gemm::Parallelism::None,
+        };
         gemm::gemm(
             m,
             n,
